@@ -1,0 +1,323 @@
+//! Administration (SPEC §8): the operations on tenants and keys, shared by the admin HTTP API
+//! and the CLI so both validate and answer alike. Bodies arrive as JSON bytes.
+
+pub mod body;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+
+use crate::error::{ApiError, Detail, ErrorCode};
+use crate::model::{ApiKey, CreatedKey, RateLimit, Subscription, Tenant, TenantStatus};
+use crate::origin::OriginPattern;
+use crate::scope::Scope;
+use crate::secret::{generate_secret, random_base62};
+use crate::store::{Store, StoreError};
+use crate::time::{Millis, now_millis, parse_rfc3339};
+use crate::watch::StoreWatch;
+use body::{Body, list, nullable, parsed, rate_limit, text};
+
+const MAX_NAME: usize = 200;
+const MAX_LIST: usize = 100;
+
+/// One page of a list: `{"data": […], "nextCursor": "…" | null}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of a list request, unparsed.
+#[derive(Debug, Default, Clone)]
+pub struct PageQuery {
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
+}
+
+pub struct Admin {
+    store: Arc<dyn Store>,
+    key_prefix: String,
+    /// Refreshes this instance's caches after a write (absent in the CLI).
+    watch: Option<Arc<StoreWatch>>,
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "a resource with this id already exists"),
+        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            tracing::error!(%error, "admin store operation failed");
+            ApiError::unavailable("the store is unavailable; retry shortly")
+        }
+    }
+}
+
+fn tenant_id(raw: &str) -> Result<String, &'static str> {
+    let ok = (1..=64).contains(&raw.len())
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && raw.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z a-z 0-9 _ -, starting with a letter or digit")
+    }
+}
+
+fn module_name(raw: &str) -> Result<String, &'static str> {
+    let ok = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok { Ok(raw.to_owned()) } else { Err("must be 1 to 64 characters of A-Z a-z 0-9 _ . -") }
+}
+
+fn timestamp(raw: &str) -> Result<Millis, &'static str> {
+    parse_rfc3339(raw).ok_or("must be an RFC 3339 timestamp such as 2026-04-15T12:00:00Z")
+}
+
+fn status(raw: &str) -> Result<TenantStatus, &'static str> {
+    TenantStatus::parse(raw).ok_or("must be active or suspended")
+}
+
+fn subscription(raw: &str) -> Result<Subscription, &'static str> {
+    Subscription::parse(raw).ok_or("must be active, trialing, past_due or cancelled")
+}
+
+/// The fields a tenant body may carry besides `id`.
+struct TenantFields {
+    name: Option<String>,
+    status: Option<TenantStatus>,
+    subscription: Option<Subscription>,
+    modules: Option<BTreeSet<String>>,
+    rate_limit: Option<Option<RateLimit>>,
+}
+
+fn read_tenant_fields(body: &mut Body, name_required: bool) -> TenantFields {
+    let name =
+        if name_required { body.required("name", &text(MAX_NAME)) } else { body.optional("name", &text(MAX_NAME)) };
+    let module = parsed(module_name);
+    TenantFields {
+        name,
+        status: body.optional("status", &parsed(status)),
+        subscription: body.optional("subscription", &parsed(subscription)),
+        modules: body.optional("modules", &list(MAX_LIST, &module)).map(|m| m.into_iter().collect()),
+        rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+    }
+}
+
+/// The fields a key body may carry.
+struct KeyFields {
+    name: Option<String>,
+    scopes: Option<Vec<Scope>>,
+    allowed_origins: Option<Vec<OriginPattern>>,
+    expires_at: Option<Option<Millis>>,
+    rate_limit: Option<Option<RateLimit>>,
+}
+
+fn read_key_fields(body: &mut Body, creating: bool) -> KeyFields {
+    let scope = parsed(Scope::parse);
+    let origin = parsed(OriginPattern::parse);
+    let time = parsed(timestamp);
+    let (name, scopes) = if creating {
+        (body.required("name", &text(MAX_NAME)), body.required("scopes", &list(MAX_LIST, &scope)))
+    } else {
+        (body.optional("name", &text(MAX_NAME)), body.optional("scopes", &list(MAX_LIST, &scope)))
+    };
+    KeyFields {
+        name,
+        scopes,
+        allowed_origins: body.optional("allowedOrigins", &list(MAX_LIST, &origin)),
+        expires_at: body.optional("expiresAt", &nullable(&time)),
+        rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+    }
+}
+
+impl KeyFields {
+    fn apply(&self, key: &mut ApiKey) {
+        if let Some(name) = &self.name {
+            key.name.clone_from(name);
+        }
+        if let Some(scopes) = &self.scopes {
+            key.scopes.clone_from(scopes);
+        }
+        if let Some(origins) = &self.allowed_origins {
+            key.allowed_origins.clone_from(origins);
+        }
+        if let Some(expires_at) = self.expires_at {
+            key.expires_at = expires_at;
+        }
+        if let Some(rate_limit) = self.rate_limit {
+            key.rate_limit = rate_limit;
+        }
+    }
+}
+
+impl TenantFields {
+    fn apply(&self, tenant: &mut Tenant) {
+        if let Some(name) = &self.name {
+            tenant.name.clone_from(name);
+        }
+        if let Some(status) = self.status {
+            tenant.status = status;
+        }
+        if let Some(subscription) = self.subscription {
+            tenant.subscription = subscription;
+        }
+        if let Some(modules) = &self.modules {
+            tenant.modules.clone_from(modules);
+        }
+        if let Some(rate_limit) = self.rate_limit {
+            tenant.rate_limit = rate_limit;
+        }
+    }
+}
+
+/// Parsed `?limit=&cursor=`: (page size, id to continue after).
+fn page_bounds(query: &PageQuery) -> Result<(u32, Option<String>), ApiError> {
+    let mut details = Vec::new();
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                details.push(Detail::new("limit", "must be a whole number from 1 to 1000"));
+                0
+            }
+        },
+    };
+    let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => match URL_SAFE_NO_PAD.decode(raw).ok().and_then(|b| String::from_utf8(b).ok()) {
+            Some(id) => Some(id),
+            None => {
+                details.push(Detail::new("cursor", "is not a cursor this API returned"));
+                None
+            }
+        },
+    };
+    if details.is_empty() { Ok((limit, after)) } else { Err(ApiError::validation(details)) }
+}
+
+/// Cuts a fetch of `limit + 1` rows into a page.
+fn into_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
+    let next_cursor = if rows.len() > limit as usize {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| URL_SAFE_NO_PAD.encode(id(last)))
+    } else {
+        None
+    };
+    Page { data: rows, next_cursor }
+}
+
+impl Admin {
+    pub fn new(store: Arc<dyn Store>, key_prefix: String, watch: Option<Arc<StoreWatch>>) -> Self {
+        Self { store, key_prefix, watch }
+    }
+
+    async fn changed(&self) {
+        if let Some(watch) = &self.watch {
+            watch.refresh().await;
+        }
+    }
+
+    pub async fn create_tenant(&self, bytes: &[u8]) -> Result<Tenant, ApiError> {
+        let mut body = Body::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit"])?;
+        let id = body.optional("id", &parsed(tenant_id));
+        let fields = read_tenant_fields(&mut body, true);
+        body.finish()?;
+        let mut tenant = Tenant {
+            id: id.unwrap_or_else(|| format!("ten_{}", random_base62(16))),
+            name: String::new(),
+            status: TenantStatus::Active,
+            subscription: Subscription::Active,
+            modules: BTreeSet::new(),
+            rate_limit: None,
+            created_at: now_millis(),
+        };
+        fields.apply(&mut tenant);
+        self.store.insert_tenant(&tenant).await.map_err(store_error)?;
+        self.changed().await;
+        Ok(tenant)
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Tenant, ApiError> {
+        self.store.tenant(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("tenant"))
+    }
+
+    pub async fn tenants(&self, query: &PageQuery) -> Result<Page<Tenant>, ApiError> {
+        let (limit, after) = page_bounds(query)?;
+        let rows = self.store.tenants(after.as_deref(), limit + 1).await.map_err(store_error)?;
+        Ok(into_page(rows, limit, |t| &t.id))
+    }
+
+    pub async fn update_tenant(&self, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
+        let mut body = Body::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit"])?;
+        let fields = read_tenant_fields(&mut body, false);
+        body.finish()?;
+        let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant)).await.map_err(store_error)?;
+        let tenant = updated.ok_or_else(|| ApiError::not_found("tenant"))?;
+        self.changed().await;
+        Ok(tenant)
+    }
+
+    pub async fn create_key(&self, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
+        let mut body = Body::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let fields = read_key_fields(&mut body, true);
+        body.finish()?;
+        self.tenant(tenant_id).await?;
+        let secret = generate_secret(&self.key_prefix);
+        let mut key = ApiKey {
+            id: format!("key_{}", random_base62(20)),
+            tenant_id: tenant_id.to_owned(),
+            name: String::new(),
+            prefix: secret.prefix.clone(),
+            scopes: Vec::new(),
+            allowed_origins: Vec::new(),
+            expires_at: None,
+            revoked_at: None,
+            rate_limit: None,
+            created_at: now_millis(),
+            last_used_at: None,
+        };
+        fields.apply(&mut key);
+        self.store.insert_key(&key, &secret.hash).await.map_err(store_error)?;
+        self.changed().await;
+        Ok(CreatedKey { key, secret: secret.secret })
+    }
+
+    pub async fn key(&self, id: &str) -> Result<ApiKey, ApiError> {
+        self.store.key(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("API key"))
+    }
+
+    pub async fn keys(&self, tenant_id: &str, query: &PageQuery) -> Result<Page<ApiKey>, ApiError> {
+        let (limit, after) = page_bounds(query)?;
+        self.tenant(tenant_id).await?;
+        let rows = self.store.keys(tenant_id, after.as_deref(), limit + 1).await.map_err(store_error)?;
+        Ok(into_page(rows, limit, |k| &k.id))
+    }
+
+    pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<ApiKey, ApiError> {
+        let mut body = Body::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let fields = read_key_fields(&mut body, false);
+        body.finish()?;
+        let updated = self.store.update_key(id, &|key| fields.apply(key)).await.map_err(store_error)?;
+        let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
+        self.changed().await;
+        Ok(key)
+    }
+
+    /// Idempotent: a revoked key keeps its first `revokedAt`.
+    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, ApiError> {
+        let now = now_millis();
+        let updated = self
+            .store
+            .update_key(id, &|key| {
+                key.revoked_at.get_or_insert(now);
+            })
+            .await
+            .map_err(store_error)?;
+        let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
+        self.changed().await;
+        Ok(key)
+    }
+}

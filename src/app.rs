@@ -1,0 +1,135 @@
+//! Building keygate from a configuration and serving it. Listeners are bound by the caller
+//! (port 0 works), so tests and the CLI start keygate the same way.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::cache::{Allowlists, KeyCache};
+use crate::config::Config;
+use crate::http;
+use crate::pipeline::Pipeline;
+use crate::ratelimit::MemoryLimiter;
+use crate::session::Sessions;
+use crate::store::{self, Store};
+use crate::usage::UsageRecorder;
+use crate::watch::StoreWatch;
+
+pub type StartError = Box<dyn std::error::Error + Send + Sync>;
+
+pub struct App {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub pipeline: Arc<Pipeline>,
+    pub admin: Arc<Admin>,
+    watch: Arc<StoreWatch>,
+    limiter: MemoryLimiter,
+    usage: UsageRecorder,
+}
+
+impl App {
+    /// Opens the store (creating and migrating it), loads signing keys, wires the pipeline.
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = store::open(&config).await?;
+        let sessions = Arc::new(Sessions::load(&config.sessions, store.as_ref()).await?);
+        let allowlists = Arc::new(Allowlists::default());
+        allowlists.reload(store.as_ref()).await?;
+        let watch = Arc::new(StoreWatch {
+            store: Arc::clone(&store),
+            cache: Arc::new(KeyCache::default()),
+            allowlists,
+            sessions: Arc::clone(&sessions),
+        });
+        let limiter = MemoryLimiter::new();
+        let usage = UsageRecorder::default();
+        let pipeline = Arc::new(Pipeline::new(
+            &config,
+            Arc::clone(&store),
+            Arc::clone(&watch.cache),
+            Arc::new(limiter.clone()),
+            sessions,
+            usage.clone(),
+        ));
+        let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
+        Ok(Self { config, store, pipeline, admin, watch, limiter, usage })
+    }
+
+    /// Binds the configured listeners; the admin one only when an admin token is set.
+    pub async fn bind(&self) -> std::io::Result<(TcpListener, Option<TcpListener>)> {
+        let public = TcpListener::bind(self.config.server.listen).await?;
+        let admin = match self.config.server.admin_token {
+            Some(_) => Some(TcpListener::bind(self.config.server.admin_listen).await?),
+            None => {
+                tracing::warn!("no server.admin_token configured: the admin listener is not started");
+                None
+            }
+        };
+        Ok((public, admin))
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests, writes pending
+    /// `lastUsedAt` times, and returns.
+    pub async fn serve(
+        self,
+        public: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        self.watch.spawn(stopped.clone());
+        self.limiter.spawn_sweeper(stopped.clone());
+        let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+
+        let public_router = http::public::router(Arc::new(http::public::PublicState {
+            pipeline: Arc::clone(&self.pipeline),
+            allowlists: Arc::clone(&self.watch.allowlists),
+            store: Arc::clone(&self.store),
+        }));
+        let public_server = axum::serve(public, public_router).with_graceful_shutdown(until(stopped.clone()));
+        let admin_server = match (admin, &self.config.server.admin_token) {
+            (Some(listener), Some(token)) => {
+                let router = http::admin::router(Arc::clone(&self.admin), token);
+                Some(axum::serve(listener, router).with_graceful_shutdown(until(stopped.clone())))
+            }
+            _ => None,
+        };
+        match admin_server {
+            Some(admin_server) => {
+                let (public_result, admin_result) = tokio::join!(public_server, admin_server);
+                public_result.and(admin_result)?;
+            }
+            None => public_server.await?,
+        }
+        let _ = flusher.await;
+        Ok(())
+    }
+}
+
+async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = interrupt.await;
+            return;
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,324 @@
+//! Configuration (SPEC §10): a TOML file, then `KEYGATE_<SECTION>_<KEY>` environment
+//! overrides, then validation. Every setting has a default, so no file is needed. An unknown
+//! key or a bad value stops start-up with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub rate_limit: RateLimitConfig,
+    pub sessions: SessionsConfig,
+    pub keys: KeysConfig,
+    pub proxy: ProxyConfig,
+    /// Gateway routes. The reverse proxy is not built yet: a non-empty list stops start-up.
+    pub routes: Vec<toml::Table>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// No token: no admin listener.
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_token: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub url: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://keygate.db".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    Allow,
+    Local,
+    Deny,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub url: String,
+    pub limit: u64,
+    pub window_seconds: u64,
+    pub on_backend_error: OnBackendError,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { url: "memory://".to_owned(), limit: 600, window_seconds: 60, on_backend_error: OnBackendError::Allow }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionAlgorithm {
+    HS256,
+    EdDSA,
+}
+
+impl SessionAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsConfig {
+    pub algorithm: SessionAlgorithm,
+    pub ttl_seconds: u64,
+    pub issuer: String,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self { algorithm: SessionAlgorithm::HS256, ttl_seconds: 3600, issuer: "keygate".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    pub prefix: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self { prefix: "kg".to_owned() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub max_body_bytes: u64,
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 2000,
+            response_timeout_ms: 30000,
+            max_body_bytes: 10 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// A start-up error: which key, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+}
+
+/// The scalars that `KEYGATE_<SECTION>_<KEY>` may override.
+const ENV_KEYS: &[(&str, &str, Kind)] = &[
+    ("server", "listen", Kind::Text),
+    ("server", "admin_listen", Kind::Text),
+    ("server", "admin_token", Kind::Text),
+    ("store", "url", Kind::Text),
+    ("rate_limit", "url", Kind::Text),
+    ("rate_limit", "limit", Kind::Integer),
+    ("rate_limit", "window_seconds", Kind::Integer),
+    ("rate_limit", "on_backend_error", Kind::Text),
+    ("sessions", "algorithm", Kind::Text),
+    ("sessions", "ttl_seconds", Kind::Integer),
+    ("sessions", "issuer", Kind::Text),
+    ("keys", "prefix", Kind::Text),
+    ("proxy", "connect_timeout_ms", Kind::Integer),
+    ("proxy", "response_timeout_ms", Kind::Integer),
+    ("proxy", "max_body_bytes", Kind::Integer),
+];
+
+/// `KEYGATE_` variables that are not settings: read by the CLI itself.
+pub const ENV_NON_SETTINGS: &[&str] = &["KEYGATE_CONFIG", "KEYGATE_LOG"];
+
+pub fn env_name(section: &str, key: &str) -> String {
+    format!("KEYGATE_{}_{}", section.to_ascii_uppercase(), key.to_ascii_uppercase())
+}
+
+impl Config {
+    /// Reads `file` (if any), applies the `KEYGATE_*` variables in `env`, and validates.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError(format!("{}: {}", path.display(), e.message())))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner().message())))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if self.store_location().is_none() {
+            return fail("store.url", "expected sqlite://PATH (the PostgreSQL store is not built yet)");
+        }
+        if self.rate_limit.url != "memory://" {
+            return fail("rate_limit.url", "expected memory:// (the Redis backend is not built yet)");
+        }
+        if !(1..=1_000_000_000).contains(&self.rate_limit.limit) {
+            return fail("rate_limit.limit", "must be between 1 and 1000000000");
+        }
+        if !(1..=86_400).contains(&self.rate_limit.window_seconds) {
+            return fail("rate_limit.window_seconds", "must be between 1 and 86400");
+        }
+        if !(1..=86_400).contains(&self.sessions.ttl_seconds) {
+            return fail("sessions.ttl_seconds", "must be between 1 and 86400");
+        }
+        if self.sessions.issuer.is_empty() {
+            return fail("sessions.issuer", "must not be empty");
+        }
+        let prefix = &self.keys.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 16
+            || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return fail("keys.prefix", "must be 1 to 16 characters of a-z and 0-9");
+        }
+        if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return fail("server.admin_token", "must be at least 16 characters");
+        }
+        if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
+            return fail("proxy", "timeouts and max_body_bytes must be above 0");
+        }
+        if !self.routes.is_empty() {
+            return fail("routes", "the reverse proxy is not built yet; remove [[routes]]");
+        }
+        Ok(())
+    }
+
+    /// The SQLite file named by `store.url`, if it is a SQLite URL.
+    pub fn store_location(&self) -> Option<PathBuf> {
+        let rest = self.store.url.strip_prefix("sqlite://")?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+}
+
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        if !name.starts_with("KEYGATE_") || ENV_NON_SETTINGS.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(&(section, key, kind)) = ENV_KEYS.iter().find(|(s, k, _)| env_name(s, k) == name) else {
+            return Err(ConfigError(format!("{name}: unknown setting")));
+        };
+        let value = match kind {
+            Kind::Text => toml::Value::String(value),
+            Kind::Integer => toml::Value::Integer(
+                value.trim().parse().map_err(|_| ConfigError(format!("{name}: expected a whole number")))?,
+            ),
+        };
+        let section_table = table
+            .entry(section)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| ConfigError(format!("{section}: expected a table")))?;
+        section_table.insert(key.to_owned(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keygate.toml");
+        std::fs::write(&path, toml_text).unwrap();
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        Config::load(Some(&path), env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::load(None, []).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.rate_limit.limit, 600);
+        assert_eq!(config.sessions.algorithm, SessionAlgorithm::HS256);
+        assert_eq!(config.store_location().unwrap(), PathBuf::from("keygate.db"));
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let config = load(
+            "[rate_limit]\nlimit = 5\n[sessions]\nalgorithm = \"EdDSA\"\n",
+            &[("KEYGATE_RATE_LIMIT_LIMIT", "7"), ("KEYGATE_SERVER_ADMIN_TOKEN", "0123456789abcdef"), ("PATH", "/bin")],
+        )
+        .unwrap();
+        assert_eq!(config.rate_limit.limit, 7);
+        assert_eq!(config.sessions.algorithm, SessionAlgorithm::EdDSA);
+        assert_eq!(config.server.admin_token.as_deref(), Some("0123456789abcdef"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        assert!(load("[server]\nlisten_addr = \"x\"\n", &[]).unwrap_err().contains("listen_addr"));
+        assert!(load("[serverx]\n", &[]).unwrap_err().contains("serverx"));
+        assert!(load("[server]\nlisten = \"nope\"\n", &[]).unwrap_err().contains("server.listen"));
+        assert!(load("[rate_limit]\nlimit = \"many\"\n", &[]).unwrap_err().contains("rate_limit.limit"));
+        assert!(
+            load("[rate_limit]\non_backend_error = \"maybe\"\n", &[])
+                .unwrap_err()
+                .contains("rate_limit.on_backend_error")
+        );
+        assert!(load("", &[("KEYGATE_RATE_LIMIT_LIMIT", "lots")]).unwrap_err().contains("KEYGATE_RATE_LIMIT_LIMIT"));
+        assert!(load("", &[("KEYGATE_SERVER_LISTN", "x")]).unwrap_err().contains("KEYGATE_SERVER_LISTN"));
+        assert!(load("[sessions]\nttl_seconds = 0\n", &[]).unwrap_err().contains("sessions.ttl_seconds"));
+        assert!(load("[store]\nurl = \"postgres://x\"\n", &[]).unwrap_err().contains("store.url"));
+        assert!(load("not toml at all [", &[]).is_err());
+    }
+
+    #[test]
+    fn every_env_key_names_a_real_setting() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        for (section, key, _) in ENV_KEYS {
+            let known = defaults.get(section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
+                || (*section, *key) == ("server", "admin_token");
+            assert!(known, "{section}.{key}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! CORS (SPEC §4). Actual requests get `Access-Control-Allow-Origin` exactly when their origin
+//! is on the authenticated key's allowlist (decided in the pipeline). Preflights carry no
+//! credentials, so they are answered from the union of all usable keys' allowlists.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::cache::Allowlists;
+use crate::error::{ApiError, ErrorCode};
+use crate::origin::Origin;
+use crate::time::Millis;
+
+const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-Session-Token, X-Request-Id";
+const EXPOSE_HEADERS: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id";
+/// How long a browser may reuse a preflight answer.
+const MAX_AGE_SECONDS: u32 = 600;
+
+pub fn add_response_headers(headers: &mut HeaderMap, origin: &Origin) {
+    if let Ok(value) = HeaderValue::from_str(origin.as_str()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSE_HEADERS));
+    }
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::OPTIONS
+        && headers.contains_key(header::ORIGIN)
+        && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// Answers a preflight: 204 with the CORS headers for an origin some usable key allows, else
+/// 403 `ORIGIN_NOT_ALLOWED` without any.
+pub fn preflight(headers: &HeaderMap, allowlists: &Allowlists, methods: &str, now: Millis) -> Response {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    let origin = match (origins.next(), origins.next()) {
+        (Some(value), None) => value.to_str().ok().and_then(|raw| Origin::parse(raw).ok()),
+        _ => None,
+    };
+    let Some(origin) = origin.filter(|origin| allowlists.allows(origin, now)) else {
+        return ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not allowed").into_response();
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let out = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(origin.as_str()) {
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    out.insert(header::VARY, HeaderValue::from_static("Origin"));
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_str(methods).unwrap_or(HeaderValue::from_static("POST")),
+    );
+    out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
+    out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(MAX_AGE_SECONDS));
+    response
+}

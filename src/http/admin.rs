@@ -1,0 +1,120 @@
+//! The admin listener (SPEC §8): the admin API behind `Authorization: Bearer <admin token>`,
+//! compared in constant time. The token guards every route, unknown paths included.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{StatusCode, header};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::admin::{Admin, PageQuery};
+use crate::error::{ApiError, ErrorCode, data_response};
+use crate::http::log::log_request;
+
+/// Admin bodies are small JSON documents.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(admin: Arc<Admin>, token: &str) -> Router {
+    let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    Router::new()
+        .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant))
+        .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
+        .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
+        .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no route for this path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path")
+        })
+        .with_state(admin)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |request, next| require_token(token_hash, request, next)))
+        .layer(axum::middleware::from_fn(|request, next| log_request("admin", request, next)))
+}
+
+/// Hashing both sides first makes the comparison independent of the tokens' lengths.
+async fn require_token(expected: [u8; 32], request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| -> [u8; 32] { Sha256::digest(token.trim().as_bytes()).into() });
+    match presented {
+        Some(hash) if bool::from(hash.ct_eq(&expected)) => next.run(request).await,
+        _ => ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response(),
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+fn page_query(params: Params) -> Result<PageQuery, ApiError> {
+    let Query(mut params) =
+        params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
+    Ok(PageQuery { limit: params.remove("limit"), cursor: params.remove("cursor") })
+}
+
+type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body, or the envelope for one that is too large or could not be read.
+fn checked_body(body: BodyBytes) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large"),
+        _ => ApiError::new(ErrorCode::ValidationError, "the body could not be read"),
+    })
+}
+
+fn json_page<T: serde::Serialize>(page: &T) -> Response {
+    match serde_json::to_string(page) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+async fn create_tenant(State(admin): State<Arc<Admin>>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.create_tenant(&checked_body(body)?).await?))
+}
+
+async fn list_tenants(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
+    Ok(json_page(&admin.tenants(&page_query(params)?).await?))
+}
+
+async fn get_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.tenant(&id).await?))
+}
+
+async fn update_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_tenant(&id, &checked_body(body)?).await?))
+}
+
+async fn create_key(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, body: BodyBytes) -> Answer {
+    let created = admin.create_key(&tenant_id, &checked_body(body)?).await?;
+    let mut response = data_response(StatusCode::CREATED, &created);
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn list_keys(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, params: Params) -> Answer {
+    Ok(json_page(&admin.keys(&tenant_id, &page_query(params)?).await?))
+}
+
+async fn get_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.key(&id).await?))
+}
+
+async fn update_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_key(&id, &checked_body(body)?).await?))
+}
+
+async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
+}

@@ -1,0 +1,50 @@
+//! One structured log line per request, and the `X-Request-Id` that ties it to the response.
+//! Handlers leave what they learned (error code, tenant, key id) in response extensions.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+
+use crate::error::ErrorCode;
+use crate::secret::random_base62;
+
+/// Who the request was for, once known; put into response extensions by handlers.
+#[derive(Debug, Clone)]
+pub struct LoggedIdentity {
+    pub tenant: String,
+    pub key_id: String,
+}
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Assigns a request id, runs the request, stamps the id on the response and logs the line.
+/// The path is logged without its query string, which could carry anything.
+pub async fn log_request(listener: &'static str, mut request: Request, next: Next) -> Response {
+    let request_id = random_base62(20);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+    }
+    let mut response = next.run(request).await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
+    let identity = response.extensions().get::<LoggedIdentity>();
+    tracing::info!(
+        target: "keygate::request",
+        listener,
+        request_id,
+        %method,
+        path,
+        status = response.status().as_u16(),
+        code,
+        tenant = identity.map(|i| i.tenant.as_str()),
+        key_id = identity.map(|i| i.key_id.as_str()),
+        elapsed_us = started.elapsed().as_micros() as u64,
+    );
+    response
+}

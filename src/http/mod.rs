@@ -1,0 +1,6 @@
+//! The HTTP edge: the public listener (sessions, preflight, health, JWKS), the admin listener,
+//! and the request log shared by both.
+
+pub mod admin;
+pub mod log;
+pub mod public;

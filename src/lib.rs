@@ -1,0 +1,34 @@
+//! keygate — the access layer of a multi-tenant HTTP API.
+//!
+//! # Layout
+//!
+//! - [`pipeline`]: the checks of SPEC §2, in order, shared by every entry point.
+//! - [`secret`], [`origin`], [`scope`], [`model`]: domain types that parse, never validate later.
+//! - [`session`]: minting and checking browser session tokens (JWT), signing keys, JWKS.
+//! - [`ratelimit`]: fixed-window limiting behind a trait; in-process backend.
+//! - [`store`]: persistence behind a narrow trait; SQLite backend.
+//! - [`cache`], [`watch`], [`usage`]: what keeps the hot path off the store.
+//! - [`admin`]: tenant and key administration, shared by the admin API and the CLI.
+//! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight.
+//! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
+//! - [`error`]: the one table of wire error codes and the error envelope.
+
+pub mod admin;
+pub mod app;
+pub mod cache;
+pub mod config;
+pub mod cors;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod origin;
+pub mod pipeline;
+pub mod quickstart;
+pub mod ratelimit;
+pub mod scope;
+pub mod secret;
+pub mod session;
+pub mod store;
+pub mod time;
+pub mod usage;
+pub mod watch;

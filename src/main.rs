@@ -1,0 +1,298 @@
+//! The `keygate` command: `serve`, `migrate`, `quickstart`, and tenant/key administration on
+//! the configured store (the same operations, validation and answers as the admin API).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use keygate::admin::{Admin, PageQuery};
+use keygate::app::{App, StartError, shutdown_signal};
+use keygate::config::Config;
+use keygate::error::ApiError;
+use serde_json::{Map, Value, json};
+
+#[derive(Parser)]
+#[command(name = "keygate", version, about = "The access layer of a multi-tenant HTTP API")]
+struct Cli {
+    /// Configuration file (TOML). Every setting has a default; KEYGATE_<SECTION>_<KEY> overrides.
+    #[arg(long, global = true, env = "KEYGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve the public and admin listeners.
+    Serve,
+    /// Apply pending store migrations and exit.
+    Migrate,
+    /// Create demo tenants and keys, print ready-to-run curl lines, and serve.
+    Quickstart,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant id (generated as ten_… when absent).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        fields: TenantFields,
+    },
+    /// Show one tenant.
+    Get { id: String },
+    /// List tenants.
+    List(PageArgs),
+    /// Change a tenant.
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: TenantFields,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create an API key; its secret is printed this once.
+    Create {
+        tenant_id: String,
+        #[command(flatten)]
+        fields: KeyFields,
+    },
+    /// Show one key.
+    Get { id: String },
+    /// List a tenant's keys.
+    List {
+        tenant_id: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Change a key.
+    Update {
+        id: String,
+        #[command(flatten)]
+        fields: KeyFields,
+    },
+    /// Revoke a key (idempotent).
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+struct PageArgs {
+    #[arg(long)]
+    limit: Option<String>,
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Args)]
+struct RateLimitArgs {
+    /// Requests per window (with --window-seconds).
+    #[arg(long, requires = "window_seconds")]
+    rate_limit: Option<u64>,
+    #[arg(long, requires = "rate_limit")]
+    window_seconds: Option<u64>,
+    /// Remove the rate-limit override.
+    #[arg(long, conflicts_with = "rate_limit")]
+    clear_rate_limit: bool,
+}
+
+#[derive(Args)]
+struct TenantFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// active | suspended
+    #[arg(long)]
+    status: Option<String>,
+    /// active | trialing | past_due | cancelled
+    #[arg(long)]
+    subscription: Option<String>,
+    /// An enabled module (repeat for several); replaces the set.
+    #[arg(long = "module")]
+    modules: Vec<String>,
+    /// Remove every module.
+    #[arg(long, conflicts_with = "modules")]
+    no_modules: bool,
+    #[command(flatten)]
+    rate: RateLimitArgs,
+}
+
+#[derive(Args)]
+struct KeyFields {
+    #[arg(long)]
+    name: Option<String>,
+    /// A granted scope (repeat for several); replaces the list.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// An allowed browser origin (repeat for several); replaces the list.
+    #[arg(long = "origin")]
+    origins: Vec<String>,
+    /// Remove every allowed origin.
+    #[arg(long, conflicts_with = "origins")]
+    no_origins: bool,
+    /// RFC 3339 expiry, e.g. 2027-01-01T00:00:00Z.
+    #[arg(long)]
+    expires_at: Option<String>,
+    /// Remove the expiry.
+    #[arg(long, conflicts_with = "expires_at")]
+    no_expiry: bool,
+    #[command(flatten)]
+    rate: RateLimitArgs,
+}
+
+impl RateLimitArgs {
+    fn put(&self, body: &mut Map<String, Value>) {
+        if let (Some(limit), Some(window)) = (self.rate_limit, self.window_seconds) {
+            body.insert("rateLimit".into(), json!({ "limit": limit, "windowSeconds": window }));
+        } else if self.clear_rate_limit {
+            body.insert("rateLimit".into(), Value::Null);
+        }
+    }
+}
+
+impl TenantFields {
+    fn body(&self, id: Option<&String>) -> Vec<u8> {
+        let mut body = Map::new();
+        put(&mut body, "id", id);
+        put(&mut body, "name", self.name.as_ref());
+        put(&mut body, "status", self.status.as_ref());
+        put(&mut body, "subscription", self.subscription.as_ref());
+        if !self.modules.is_empty() || self.no_modules {
+            body.insert("modules".into(), json!(self.modules));
+        }
+        self.rate.put(&mut body);
+        Value::Object(body).to_string().into_bytes()
+    }
+}
+
+impl KeyFields {
+    fn body(&self, creating: bool) -> Vec<u8> {
+        let mut body = Map::new();
+        put(&mut body, "name", self.name.as_ref());
+        if !self.scopes.is_empty() || creating {
+            body.insert("scopes".into(), json!(self.scopes));
+        }
+        if !self.origins.is_empty() || self.no_origins {
+            body.insert("allowedOrigins".into(), json!(self.origins));
+        }
+        put(&mut body, "expiresAt", self.expires_at.as_ref());
+        if self.no_expiry {
+            body.insert("expiresAt".into(), Value::Null);
+        }
+        self.rate.put(&mut body);
+        Value::Object(body).to_string().into_bytes()
+    }
+}
+
+fn put(body: &mut Map<String, Value>, name: &str, value: Option<&String>) {
+    if let Some(value) = value {
+        body.insert(name.into(), Value::String(value.clone()));
+    }
+}
+
+impl PageArgs {
+    fn query(&self) -> PageQuery {
+        PageQuery { limit: self.limit.clone(), cursor: self.cursor.clone() }
+    }
+}
+
+fn init_logging(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve | Command::Quickstart);
+    init_logging(if serving { "info" } else { "warn" });
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("keygate: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command, config).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("keygate: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
+    match command {
+        Command::Serve => serve(App::build(config).await?).await,
+        Command::Quickstart => {
+            let app = keygate::quickstart::prepare(config).await?;
+            serve(app).await
+        }
+        Command::Migrate => {
+            keygate::store::open(&config).await?;
+            eprintln!("keygate: migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenant(command) => {
+            let admin = admin(&config).await?;
+            Ok(print(match command {
+                TenantCommand::Create { id, fields } => to_json(admin.create_tenant(&fields.body(id.as_ref())).await),
+                TenantCommand::Get { id } => to_json(admin.tenant(&id).await),
+                TenantCommand::List(page) => to_json(admin.tenants(&page.query()).await),
+                TenantCommand::Update { id, fields } => to_json(admin.update_tenant(&id, &fields.body(None)).await),
+            }))
+        }
+        Command::Key(command) => {
+            let admin = admin(&config).await?;
+            Ok(print(match command {
+                KeyCommand::Create { tenant_id, fields } => {
+                    to_json(admin.create_key(&tenant_id, &fields.body(true)).await)
+                }
+                KeyCommand::Get { id } => to_json(admin.key(&id).await),
+                KeyCommand::List { tenant_id, page } => to_json(admin.keys(&tenant_id, &page.query()).await),
+                KeyCommand::Update { id, fields } => to_json(admin.update_key(&id, &fields.body(false)).await),
+                KeyCommand::Revoke { id } => to_json(admin.revoke_key(&id).await),
+            }))
+        }
+    }
+}
+
+async fn serve(app: App) -> Result<ExitCode, StartError> {
+    let (public, admin) = app.bind().await?;
+    tracing::info!(public = %public.local_addr()?, admin = ?admin.as_ref().and_then(|l| l.local_addr().ok()), "keygate listening");
+    app.serve(public, admin, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn admin(config: &Config) -> Result<Admin, StartError> {
+    let store = keygate::store::open(config).await?;
+    Ok(Admin::new(store, config.keys.prefix.clone(), None))
+}
+
+fn to_json<T: serde::Serialize>(result: Result<T, ApiError>) -> Result<Value, ApiError> {
+    result.and_then(|value| serde_json::to_value(value).map_err(|_| ApiError::internal()))
+}
+
+/// The answer as JSON on stdout, or the error envelope on stderr with exit code 1.
+fn print(result: Result<Value, ApiError>) -> ExitCode {
+    match result {
+        Ok(value) => {
+            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}", serde_json::to_string_pretty(&error.envelope()).unwrap_or_default());
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The stored things — tenants and API keys — as the rest of keygate sees them, with their
+//! wire form (camelCase, RFC 3339 times). Never holds a secret or its hash in a wire form.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::origin::OriginPattern;
+use crate::scope::Scope;
+use crate::time::{Millis, rfc3339};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscription {
+    Active,
+    Trialing,
+    PastDue,
+    Cancelled,
+}
+
+impl TenantStatus {
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::from(raw)).ok()
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+}
+
+impl Subscription {
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::from(raw)).ok()
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Trialing => "trialing",
+            Self::PastDue => "past_due",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A request budget: at most `limit` requests per fixed window of `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    pub limit: u64,
+    pub window_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub status: TenantStatus,
+    pub subscription: Subscription,
+    pub modules: BTreeSet<String>,
+    pub rate_limit: Option<RateLimit>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub prefix: String,
+    #[serde(serialize_with = "display_seq")]
+    pub scopes: Vec<Scope>,
+    #[serde(serialize_with = "display_seq")]
+    pub allowed_origins: Vec<OriginPattern>,
+    #[serde(with = "rfc3339::option")]
+    pub expires_at: Option<Millis>,
+    #[serde(with = "rfc3339::option")]
+    pub revoked_at: Option<Millis>,
+    pub rate_limit: Option<RateLimit>,
+    #[serde(with = "rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "rfc3339::option")]
+    pub last_used_at: Option<Millis>,
+}
+
+fn display_seq<T: std::fmt::Display, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.iter().map(|item| item.to_string()))
+}
+
+/// The state of a key at a moment: what step 3 of the pipeline decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Usable,
+    Revoked,
+    Expired,
+}
+
+impl ApiKey {
+    /// Revocation wins over expiry: it is the deliberate act. `now >= expiresAt` is expired.
+    pub fn state_at(&self, now: Millis) -> KeyState {
+        if self.revoked_at.is_some() {
+            KeyState::Revoked
+        } else if self.expires_at.is_some_and(|at| now >= at) {
+            KeyState::Expired
+        } else {
+            KeyState::Usable
+        }
+    }
+}
+
+/// A key together with its tenant: what one cache entry holds and the pipeline works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWithTenant {
+    pub key: ApiKey,
+    pub tenant: Tenant,
+}
+
+/// A key as created: the record plus the secret, shown this once.
+#[derive(Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedKey").field("key", &self.key).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,363 @@
+//! The check pipeline of SPEC §2 — the one place where a request is judged, shared by every
+//! entry point (the sessions endpoint now; the gateway and the tower layer next).
+//!
+//! `Pipeline::check` reads as the contract's table: authenticate (1–3), limit (4), standing
+//! (5), origin (6), session (7), module (8), scope (9). The first failure answers. Besides the
+//! verdict it returns what the response must carry whatever the verdict: the rate-limit quota
+//! (once steps 1–3 passed) and the CORS origin (once the key is known and allows it).
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, header};
+
+use crate::cache::KeyCache;
+use crate::config::{Config, OnBackendError};
+use crate::error::{ApiError, ErrorCode};
+use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
+use crate::origin::Origin;
+use crate::ratelimit::{MemoryLimiter, Quota, RateLimiter};
+use crate::scope::Scope;
+use crate::secret::{hash_secret, is_well_formed};
+use crate::session::{SessionError, Sessions};
+use crate::store::Store;
+use crate::time::{Millis, now_millis};
+use crate::usage::UsageRecorder;
+
+pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
+
+/// What a route demands of a request.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub scope: Option<Scope>,
+    pub module: Option<String>,
+    /// A write route: on the browser channel it needs a session (step 7).
+    pub write: bool,
+    /// `POST /api/v1/sessions`: needs a browser origin, and skips steps 7 and 8.
+    pub mints_session: bool,
+}
+
+impl Policy {
+    pub fn create_session() -> Self {
+        Self { scope: Scope::parse("sessions:create").ok(), module: None, write: true, mints_session: true }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// The request carries an `Origin` header.
+    Browser,
+    /// Server-to-server: no `Origin`.
+    Server,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Browser => "browser",
+            Self::Server => "server",
+        }
+    }
+}
+
+/// The authenticated caller of an allowed request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub record: Arc<KeyWithTenant>,
+    pub channel: Channel,
+    /// The normalised `Origin` on the browser channel.
+    pub origin: Option<Origin>,
+}
+
+/// The verdict, and what the response carries whatever the verdict.
+#[derive(Debug)]
+pub struct Decision {
+    pub outcome: Result<Principal, ApiError>,
+    pub quota: Option<Quota>,
+    /// Set exactly when the origin is on the identified key's allowlist.
+    pub cors_origin: Option<Origin>,
+    /// Tenant and key ids once the key is identified, for the request log.
+    pub identity: Option<(String, String)>,
+}
+
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    cache: Arc<KeyCache>,
+    limiter: Arc<dyn RateLimiter>,
+    /// Used instead of a failing shared limiter when `on_backend_error = "local"`.
+    local_limiter: MemoryLimiter,
+    on_backend_error: OnBackendError,
+    sessions: Arc<Sessions>,
+    usage: UsageRecorder,
+    key_prefix: String,
+    default_rate: RateLimit,
+}
+
+/// Facts gathered so far, for the parts of the answer that do not depend on the verdict.
+#[derive(Default)]
+struct Trail {
+    quota: Option<Quota>,
+    cors_origin: Option<Origin>,
+    identity: Option<(String, String)>,
+}
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        cache: Arc<KeyCache>,
+        limiter: Arc<dyn RateLimiter>,
+        sessions: Arc<Sessions>,
+        usage: UsageRecorder,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            limiter,
+            local_limiter: MemoryLimiter::new(),
+            on_backend_error: config.rate_limit.on_backend_error,
+            sessions,
+            usage,
+            key_prefix: config.keys.prefix.clone(),
+            default_rate: RateLimit {
+                limit: config.rate_limit.limit,
+                window_seconds: config.rate_limit.window_seconds,
+            },
+        }
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Judges a request under `policy`.
+    pub async fn check(&self, headers: &HeaderMap, policy: &Policy) -> Decision {
+        let mut trail = Trail::default();
+        let outcome = self.run(headers, policy, now_millis(), &mut trail).await;
+        Decision { outcome, quota: trail.quota, cors_origin: trail.cors_origin, identity: trail.identity }
+    }
+
+    async fn run(
+        &self,
+        headers: &HeaderMap,
+        policy: &Policy,
+        now: Millis,
+        trail: &mut Trail,
+    ) -> Result<Principal, ApiError> {
+        let record = self.authenticate(headers).await?; // steps 1 and 2
+        trail.identity = Some((record.tenant.id.clone(), record.key.id.clone()));
+        let origin = request_origin(headers);
+        trail.cors_origin = allowed_origin(&origin, &record);
+        check_key_state(&record, now)?; // step 3
+        self.usage.record(&record.key.id, now);
+        trail.quota = self.count_request(&record).await?; // step 4
+        check_quota(trail.quota.as_ref())?;
+        check_standing(&record)?; // step 5
+        let (channel, origin) = check_origin(origin, &record, policy)?; // step 6
+        if !policy.mints_session {
+            self.check_session(headers, &record, origin.as_ref(), policy, now)?; // step 7
+            check_module(&record, policy)?; // step 8
+        }
+        check_scope(&record, policy)?; // step 9
+        Ok(Principal { record, channel, origin })
+    }
+
+    /// Steps 1 and 2: a single `Authorization: Bearer` credential, well formed, known.
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyWithTenant>, ApiError> {
+        let secret = bearer_credential(headers)?;
+        if !is_well_formed(&self.key_prefix, secret) {
+            return Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid"));
+        }
+        match self.cache.find(self.store.as_ref(), &hash_secret(secret)).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid")),
+            Err(error) => {
+                tracing::error!(%error, "key lookup failed");
+                Err(ApiError::unavailable("the key store is unavailable; retry shortly"))
+            }
+        }
+    }
+
+    /// Step 4. Every request that passed steps 1–3 counts. `None` when the backend failed and
+    /// the request is let through uncounted (`on_backend_error = "allow"`).
+    async fn count_request(&self, record: &KeyWithTenant) -> Result<Option<Quota>, ApiError> {
+        let rate = record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or(self.default_rate);
+        let quota = match self.limiter.hit(&record.key.id, rate).await {
+            Ok(quota) => quota,
+            Err(error) => match self.on_backend_error {
+                OnBackendError::Allow => {
+                    tracing::warn!(%error, "rate limiter failed; request let through");
+                    return Ok(None);
+                }
+                OnBackendError::Local => self.local_limiter.hit_at(&record.key.id, rate, now_millis()),
+                OnBackendError::Deny => {
+                    tracing::warn!(%error, "rate limiter failed; request denied");
+                    return Err(ApiError::unavailable("rate limiting is unavailable; retry shortly"));
+                }
+            },
+        };
+        Ok(Some(quota))
+    }
+
+    /// Step 7: on the browser channel a write needs a session, and a presented token is
+    /// always checked.
+    fn check_session(
+        &self,
+        headers: &HeaderMap,
+        record: &KeyWithTenant,
+        origin: Option<&Origin>,
+        policy: &Policy,
+        now: Millis,
+    ) -> Result<(), ApiError> {
+        let Some(origin) = origin else { return Ok(()) };
+        let invalid = || ApiError::new(ErrorCode::SessionInvalid, "the session token is not valid");
+        let mut tokens = headers.get_all(SESSION_TOKEN_HEADER).iter();
+        let token = match (tokens.next(), tokens.next()) {
+            (None, _) if policy.write => {
+                return Err(ApiError::new(
+                    ErrorCode::SessionRequired,
+                    "a session token (X-Session-Token) is required for writes from a browser",
+                ));
+            }
+            (None, _) => return Ok(()),
+            (Some(_), Some(_)) => return Err(invalid()),
+            (Some(value), None) => value.to_str().map_err(|_| invalid())?,
+        };
+        match self.sessions.verify(token, &record.key, origin, now) {
+            Ok(()) => Ok(()),
+            Err(SessionError::Expired) => {
+                Err(ApiError::new(ErrorCode::SessionExpired, "the session token has expired"))
+            }
+            Err(SessionError::Invalid) => Err(invalid()),
+        }
+    }
+}
+
+/// The credential of `Authorization: Bearer <key>`; the scheme is case-insensitive.
+fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let required =
+        || ApiError::new(ErrorCode::ApiKeyRequired, "an API key is required: send Authorization: Bearer <key>");
+    let invalid = |why: &'static str| ApiError::new(ErrorCode::ApiKeyInvalid, why);
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values.next().ok_or_else(required)?;
+    if values.next().is_some() {
+        return Err(invalid("send exactly one Authorization header"));
+    }
+    let value = value.to_str().map_err(|_| invalid("the API key is not valid"))?;
+    let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    let credential = credential.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
+        return Err(required());
+    }
+    Ok(credential)
+}
+
+/// The request's `Origin`: `None` on the server channel; `Some(Err)` when it is not exactly one
+/// serialised origin (two headers, `null`, a path, bad bytes).
+fn request_origin(headers: &HeaderMap) -> Option<Result<Origin, ()>> {
+    let mut values = headers.get_all(header::ORIGIN).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        return Some(Err(()));
+    }
+    Some(first.to_str().map_err(|_| ()).and_then(|raw| Origin::parse(raw).map_err(|_| ())))
+}
+
+fn allowed_origin(origin: &Option<Result<Origin, ()>>, record: &KeyWithTenant) -> Option<Origin> {
+    match origin {
+        Some(Ok(origin)) if record.key.allowed_origins.iter().any(|p| p.matches(origin)) => Some(origin.clone()),
+        _ => None,
+    }
+}
+
+/// Step 3. Only a caller holding the full secret gets here, so telling it the key's state
+/// discloses nothing.
+fn check_key_state(record: &KeyWithTenant, now: Millis) -> Result<(), ApiError> {
+    match record.key.state_at(now) {
+        KeyState::Usable => Ok(()),
+        KeyState::Revoked => Err(ApiError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked")),
+        KeyState::Expired => Err(ApiError::new(ErrorCode::ApiKeyExpired, "the API key has expired")),
+    }
+}
+
+/// Step 4, the verdict.
+fn check_quota(quota: Option<&Quota>) -> Result<(), ApiError> {
+    match quota {
+        Some(quota) if !quota.allowed => {
+            Err(ApiError::new(ErrorCode::RateLimited, "rate limit exceeded; retry after the window resets")
+                .with_retry_after(quota.retry_after))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Step 5. `trialing` is in good standing.
+fn check_standing(record: &KeyWithTenant) -> Result<(), ApiError> {
+    let tenant = &record.tenant;
+    if tenant.status == TenantStatus::Suspended {
+        return Err(ApiError::new(ErrorCode::TenantSuspended, "the account is suspended"));
+    }
+    match tenant.subscription {
+        Subscription::Cancelled => {
+            Err(ApiError::new(ErrorCode::SubscriptionCancelled, "the subscription has been cancelled"))
+        }
+        Subscription::PastDue => Err(ApiError::new(ErrorCode::SubscriptionPastDue, "the subscription is past due")),
+        Subscription::Active | Subscription::Trialing => Ok(()),
+    }
+}
+
+/// Step 6: a browser-channel request's origin must be on the key's allowlist.
+fn check_origin(
+    origin: Option<Result<Origin, ()>>,
+    record: &KeyWithTenant,
+    policy: &Policy,
+) -> Result<(Channel, Option<Origin>), ApiError> {
+    let refuse = |message: &'static str| Err(ApiError::new(ErrorCode::OriginNotAllowed, message));
+    match origin {
+        None if policy.mints_session => {
+            refuse("a browser origin is required: sessions are created from a web page (send an Origin header)")
+        }
+        None => Ok((Channel::Server, None)),
+        Some(Err(())) => refuse("the Origin header is not a single valid origin"),
+        Some(Ok(origin)) if record.key.allowed_origins.iter().any(|p| p.matches(&origin)) => {
+            Ok((Channel::Browser, Some(origin)))
+        }
+        Some(Ok(_)) => refuse("this origin is not allowed for the API key"),
+    }
+}
+
+/// Step 8.
+fn check_module(record: &KeyWithTenant, policy: &Policy) -> Result<(), ApiError> {
+    match &policy.module {
+        Some(module) if !record.tenant.modules.contains(module) => Err(ApiError::new(
+            ErrorCode::ModuleNotEnabled,
+            format!("the module {module:?} is not enabled for this account"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Step 9.
+fn check_scope(record: &KeyWithTenant, policy: &Policy) -> Result<(), ApiError> {
+    match &policy.scope {
+        Some(scope) if !record.key.scopes.iter().any(|held| held.grants(scope)) => {
+            Err(ApiError::new(ErrorCode::ScopeNotGranted, format!("the API key lacks the scope {scope}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Decision {
+    /// Adds the headers every answer to this request carries: `X-RateLimit-*` once steps 1–3
+    /// passed, CORS when the origin is on the key's allowlist.
+    pub fn decorate(&self, headers: &mut HeaderMap) {
+        if let Some(quota) = &self.quota {
+            headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
+            headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
+            headers.insert("x-ratelimit-reset", HeaderValue::from(quota.reset));
+        }
+        if let Some(origin) = &self.cors_origin {
+            crate::cors::add_response_headers(headers, origin);
+        }
+    }
+}

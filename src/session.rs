@@ -1,0 +1,221 @@
+//! Browser session tokens (SPEC §3): JWS compact tokens bound to an API key, its tenant and
+//! the calling origin. jsonwebtoken checks the signature with the algorithm pinned; every
+//! header and claim rule of the contract is checked here, so that "valid in every way but
+//! expired" can be told apart from any other defect.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{SessionAlgorithm, SessionsConfig};
+use crate::model::ApiKey;
+use crate::origin::Origin;
+use crate::secret::random_base62;
+use crate::store::{SigningKeyRecord, Store, StoreError};
+use crate::time::{Millis, now_millis};
+
+pub const AUDIENCE: &str = "keygate:session";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    sub: String,
+    tid: String,
+    origin: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
+}
+
+/// A freshly minted token; `expires_at` is Unix seconds.
+pub struct MintedSession {
+    pub token: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    Invalid,
+    Expired,
+}
+
+struct KeyRing {
+    signer: Option<(String, EncodingKey)>,
+    verifiers: HashMap<String, DecodingKey>,
+    jwks: serde_json::Value,
+}
+
+pub struct Sessions {
+    algorithm: SessionAlgorithm,
+    issuer: String,
+    ttl_seconds: i64,
+    ring: RwLock<Arc<KeyRing>>,
+}
+
+fn jwt_algorithm(algorithm: SessionAlgorithm) -> Algorithm {
+    match algorithm {
+        SessionAlgorithm::HS256 => Algorithm::HS256,
+        SessionAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// Generates a signing key of `algorithm`: 256 random bits for HS256, an Ed25519 pair for EdDSA.
+fn generate_key(algorithm: SessionAlgorithm, now: Millis) -> Result<SigningKeyRecord, StoreError> {
+    let (private_key, public_key) = match algorithm {
+        SessionAlgorithm::HS256 => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| StoreError::Unavailable(format!("random: {e}")))?;
+            (secret, Vec::new())
+        }
+        SessionAlgorithm::EdDSA => {
+            use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| StoreError::Unavailable("ed25519 keygen".to_owned()))?;
+            let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+                .map_err(|_| StoreError::Unavailable("ed25519 keygen".to_owned()))?;
+            (pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec())
+        }
+    };
+    Ok(SigningKeyRecord {
+        kid: format!("sk_{}", random_base62(16)),
+        algorithm: algorithm.as_str().to_owned(),
+        private_key,
+        public_key,
+        created_at: now,
+        retired_at: None,
+    })
+}
+
+impl KeyRing {
+    /// Builds the ring from the stored keys of `algorithm`: the newest unretired key signs,
+    /// every unretired key verifies.
+    fn build(algorithm: SessionAlgorithm, records: &[SigningKeyRecord]) -> Self {
+        let mut ring = KeyRing { signer: None, verifiers: HashMap::new(), jwks: serde_json::json!({ "keys": [] }) };
+        let mut published = Vec::new();
+        let usable = records.iter().filter(|r| r.algorithm == algorithm.as_str() && r.retired_at.is_none());
+        for record in usable {
+            let (encoding, decoding) = match algorithm {
+                SessionAlgorithm::HS256 => {
+                    (EncodingKey::from_secret(&record.private_key), DecodingKey::from_secret(&record.private_key))
+                }
+                SessionAlgorithm::EdDSA => {
+                    let x = URL_SAFE_NO_PAD.encode(&record.public_key);
+                    published.push(serde_json::json!({
+                        "kty": "OKP", "crv": "Ed25519", "x": x, "kid": record.kid, "alg": "EdDSA", "use": "sig",
+                    }));
+                    (EncodingKey::from_ed_der(&record.private_key), DecodingKey::from_ed_der(&record.public_key))
+                }
+            };
+            ring.verifiers.insert(record.kid.clone(), decoding);
+            // Records come oldest first, so the last one seen signs.
+            ring.signer = Some((record.kid.clone(), encoding));
+        }
+        ring.jwks = serde_json::json!({ "keys": published });
+        ring
+    }
+}
+
+impl Sessions {
+    /// Loads the signing keys from the store, generating the first one when there is none.
+    pub async fn load(config: &SessionsConfig, store: &dyn Store) -> Result<Self, StoreError> {
+        let sessions = Self {
+            algorithm: config.algorithm,
+            issuer: config.issuer.clone(),
+            ttl_seconds: config.ttl_seconds as i64,
+            ring: RwLock::new(Arc::new(KeyRing::build(config.algorithm, &[]))),
+        };
+        sessions.reload(store).await?;
+        if sessions.current().signer.is_none() {
+            store.insert_signing_key(&generate_key(config.algorithm, now_millis())?).await?;
+            sessions.reload(store).await?;
+        }
+        Ok(sessions)
+    }
+
+    /// Re-reads the signing keys (after a rotation, here or on another instance).
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let ring = Arc::new(KeyRing::build(self.algorithm, &store.signing_keys().await?));
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = ring;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<KeyRing> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The JWKS document: the public keys with EdDSA, an empty set with HS256.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.current().jwks.clone()
+    }
+
+    /// Mints a token for `key` at `origin`, living `ttl_seconds` but never past the key's expiry.
+    pub fn mint(&self, key: &ApiKey, origin: &Origin, now: Millis) -> Option<MintedSession> {
+        let ring = self.current();
+        let (kid, encoding) = ring.signer.as_ref()?;
+        let iat = now.div_euclid(1000);
+        let key_end = key.expires_at.map_or(i64::MAX, |at| at.div_euclid(1000));
+        let exp = (iat + self.ttl_seconds).min(key_end);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: AUDIENCE.to_owned(),
+            sub: key.id.clone(),
+            tid: key.tenant_id.clone(),
+            origin: origin.as_str().to_owned(),
+            iat,
+            exp,
+            jti: random_base62(22),
+        };
+        let mut header = Header::new(jwt_algorithm(self.algorithm));
+        header.typ = Some("JWT".to_owned());
+        header.kid = Some(kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, encoding).ok()?;
+        Some(MintedSession { token, expires_at: exp })
+    }
+
+    /// Checks a presented token against the authenticated key and the request's origin.
+    pub fn verify(&self, token: &str, key: &ApiKey, origin: &Origin, now: Millis) -> Result<(), SessionError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
+        let algorithm = jwt_algorithm(self.algorithm);
+        let header_ok = header.alg == algorithm
+            && header.typ.as_deref() == Some("JWT")
+            && header.crit.is_none()
+            && header.jku.is_none()
+            && header.jwk.is_none()
+            && header.x5u.is_none()
+            && header.x5c.is_none();
+        if !header_ok {
+            return Err(SessionError::Invalid);
+        }
+        let ring = self.current();
+        let decoding = header.kid.as_deref().and_then(|kid| ring.verifiers.get(kid)).ok_or(SessionError::Invalid)?;
+
+        // Expiry and audience are checked below, after every other rule.
+        let mut validation = Validation::new(algorithm);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, decoding, &validation).map_err(|_| SessionError::Invalid)?.claims;
+
+        let now_seconds = now.div_euclid(1000);
+        let claims_ok = claims.iss == self.issuer
+            && claims.aud == AUDIENCE
+            && claims.sub == key.id
+            && claims.tid == key.tenant_id
+            && claims.origin == origin.as_str()
+            && claims.iat <= now_seconds
+            && claims.exp > claims.iat
+            && claims.exp - claims.iat <= self.ttl_seconds;
+        if !claims_ok {
+            return Err(SessionError::Invalid);
+        }
+        if now_seconds >= claims.exp { Err(SessionError::Expired) } else { Ok(()) }
+    }
+}

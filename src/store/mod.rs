@@ -1,0 +1,99 @@
+//! Persistence behind one narrow trait. SQLite is the embedded default; PostgreSQL will
+//! implement the same trait. SQL lives only in the implementations.
+//!
+//! Every admin write bumps a store-wide `revision` in the same transaction, so instances
+//! sharing the store notice changes by polling one number (see `cache::watch_revision`).
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::Config;
+use crate::model::{ApiKey, KeyWithTenant, Tenant};
+use crate::origin::OriginPattern;
+use crate::secret::SecretHash;
+use crate::time::Millis;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint held: e.g. a tenant id that is taken.
+    #[error("already exists")]
+    Conflict,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value that no longer parses: a bug or manual tampering.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A session signing key as stored.
+#[derive(Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub algorithm: String,
+    /// HS256: the shared secret; EdDSA: a PKCS#8 document.
+    pub private_key: Vec<u8>,
+    /// EdDSA: the raw 32-byte public key; HS256: empty.
+    pub public_key: Vec<u8>,
+    pub created_at: Millis,
+    pub retired_at: Option<Millis>,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An allowlist entry of a key that is not revoked, with the key's expiry: preflight answers
+/// from the union of these.
+pub type AllowlistEntry = (OriginPattern, Option<Millis>);
+
+pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> Result<(), StoreError>;
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A number that changes whenever tenants, keys or signing keys change.
+    async fn revision(&self) -> Result<i64, StoreError>;
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Tenants ordered by id, those after `after`.
+    async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>, StoreError>;
+    /// Reads, edits and writes a tenant in one transaction.
+    async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError>;
+
+    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError>;
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
+    /// A tenant's keys ordered by id, those after `after`.
+    async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
+    /// Reads, edits and writes a key in one transaction.
+    async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError>;
+    /// The hot path's only query, on a cache miss.
+    async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError>;
+    /// Write-behind of `lastUsedAt`, many keys in one transaction; never moves a time back.
+    async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError>;
+    async fn allowlists(&self) -> Result<Vec<AllowlistEntry>, StoreError>;
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+}
+
+/// Opens the store named by the configuration and applies pending migrations.
+pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    let path = config
+        .store_location()
+        .ok_or_else(|| StoreError::Unavailable("store.url is not a sqlite:// URL".to_owned()))?;
+    let store = SqliteStore::open(&path).await?;
+    store.migrate().await?;
+    Ok(Arc::new(store))
+}
