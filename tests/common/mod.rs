@@ -1,0 +1,200 @@
+//! Test harness: a real keygate on 127.0.0.1:0 (public and admin listeners) over a fresh
+//! SQLite file, with typed helpers that speak HTTP to it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use keygate::app::App;
+use keygate::config::Config;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ORIGIN: &str = "http://localhost:3000";
+/// A day-long window keeps rate-limit assertions off window boundaries.
+pub const DAY: u64 = 86_400;
+
+pub struct TestApp {
+    pub public: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+    pub dir: Arc<tempfile::TempDir>,
+    stop: Option<oneshot::Sender<()>>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("keygate.db")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_in(Arc::new(tempfile::tempdir().expect("tempdir")), tweak).await
+}
+
+/// Starts keygate over the store in `dir` (so a second start is a restart).
+pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", db_path(dir.path()).display());
+    config.server.admin_token = Some(ADMIN_TOKEN.to_owned());
+    tweak(&mut config);
+    let app = App::build(config).await.expect("keygate builds");
+    let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public_url = format!("http://{}", public.local_addr().unwrap());
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(app.serve(public, Some(admin), async move {
+        let _ = stopped.await;
+    }));
+    TestApp { public: public_url, admin: admin_url, client: reqwest::Client::new(), dir, stop: Some(stop), served }
+}
+
+/// A response read whole: what a user sees.
+#[derive(Debug)]
+pub struct Seen {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Seen {
+    pub async fn from(response: Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        Self { status, headers, body }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    /// Asserts the error envelope: status, code, a message, `details` an array, JSON type,
+    /// and `WWW-Authenticate: Bearer` on a 401.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status.as_u16(), self.code()), (status, code), "body: {}", self.body);
+        assert!(self.body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(self.body["error"]["details"].is_array());
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        if status == 401 {
+            assert_eq!(self.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+
+    pub fn has_cors(&self) -> bool {
+        self.headers.contains_key("access-control-allow-origin")
+    }
+}
+
+impl TestApp {
+    /// Graceful stop: in-flight requests finish, pending writes are flushed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.served).await.expect("serve task").expect("serve");
+    }
+
+    pub fn db(&self) -> PathBuf {
+        db_path(self.dir.path())
+    }
+
+    pub async fn admin_request(&self, method: Method, path: &str, body: Option<Value>) -> Seen {
+        let mut request = self.client.request(method, format!("{}{path}", self.admin)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Seen::from(request.send().await.expect("admin request")).await
+    }
+
+    pub async fn create_tenant(&self, body: Value) -> Value {
+        let seen = self.admin_request(Method::POST, "/admin/v1/tenants", Some(body)).await;
+        assert_eq!(seen.status, 201, "{}", seen.body);
+        seen.body["data"].clone()
+    }
+
+    pub async fn patch_tenant(&self, id: &str, body: Value) -> Value {
+        let seen = self.admin_request(Method::PATCH, &format!("/admin/v1/tenants/{id}"), Some(body)).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        seen.body["data"].clone()
+    }
+
+    /// Creates a key; returns (key object with `secret`, secret).
+    pub async fn create_key(&self, tenant: &str, body: Value) -> (Value, String) {
+        let seen = self.admin_request(Method::POST, &format!("/admin/v1/tenants/{tenant}/keys"), Some(body)).await;
+        assert_eq!(seen.status, 201, "{}", seen.body);
+        let secret = seen.body["data"]["secret"].as_str().expect("secret").to_owned();
+        (seen.body["data"].clone(), secret)
+    }
+
+    pub async fn patch_key(&self, id: &str, body: Value) -> Value {
+        let seen = self.admin_request(Method::PATCH, &format!("/admin/v1/keys/{id}"), Some(body)).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        seen.body["data"].clone()
+    }
+
+    /// A tenant with a browser key allowed at [`ORIGIN`] holding `scopes`; returns (key, secret).
+    pub async fn browser_key(&self, tenant: &str, scopes: &[&str]) -> (Value, String) {
+        self.create_tenant(json!({ "id": tenant, "name": tenant })).await;
+        self.create_key(
+            tenant,
+            json!({
+                "name": "browser", "scopes": scopes, "allowedOrigins": [ORIGIN],
+                "rateLimit": { "limit": 1000, "windowSeconds": DAY },
+            }),
+        )
+        .await
+    }
+
+    /// `POST /api/v1/sessions` with the given raw headers.
+    pub async fn mint_with(&self, headers: &[(&str, &[u8])]) -> Seen {
+        let mut request = self.client.post(format!("{}/api/v1/sessions", self.public));
+        for (name, value) in headers {
+            request = request.header(*name, reqwest::header::HeaderValue::from_bytes(value).expect("header value"));
+        }
+        Seen::from(request.send().await.expect("mint request")).await
+    }
+
+    /// `POST /api/v1/sessions` with `Bearer <secret>` and an optional `Origin`.
+    pub async fn mint(&self, secret: &str, origin: Option<&str>) -> Seen {
+        let auth = format!("Bearer {secret}");
+        let mut headers: Vec<(&str, &[u8])> = vec![("authorization", auth.as_bytes())];
+        if let Some(origin) = origin {
+            headers.push(("origin", origin.as_bytes()));
+        }
+        self.mint_with(&headers).await
+    }
+
+    pub async fn get(&self, path: &str) -> Seen {
+        Seen::from(self.client.get(format!("{}{path}", self.public)).send().await.expect("get")).await
+    }
+}
+
+/// The JSON of a JWT segment, without verification (tests verify separately).
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).expect("JWT segment");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON segment")
+}
+
+pub fn now_seconds() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub fn rfc3339(seconds: i64) -> String {
+    keygate::time::format_rfc3339(seconds * 1000)
+}
