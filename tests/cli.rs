@@ -1,0 +1,155 @@
+//! The `keygate` command on a real store: the admin operations, their errors, and a running
+//! keygate picking up what the CLI changed.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use serde_json::Value;
+
+struct Cli {
+    dir: Arc<tempfile::TempDir>,
+}
+
+struct Ran {
+    code: i32,
+    stdout: Value,
+    stderr: String,
+}
+
+impl Cli {
+    fn run(&self, args: &[&str]) -> Ran {
+        let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .env("KEYGATE_STORE_URL", format!("sqlite://{}", db_path(self.dir.path()).display()))
+            .env_remove("KEYGATE_CONFIG")
+            .output()
+            .expect("keygate runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: serde_json::from_str(&stdout).unwrap_or(Value::Null),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Value {
+        let ran = self.run(args);
+        assert_eq!(ran.code, 0, "{args:?}: {}", ran.stderr);
+        ran.stdout
+    }
+}
+
+fn cli() -> Cli {
+    Cli { dir: Arc::new(tempfile::tempdir().unwrap()) }
+}
+
+#[test]
+fn migrate_creates_the_store() {
+    let cli = cli();
+    let ran = cli.run(&["migrate"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(db_path(cli.dir.path()).exists());
+}
+
+#[test]
+fn tenant_operations() {
+    let cli = cli();
+    let created = cli.ok(&[
+        "tenant",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--module",
+        "orders",
+        "--subscription",
+        "trialing",
+    ]);
+    assert_eq!(created["id"], "acme");
+    assert_eq!(created["modules"], serde_json::json!(["orders"]));
+    assert_eq!(created["subscription"], "trialing");
+    assert_eq!(cli.ok(&["tenant", "get", "acme"]), created);
+    let updated =
+        cli.ok(&["tenant", "update", "acme", "--status", "suspended", "--rate-limit", "10", "--window-seconds", "60"]);
+    assert_eq!(updated["status"], "suspended");
+    assert_eq!(updated["rateLimit"], serde_json::json!({ "limit": 10, "windowSeconds": 60 }));
+    cli.ok(&["tenant", "create", "--name", "Globex"]);
+    let page = cli.ok(&["tenant", "list", "--limit", "1"]);
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    assert!(page["nextCursor"].is_string());
+}
+
+#[test]
+fn key_operations_and_the_secret_shown_once() {
+    let cli = cli();
+    cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme"]);
+    let created = cli.ok(&["key", "create", "acme", "--name", "web", "--scope", "sessions:create", "--origin", ORIGIN]);
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("kg_"));
+    let fetched = cli.ok(&["key", "get", &id]);
+    assert!(fetched.get("secret").is_none());
+    assert!(!fetched.to_string().contains(&secret));
+    let listed = cli.ok(&["key", "list", "acme"]);
+    assert_eq!(listed["data"][0]["id"], id.as_str());
+    let updated = cli.ok(&["key", "update", &id, "--scope", "orders:read", "--expires-at", "2030-01-01T00:00:00Z"]);
+    assert_eq!(updated["scopes"], serde_json::json!(["orders:read"]));
+    assert_eq!(updated["expiresAt"], "2030-01-01T00:00:00Z");
+    let revoked = cli.ok(&["key", "revoke", &id]);
+    assert!(revoked["revokedAt"].is_string());
+}
+
+#[test]
+fn bad_input_is_an_error_envelope_and_a_failing_exit_code() {
+    let cli = cli();
+    let ran = cli.run(&["tenant", "create", "--id=-x", "--name", ""]);
+    assert_eq!(ran.code, 1);
+    let envelope: Value = serde_json::from_str(&ran.stderr).expect("an error envelope on stderr");
+    assert_eq!(envelope["error"]["code"], "VALIDATION_ERROR");
+    assert_eq!(envelope["error"]["details"].as_array().unwrap().len(), 2);
+    let ran = cli.run(&["key", "get", "key_missing"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("NOT_FOUND"));
+    let ran = cli.run(&["key", "create", "acme", "--name", "k", "--origin", "https://*.com"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("allowedOrigins[0]"));
+}
+
+#[test]
+fn a_bad_configuration_stops_with_the_key_named() {
+    let cli = cli();
+    let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["migrate"])
+        .env("KEYGATE_RATE_LIMIT_WINDOW_SECONDS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("KEYGATE_RATE_LIMIT_WINDOW_SECONDS"));
+    let file = cli.dir.path().join("keygate.toml");
+    std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:0\"\nadmin_tokn = \"x\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["--config", file.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("admin_tokn"));
+}
+
+#[tokio::test]
+async fn a_running_keygate_picks_up_cli_changes_within_a_second() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let app = spawn_in(Arc::clone(&dir), |_| {}).await;
+    let cli = Cli { dir };
+    cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme"]);
+    let created = cli.ok(&["key", "create", "acme", "--name", "web", "--scope", "sessions:create", "--origin", ORIGIN]);
+    let secret = created["secret"].as_str().unwrap();
+    assert_eq!(app.mint(secret, Some(ORIGIN)).await.status, 201);
+    cli.ok(&["tenant", "update", "acme", "--subscription", "past_due"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    app.mint(secret, Some(ORIGIN)).await.assert_error(403, "SUBSCRIPTION_PAST_DUE");
+}

@@ -1,0 +1,79 @@
+//! A restart keeps tenants, keys and signing keys: tokens minted before verify after.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use keygate::app::App;
+use keygate::config::{Config, SessionAlgorithm};
+use keygate::origin::Origin;
+use keygate::session::SessionError;
+use reqwest::Method;
+
+fn config_for(app_dir: &tempfile::TempDir, algorithm: SessionAlgorithm) -> Config {
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", db_path(app_dir.path()).display());
+    config.sessions.algorithm = algorithm;
+    config
+}
+
+async fn mint_then_restart(algorithm: SessionAlgorithm) -> (TestApp, String, serde_json::Value, serde_json::Value) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let first = spawn_in(Arc::clone(&dir), |c| c.sessions.algorithm = algorithm).await;
+    let (key, secret) = first.browser_key("acme", &["sessions:create"]).await;
+    let minted = first.mint(&secret, Some(ORIGIN)).await;
+    assert_eq!(minted.status, 201);
+    let token = minted.body["data"]["sessionToken"].as_str().unwrap().to_owned();
+    let jwks_before = first.get("/.well-known/jwks.json").await.body;
+    first.stop().await;
+
+    let second = spawn_in(dir, |c| c.sessions.algorithm = algorithm).await;
+    let tenant = second.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await;
+    assert_eq!(tenant.status, 200);
+    let again = second.mint(&secret, Some(ORIGIN)).await;
+    assert_eq!(again.status, 201, "the key survived the restart: {}", again.body);
+    let new_token = again.body["data"]["sessionToken"].as_str().unwrap();
+    assert_eq!(jwt_part(new_token, 0)["kid"], jwt_part(&token, 0)["kid"], "the signing key survived");
+    (second, token, key, jwks_before)
+}
+
+#[tokio::test]
+async fn hs256_tokens_minted_before_a_restart_verify_after() {
+    let (second, token, key, _) = mint_then_restart(SessionAlgorithm::HS256).await;
+    // The restarted instance's own verifier accepts the old token.
+    let restarted = App::build(config_for(&second.dir, SessionAlgorithm::HS256)).await.unwrap();
+    let api_key = restarted.admin.key(key["id"].as_str().unwrap()).await.unwrap();
+    let origin = Origin::parse(ORIGIN).unwrap();
+    let sessions = restarted.pipeline.sessions();
+    assert_eq!(sessions.verify(&token, &api_key, &origin, keygate::time::now_millis()), Ok(()));
+    let other = Origin::parse("https://other.example").unwrap();
+    assert_eq!(sessions.verify(&token, &api_key, &other, keygate::time::now_millis()), Err(SessionError::Invalid));
+    let after_expiry = keygate::time::now_millis() + 3601 * 1000;
+    assert_eq!(sessions.verify(&token, &api_key, &origin, after_expiry), Err(SessionError::Expired));
+}
+
+#[tokio::test]
+async fn eddsa_keys_and_jwks_survive_a_restart() {
+    let (second, token, _, jwks_before) = mint_then_restart(SessionAlgorithm::EdDSA).await;
+    let jwks_after = second.get("/.well-known/jwks.json").await.body;
+    assert_eq!(jwks_after, jwks_before);
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks_after).unwrap();
+    let kid = jwt_part(&token, 0)["kid"].as_str().unwrap().to_owned();
+    let key = jsonwebtoken::DecodingKey::from_jwk(set.find(&kid).unwrap()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
+    validation.set_audience(&["keygate:session"]);
+    assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).is_ok());
+}
+
+#[tokio::test]
+async fn an_admin_write_on_one_instance_reaches_another_within_a_second() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let one = spawn_in(Arc::clone(&dir), |_| {}).await;
+    let two = spawn_in(dir, |_| {}).await;
+    let (key, secret) = one.browser_key("acme", &["sessions:create"]).await;
+    assert_eq!(two.mint(&secret, Some(ORIGIN)).await.status, 201, "instance two caches the key");
+    one.admin_request(Method::POST, &format!("/admin/v1/keys/{}/revoke", key["id"].as_str().unwrap()), None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    two.mint(&secret, Some(ORIGIN)).await.assert_error(401, "API_KEY_REVOKED");
+}
