@@ -2,6 +2,7 @@
 //! (port 0 works), so tests and the CLI start keygate the same way.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -9,6 +10,8 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::cache::{Allowlists, KeyCache};
 use crate::config::Config;
+use crate::gateway::proxy::Proxy;
+use crate::gateway::routes::Route;
 use crate::http;
 use crate::pipeline::Pipeline;
 use crate::ratelimit::MemoryLimiter;
@@ -32,6 +35,7 @@ pub struct App {
 impl App {
     /// Opens the store (creating and migrating it), loads signing keys, wires the pipeline.
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        crate::metrics::install();
         let store = store::open(&config).await?;
         let sessions = Arc::new(Sessions::load(&config.sessions, store.as_ref()).await?);
         let allowlists = Arc::new(Allowlists::default());
@@ -86,12 +90,18 @@ impl App {
             let _ = stop.send(true);
         });
 
-        let public_router = http::public::router(Arc::new(http::public::PublicState {
-            pipeline: Arc::clone(&self.pipeline),
-            allowlists: Arc::clone(&self.watch.allowlists),
-            store: Arc::clone(&self.store),
-        }));
-        let public_server = axum::serve(public, public_router).with_graceful_shutdown(until(stopped.clone()));
+        let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>();
+        let routes = routes.map_err(std::io::Error::other)?;
+        let public_router = http::public::router(Arc::new(http::public::PublicState::new(
+            &self.pipeline,
+            Arc::clone(&self.watch.allowlists),
+            Arc::clone(&self.store),
+            routes,
+            Arc::new(Proxy::new(&self.config)),
+        )));
+        // The peer address feeds X-Forwarded-For.
+        let public_service = public_router.into_make_service_with_connect_info::<SocketAddr>();
+        let public_server = axum::serve(public, public_service).with_graceful_shutdown(until(stopped.clone()));
         let admin_server = match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);

@@ -39,8 +39,10 @@ impl KeyCache {
     /// The key with this secret hash: from the cache, else from the store (and then cached).
     pub async fn find(&self, store: &dyn Store, hash: &SecretHash) -> Result<CachedKey, StoreError> {
         if let Some(hit) = self.entries.get(hash) {
+            crate::metrics::key_cache(true);
             return Ok(hit);
         }
+        crate::metrics::key_cache(false);
         let generation = self.generation.load(Ordering::Acquire);
         let found = store.key_by_hash(hash).await?.map(Arc::new);
         let _fill = self.fill.lock().unwrap_or_else(|p| p.into_inner());

@@ -16,8 +16,24 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub keys: KeysConfig,
     pub proxy: ProxyConfig,
-    /// Gateway routes. The reverse proxy is not built yet: a non-empty list stops start-up.
-    pub routes: Vec<toml::Table>,
+    /// Gateway routes; the first whose prefix and method match wins.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One `[[routes]]` entry (SPEC §7, §10).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub methods: Vec<String>,
+    pub upstream: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Default: the method is not GET, HEAD or OPTIONS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,10 +239,33 @@ impl Config {
         if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");
         }
-        if !self.routes.is_empty() {
-            return fail("routes", "the reverse proxy is not built yet; remove [[routes]]");
+        for (i, proxy) in self.proxy.trusted_proxies.iter().enumerate() {
+            if parse_cidr(proxy).is_none() {
+                return fail(
+                    &format!("proxy.trusted_proxies[{i}]"),
+                    "expected an IP address or CIDR such as 10.0.0.0/8",
+                );
+            }
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            let key = format!("routes[{i}]");
+            if !crate::gateway::routes::prefix_matches("/api/v1", &route.prefix) || route.prefix == "/api/v1" {
+                return fail(&format!("{key}.prefix"), "must lie under /api/v1/");
+            }
+            if crate::gateway::routes::prefix_matches(crate::http::public::SESSIONS_PATH, &route.prefix) {
+                return fail(&format!("{key}.prefix"), "/api/v1/sessions is built in and cannot be routed");
+            }
+            if crate::gateway::path::check_path(&route.prefix).is_err() || route.prefix.contains(['?', '#', '%']) {
+                return fail(&format!("{key}.prefix"), "must be a plain path without dot or empty segments");
+            }
+            crate::gateway::routes::Route::from_config(route).map_err(|e| ConfigError(format!("{key}.{e}")))?;
         }
         Ok(())
+    }
+
+    /// The trusted proxies' networks (validated at load).
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.proxy.trusted_proxies.iter().filter_map(|raw| parse_cidr(raw)).collect()
     }
 
     /// The SQLite file named by `store.url`, if it is a SQLite URL.
@@ -235,6 +274,11 @@ impl Config {
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty()).then(|| PathBuf::from(path))
     }
+}
+
+/// An IP network, or a single address as its /32 or /128.
+fn parse_cidr(raw: &str) -> Option<ipnet::IpNet> {
+    raw.parse::<ipnet::IpNet>().ok().or_else(|| raw.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
@@ -310,6 +354,20 @@ mod tests {
         assert!(load("[sessions]\nttl_seconds = 0\n", &[]).unwrap_err().contains("sessions.ttl_seconds"));
         assert!(load("[store]\nurl = \"postgres://x\"\n", &[]).unwrap_err().contains("store.url"));
         assert!(load("not toml at all [", &[]).is_err());
+        assert!(
+            load("[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[]).unwrap_err().contains("trusted_proxies[0]")
+        );
+        let route = |prefix: &str, extra: &str| {
+            format!(
+                "[[routes]]\nprefix = \"{prefix}\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:3000\"\n{extra}"
+            )
+        };
+        assert!(load(&route("/api/v1/orders", ""), &[]).is_ok());
+        assert!(load(&route("/admin/v1", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/sessions", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/../x", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/orders", "scope = \"bad scope\""), &[]).unwrap_err().contains("routes[0].scope"));
+        assert!(load(&route("/api/v1/orders", "colour = 1"), &[]).unwrap_err().contains("colour"));
     }
 
     #[test]

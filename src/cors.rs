@@ -32,7 +32,7 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Answers a preflight: 204 with the CORS headers for an origin some usable key allows, else
 /// 403 `ORIGIN_NOT_ALLOWED` without any.
-pub fn preflight(headers: &HeaderMap, allowlists: &Allowlists, methods: &str, now: Millis) -> Response {
+pub fn preflight(headers: &HeaderMap, allowlists: &Allowlists, methods: &[Method], now: Millis) -> Response {
     let mut origins = headers.get_all(header::ORIGIN).iter();
     let origin = match (origins.next(), origins.next()) {
         (Some(value), None) => value.to_str().ok().and_then(|raw| Origin::parse(raw).ok()),
@@ -47,10 +47,13 @@ pub fn preflight(headers: &HeaderMap, allowlists: &Allowlists, methods: &str, no
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
     out.insert(header::VARY, HeaderValue::from_static("Origin"));
-    out.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_str(methods).unwrap_or(HeaderValue::from_static("POST")),
-    );
+    let methods = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    // A path without routes has no methods to allow: the header is left out.
+    if !methods.is_empty()
+        && let Ok(methods) = HeaderValue::from_str(&methods)
+    {
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, methods);
+    }
     out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOW_HEADERS));
     out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(MAX_AGE_SECONDS));
     response

@@ -9,7 +9,10 @@
 //! - [`store`]: persistence behind a narrow trait; SQLite backend.
 //! - [`cache`], [`watch`], [`usage`]: what keeps the hot path off the store.
 //! - [`admin`]: tenant and key administration, shared by the admin API and the CLI.
-//! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight.
+//! - [`layer`]: the pipeline as a tower layer, for axum applications and the gateway alike.
+//! - [`gateway`]: path rules, routes and the reverse proxy.
+//! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
+//!   [`metrics`]: Prometheus metrics.
 //! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
 //! - [`error`]: the one table of wire error codes and the error envelope.
 
@@ -19,7 +22,10 @@ pub mod cache;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod gateway;
 pub mod http;
+pub mod layer;
+pub mod metrics;
 pub mod model;
 pub mod origin;
 pub mod pipeline;

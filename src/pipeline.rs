@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, header};
 
 use crate::cache::KeyCache;
 use crate::config::{Config, OnBackendError};
@@ -28,18 +28,53 @@ pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
 /// What a route demands of a request.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    /// Names the route in metrics (its prefix, or `sessions`).
+    pub label: String,
     pub scope: Option<Scope>,
     pub module: Option<String>,
-    /// A write route: on the browser channel it needs a session (step 7).
-    pub write: bool,
+    /// A write route needs a session on the browser channel (step 7). `None`: decided by the
+    /// method, see [`is_read`].
+    pub write: Option<bool>,
     /// `POST /api/v1/sessions`: needs a browser origin, and skips steps 7 and 8.
     pub mints_session: bool,
 }
 
 impl Policy {
     pub fn create_session() -> Self {
-        Self { scope: Scope::parse("sessions:create").ok(), module: None, write: true, mints_session: true }
+        Self {
+            label: "sessions".to_owned(),
+            scope: Scope::parse("sessions:create").ok(),
+            module: None,
+            write: Some(true),
+            mints_session: true,
+        }
     }
+
+    /// A route that needs `scope`; the starting point for a tower-layer route.
+    pub fn scope(scope: &str) -> Result<Self, &'static str> {
+        Ok(Self { label: scope.to_owned(), scope: Some(Scope::parse(scope)?), ..Self::default() })
+    }
+
+    /// Requires `module` to be enabled for the tenant (step 8).
+    pub fn with_module(mut self, module: &str) -> Self {
+        self.module = Some(module.to_owned());
+        self
+    }
+
+    /// Overrides the method-based read/write decision.
+    pub fn with_write(mut self, write: bool) -> Self {
+        self.write = Some(write);
+        self
+    }
+
+    fn is_write(&self, method: &Method) -> bool {
+        self.write.unwrap_or(!is_read(method))
+    }
+}
+
+/// Only `GET`, `HEAD` and `OPTIONS`, exactly so spelled, are reads; any other method is a write.
+pub fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,16 +165,21 @@ impl Pipeline {
         &self.sessions
     }
 
+    pub fn sessions_handle(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
     /// Judges a request under `policy`.
-    pub async fn check(&self, headers: &HeaderMap, policy: &Policy) -> Decision {
+    pub async fn check(&self, method: &Method, headers: &HeaderMap, policy: &Policy) -> Decision {
         let mut trail = Trail::default();
-        let outcome = self.run(headers, policy, now_millis(), &mut trail).await;
+        let outcome = self.run(headers, policy.is_write(method), policy, now_millis(), &mut trail).await;
         Decision { outcome, quota: trail.quota, cors_origin: trail.cors_origin, identity: trail.identity }
     }
 
     async fn run(
         &self,
         headers: &HeaderMap,
+        write: bool,
         policy: &Policy,
         now: Millis,
         trail: &mut Trail,
@@ -155,7 +195,7 @@ impl Pipeline {
         check_standing(&record)?; // step 5
         let (channel, origin) = check_origin(origin, &record, policy)?; // step 6
         if !policy.mints_session {
-            self.check_session(headers, &record, origin.as_ref(), policy, now)?; // step 7
+            self.check_session(headers, &record, origin.as_ref(), write, now)?; // step 7
             check_module(&record, policy)?; // step 8
         }
         check_scope(&record, policy)?; // step 9
@@ -206,14 +246,14 @@ impl Pipeline {
         headers: &HeaderMap,
         record: &KeyWithTenant,
         origin: Option<&Origin>,
-        policy: &Policy,
+        write: bool,
         now: Millis,
     ) -> Result<(), ApiError> {
         let Some(origin) = origin else { return Ok(()) };
         let invalid = || ApiError::new(ErrorCode::SessionInvalid, "the session token is not valid");
         let mut tokens = headers.get_all(SESSION_TOKEN_HEADER).iter();
         let token = match (tokens.next(), tokens.next()) {
-            (None, _) if policy.write => {
+            (None, _) if write => {
                 return Err(ApiError::new(
                     ErrorCode::SessionRequired,
                     "a session token (X-Session-Token) is required for writes from a browser",

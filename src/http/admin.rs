@@ -29,6 +29,7 @@ pub fn router(admin: Arc<Admin>, token: &str) -> Router {
         .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no route for this path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path")
@@ -113,6 +114,10 @@ async fn get_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Ans
 
 async fn update_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
     Ok(data_response(StatusCode::OK, &admin.update_key(&id, &checked_body(body)?).await?))
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
 }
 
 async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {

@@ -1,28 +1,77 @@
-//! The public listener. Before the pipeline runs, a request is routed: a CORS preflight under
-//! `/api/v1` is answered from the allowlists; an unknown path is 404; a known path with another
-//! method is 405. The gateway's configured routes will join this dispatch.
+//! The public listener. Before the pipeline runs, a request is routed (SPEC §2): a bad path is
+//! 400; a CORS preflight under `/api/v1` is answered from the allowlists; an unknown path is
+//! 404 and a known path with another method 405. `/api/v1/sessions` is built in, ahead of the
+//! configured routes. Every judged route — built in or configured — is a service wrapped in
+//! the one pipeline layer.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt, service_fn};
 
 use crate::cache::Allowlists;
 use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
-use crate::http::log::{LoggedIdentity, log_request};
-use crate::pipeline::{Decision, Pipeline, Policy};
+use crate::gateway::path::check_path;
+use crate::gateway::proxy::Proxy;
+use crate::gateway::routes::{Resolution, Route, methods_at, resolve};
+use crate::http::log::log_request;
+use crate::layer::RequireKey;
+use crate::pipeline::{Pipeline, Policy, Principal};
+use crate::session::Sessions;
 use crate::store::Store;
 use crate::time::{format_rfc3339, now_millis};
 
 pub const SESSIONS_PATH: &str = "/api/v1/sessions";
 
+type Handler = BoxCloneSyncService<Request, Response, Infallible>;
+
 pub struct PublicState {
-    pub pipeline: Arc<Pipeline>,
-    pub allowlists: Arc<Allowlists>,
-    pub store: Arc<dyn Store>,
+    allowlists: Arc<Allowlists>,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    create_session: Handler,
+    routes: Vec<Route>,
+    /// `handlers[i]` serves `routes[i]`.
+    handlers: Vec<Handler>,
+}
+
+impl PublicState {
+    pub fn new(
+        pipeline: &Arc<Pipeline>,
+        allowlists: Arc<Allowlists>,
+        store: Arc<dyn Store>,
+        routes: Vec<Route>,
+        proxy: Arc<Proxy>,
+    ) -> Self {
+        let sessions = Arc::clone(pipeline.sessions_handle());
+        let minting = Arc::clone(&sessions);
+        let create_session = RequireKey::new(Arc::clone(pipeline), Policy::create_session()).layer(service_fn(
+            move |request: Request| {
+                let sessions = Arc::clone(&minting);
+                async move { Ok::<_, Infallible>(mint_session(&sessions, &request)) }
+            },
+        ));
+        let handlers = routes
+            .iter()
+            .map(|route| {
+                let proxy = Arc::clone(&proxy);
+                let upstream = route.upstream.clone();
+                let forward = service_fn(move |request: Request| {
+                    let proxy = Arc::clone(&proxy);
+                    let upstream = upstream.clone();
+                    async move { Ok::<_, Infallible>(proxy.forward(&upstream, request).await) }
+                });
+                BoxCloneSyncService::new(RequireKey::new(Arc::clone(pipeline), route.policy.clone()).layer(forward))
+            })
+            .collect();
+        Self { allowlists, store, sessions, create_session: BoxCloneSyncService::new(create_session), routes, handlers }
+    }
 }
 
 pub fn router(state: Arc<PublicState>) -> Router {
@@ -38,58 +87,52 @@ fn under_api(path: &str) -> bool {
 
 async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
     let path = request.uri().path();
+    if let Err(error) = check_path(path) {
+        return error.into_response();
+    }
     let method = request.method();
     if under_api(path) && cors::is_preflight(method, request.headers()) {
-        let methods = if path == SESSIONS_PATH { "POST" } else { "GET, HEAD, POST, PUT, PATCH, DELETE" };
-        return cors::preflight(request.headers(), &state.allowlists, methods, now_millis());
+        let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
+        return cors::preflight(request.headers(), &state.allowlists, &methods, now_millis());
     }
     let is_read = method == Method::GET || method == Method::HEAD;
-    match path {
-        SESSIONS_PATH if method == Method::POST => create_session(&state, request).await,
-        "/healthz" if is_read => data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
-        "/readyz" if is_read => readiness(&state).await,
-        "/.well-known/jwks.json" if is_read => jwks(&state),
-        SESSIONS_PATH | "/healthz" | "/readyz" | "/.well-known/jwks.json" => {
-            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response()
-        }
-        _ => ApiError::new(ErrorCode::NotFound, "no route for this path").into_response(),
-    }
-}
-
-/// `POST /api/v1/sessions`: steps 1–6 and 9, then a token bound to the key and the origin.
-async fn create_session(state: &PublicState, request: Request) -> Response {
-    let decision = state.pipeline.check(request.headers(), &Policy::create_session()).await;
-    let mut response = match &decision.outcome {
-        Ok(principal) => {
-            let minted = principal
-                .origin
-                .as_ref()
-                .and_then(|origin| state.pipeline.sessions().mint(&principal.record.key, origin, now_millis()));
-            match minted {
-                Some(session) => {
-                    let body = serde_json::json!({
-                        "sessionToken": session.token,
-                        "expiresAt": format_rfc3339(session.expires_at * 1000),
-                    });
-                    let mut response = data_response(StatusCode::CREATED, &body);
-                    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    response
-                }
-                None => ApiError::internal().into_response(),
+    let handler = match path {
+        SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
+        "/healthz" if is_read => return data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
+        "/readyz" if is_read => return readiness(&state).await,
+        "/.well-known/jwks.json" if is_read => return jwks(&state),
+        SESSIONS_PATH | "/healthz" | "/readyz" | "/.well-known/jwks.json" => return method_not_allowed(),
+        _ => match resolve(&state.routes, path, method) {
+            Resolution::Found(index) => state.handlers[index].clone(),
+            Resolution::MethodNotAllowed => return method_not_allowed(),
+            Resolution::NotFound => {
+                return ApiError::new(ErrorCode::NotFound, "no route for this path").into_response();
             }
-        }
-        Err(error) => error.clone().into_response(),
+        },
     };
-    finish(&decision, &mut response);
+    let Ok(response) = handler.oneshot(request).await;
     response
 }
 
-/// What every pipeline-judged response carries: quota and CORS headers, and the log identity.
-fn finish(decision: &Decision, response: &mut Response) {
-    decision.decorate(response.headers_mut());
-    if let Some((tenant, key_id)) = &decision.identity {
-        response.extensions_mut().insert(LoggedIdentity { tenant: tenant.clone(), key_id: key_id.clone() });
-    }
+fn method_not_allowed() -> Response {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response()
+}
+
+/// `POST /api/v1/sessions`, once the pipeline allowed it: a token bound to the key and origin.
+fn mint_session(sessions: &Sessions, request: &Request) -> Response {
+    let minted = request.extensions().get::<Principal>().and_then(|principal| {
+        let origin = principal.origin.as_ref()?;
+        sessions.mint(&principal.record.key, origin, now_millis())
+    });
+    let Some(session) = minted else { return ApiError::internal().into_response() };
+    crate::metrics::session_minted();
+    let body = serde_json::json!({
+        "sessionToken": session.token,
+        "expiresAt": format_rfc3339(session.expires_at * 1000),
+    });
+    let mut response = data_response(StatusCode::CREATED, &body);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn readiness(state: &PublicState) -> Response {
@@ -103,6 +146,6 @@ async fn readiness(state: &PublicState) -> Response {
 }
 
 fn jwks(state: &PublicState) -> Response {
-    let body = state.pipeline.sessions().jwks().to_string();
+    let body = state.sessions.jwks().to_string();
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

@@ -2,6 +2,8 @@
 //! SQLite file, with typed helpers that speak HTTP to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod upstream;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -28,6 +30,45 @@ pub struct TestApp {
 
 pub fn db_path(dir: &Path) -> PathBuf {
     dir.join("keygate.db")
+}
+
+/// The routes gateway tests run against, all to `upstream`.
+pub fn gateway_routes(upstream: &str) -> Vec<keygate::config::RouteConfig> {
+    let route = |prefix: &str, methods: &[&str], module: Option<&str>, scope: Option<&str>, write: Option<bool>| {
+        keygate::config::RouteConfig {
+            prefix: prefix.to_owned(),
+            methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+            upstream: upstream.to_owned(),
+            module: module.map(str::to_owned),
+            scope: scope.map(str::to_owned),
+            write,
+        }
+    };
+    vec![
+        route("/api/v1/orders", &["GET"], Some("orders"), Some("orders:read"), None),
+        route(
+            "/api/v1/orders",
+            &["POST", "PUT", "PATCH", "DELETE", "PURGE"],
+            Some("orders"),
+            Some("orders:write"),
+            None,
+        ),
+        route("/api/v1/search", &["POST"], None, Some("orders:read"), Some(false)),
+        route("/api/v1/slow", &["GET"], None, None, None),
+        route("/api/v1/open", &["GET", "POST"], None, None, None),
+    ]
+}
+
+/// A keygate whose routes lead to a fresh recording upstream.
+pub async fn spawn_gateway(tweak: impl FnOnce(&mut Config)) -> (TestApp, upstream::Upstream) {
+    let upstream = upstream::Upstream::start().await;
+    let routes = gateway_routes(&upstream.url);
+    let app = spawn_with(move |config| {
+        config.routes = routes;
+        tweak(config);
+    })
+    .await;
+    (app, upstream)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -176,6 +217,46 @@ impl TestApp {
             headers.push(("origin", origin.as_bytes()));
         }
         self.mint_with(&headers).await
+    }
+
+    /// A request on the public listener with a key, an optional origin and session token.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        secret: &str,
+        origin: Option<&str>,
+        session: Option<&str>,
+    ) -> Seen {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.client.request(method, format!("{}{path}", self.public)).bearer_auth(secret);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(token) = session {
+            request = request.header("x-session-token", token);
+        }
+        Seen::from(request.send().await.expect("request")).await
+    }
+
+    /// Mints a session for `secret` at `origin`, asserting success.
+    pub async fn session(&self, secret: &str, origin: &str) -> String {
+        let seen = self.mint(secret, Some(origin)).await;
+        assert_eq!(seen.status, 201, "{}", seen.body);
+        seen.body["data"]["sessionToken"].as_str().unwrap().to_owned()
+    }
+
+    /// A tenant with module `orders` and a key allowed at [`ORIGIN`] with `scopes`.
+    pub async fn orders_key(&self, tenant: &str, scopes: &[&str]) -> (Value, String) {
+        self.create_tenant(json!({ "id": tenant, "name": tenant, "modules": ["orders"] })).await;
+        self.create_key(
+            tenant,
+            json!({
+                "name": "web", "scopes": scopes, "allowedOrigins": [ORIGIN, "https://second.example"],
+                "rateLimit": { "limit": 1000, "windowSeconds": DAY },
+            }),
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> Seen {

@@ -1,0 +1,67 @@
+//! Prometheus metrics, rendered at `GET /metrics` on the admin listener. The recorder is
+//! process-wide (the `metrics` facade has one), installed on first use.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::error::ErrorCode;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Installs the recorder once; `None` if another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full("keygate_request_duration_seconds".to_owned()), LATENCY_BUCKETS)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    match install() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// One judged request: its route and outcome code (`OK` when no error code was answered).
+pub fn record_request(route: &str, code: Option<&ErrorCode>, started: Instant) {
+    let code = code.map_or("OK", |c| c.as_str());
+    metrics::counter!("keygate_requests_total", "route" => route.to_owned(), "code" => code).increment(1);
+    metrics::histogram!("keygate_request_duration_seconds", "route" => route.to_owned())
+        .record(started.elapsed().as_secs_f64());
+    if code == "RATE_LIMITED" {
+        metrics::counter!("keygate_rate_limited_total").increment(1);
+    }
+}
+
+pub fn session_minted() {
+    metrics::counter!("keygate_sessions_minted_total").increment(1);
+}
+
+/// An upstream failure: `timeout`, `unavailable` or `too_large`.
+pub fn upstream_error(kind: &'static str) {
+    metrics::counter!("keygate_upstream_errors_total", "kind" => kind).increment(1);
+}
+
+pub fn key_cache(hit: bool) {
+    if hit {
+        metrics::counter!("keygate_key_cache_hits_total").increment(1);
+    } else {
+        metrics::counter!("keygate_key_cache_misses_total").increment(1);
+    }
+}
