@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
@@ -13,7 +14,8 @@ use crate::config::Config;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::Route;
 use crate::http;
-use crate::pipeline::Pipeline;
+use crate::layer::RequireKey;
+use crate::pipeline::{Pipeline, Policy};
 use crate::ratelimit::MemoryLimiter;
 use crate::session::Sessions;
 use crate::store::{self, Store};
@@ -73,6 +75,34 @@ impl App {
         Ok((public, admin))
     }
 
+    /// The pipeline as a tower layer for one route of an axum application.
+    pub fn require(&self, policy: Policy) -> RequireKey {
+        RequireKey::new(Arc::clone(&self.pipeline), policy)
+    }
+
+    /// keygate's own public routes — `POST /api/v1/sessions`, CORS preflight, health, JWKS —
+    /// and the configured gateway routes. An axum application can mount it as its fallback.
+    pub fn public_router(&self) -> Result<Router, StartError> {
+        let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
+        Ok(http::public::router(Arc::new(http::public::PublicState::new(
+            &self.pipeline,
+            Arc::clone(&self.watch.allowlists),
+            Arc::clone(&self.store),
+            routes,
+            Arc::new(Proxy::new(&self.config)),
+        ))))
+    }
+
+    /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
+    /// counters, writing `lastUsedAt`. Stop it to flush what is pending.
+    pub fn start_background(&self) -> Background {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        self.watch.spawn(stopped.clone());
+        self.limiter.spawn_sweeper(stopped.clone());
+        let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
+        Background { stop, stopped, flusher }
+    }
+
     /// Serves until `shutdown` completes, then finishes in-flight requests, writes pending
     /// `lastUsedAt` times, and returns.
     pub async fn serve(
@@ -80,32 +110,21 @@ impl App {
         public: TcpListener,
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        self.watch.spawn(stopped.clone());
-        self.limiter.spawn_sweeper(stopped.clone());
-        let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
+    ) -> Result<(), StartError> {
+        let background = self.start_background();
+        let stop = background.stop.clone();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
         });
-
-        let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>();
-        let routes = routes.map_err(std::io::Error::other)?;
-        let public_router = http::public::router(Arc::new(http::public::PublicState::new(
-            &self.pipeline,
-            Arc::clone(&self.watch.allowlists),
-            Arc::clone(&self.store),
-            routes,
-            Arc::new(Proxy::new(&self.config)),
-        )));
         // The peer address feeds X-Forwarded-For.
-        let public_service = public_router.into_make_service_with_connect_info::<SocketAddr>();
-        let public_server = axum::serve(public, public_service).with_graceful_shutdown(until(stopped.clone()));
+        let public_service = self.public_router()?.into_make_service_with_connect_info::<SocketAddr>();
+        let public_server =
+            axum::serve(public, public_service).with_graceful_shutdown(until(background.stopped.clone()));
         let admin_server = match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);
-                Some(axum::serve(listener, router).with_graceful_shutdown(until(stopped.clone())))
+                Some(axum::serve(listener, router).with_graceful_shutdown(until(background.stopped.clone())))
             }
             _ => None,
         };
@@ -116,8 +135,23 @@ impl App {
             }
             None => public_server.await?,
         }
-        let _ = flusher.await;
+        background.stop().await;
         Ok(())
+    }
+}
+
+/// The background work of an [`App`]; see [`App::start_background`].
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    /// Stops the background tasks after writing pending `lastUsedAt` times.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.flusher.await;
     }
 }
 

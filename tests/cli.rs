@@ -140,7 +140,9 @@ fn a_bad_configuration_stops_with_the_key_named() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("admin_tokn"));
 }
 
-#[tokio::test]
+// Multi-threaded: the CLI runs as a blocking child process, and the server must keep running
+// (and finish its own write transactions) meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_keygate_picks_up_cli_changes_within_a_second() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let app = spawn_in(Arc::clone(&dir), |_| {}).await;

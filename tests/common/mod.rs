@@ -25,7 +25,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
+    served: tokio::task::JoinHandle<Result<(), keygate::app::StartError>>,
 }
 
 pub fn db_path(dir: &Path) -> PathBuf {

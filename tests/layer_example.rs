@@ -1,0 +1,126 @@
+//! The tower layer in an axum application (`examples/orders_app`): the same pipeline
+//! assertions as the gateway, for the example's routes, against the example's own router.
+
+mod common;
+
+#[path = "../examples/orders_app/app.rs"]
+#[allow(unreachable_pub)]
+mod orders_app;
+
+use common::*;
+use keygate::app::App;
+use keygate::config::Config;
+use serde_json::json;
+
+struct Example {
+    /// Reuses the harness's HTTP helpers; its admin URL is unused (admin goes through `keygate.admin`).
+    http: TestApp,
+    keygate: App,
+    orders: orders_app::Orders,
+    _background: keygate::app::Background,
+}
+
+async fn start() -> Example {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let mut config = Config::default();
+    config.store.url = format!("sqlite://{}", db_path(dir.path()).display());
+    let keygate = App::build(config.clone()).await.unwrap();
+    let background = keygate.start_background();
+    let orders = orders_app::Orders::default();
+    let router = orders_app::router(&keygate, orders.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    // An admin-only keygate instance on the same store, for the harness's admin helpers.
+    let mut http = spawn_in(dir, |_| {}).await;
+    http.public = public;
+    Example { http, keygate, orders, _background: background }
+}
+
+#[tokio::test]
+async fn allowed_requests_reach_the_handler_with_the_principal() {
+    let ex = start().await;
+    let (key, secret) = ex.http.orders_key("acme", &["sessions:create", "orders:read", "orders:write"]).await;
+    let response = ex
+        .http
+        .client
+        .post(format!("{}/api/v1/orders", ex.http.public))
+        .bearer_auth(&secret)
+        .json(&json!({ "item": "tea" }))
+        .send()
+        .await
+        .unwrap();
+    let seen = Seen::from(response).await;
+    assert_eq!(seen.status, 201, "{}", seen.body);
+    assert_eq!(seen.body["data"]["createdBy"], key["id"]);
+    assert_eq!(seen.body["data"]["channel"], "server");
+    assert_eq!(seen.header("x-ratelimit-limit"), Some("1000"));
+
+    let listed = ex.http.call("GET", "/api/v1/orders", &secret, Some(ORIGIN), None).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["data"][0]["item"], "tea");
+    assert_eq!(listed.header("access-control-allow-origin"), Some(ORIGIN));
+
+    // Another tenant sees only its own orders.
+    let (_, other) = ex.http.orders_key("globex", &["orders:read"]).await;
+    assert_eq!(ex.http.call("GET", "/api/v1/orders", &other, None, None).await.body["data"], json!([]));
+}
+
+#[tokio::test]
+async fn the_pipeline_refuses_before_the_handler_runs() {
+    let ex = start().await;
+    let (key, secret) = ex.http.orders_key("acme", &["sessions:create", "orders:read", "orders:write"]).await;
+    let (_, reader) = ex.http.orders_key("globex", &["orders:read"]).await;
+    ex.http.create_tenant(json!({ "id": "nomods", "name": "No modules" })).await;
+    let (_, no_module) = ex.http.create_key("nomods", json!({ "name": "n", "scopes": ["*"] })).await;
+    let (_, limited) = ex
+        .http
+        .create_key("acme", json!({ "name": "l", "scopes": ["*"], "rateLimit": { "limit": 1, "windowSeconds": DAY } }))
+        .await;
+
+    ex.http.call("POST", "/api/v1/orders", "", None, None).await.assert_error(401, "API_KEY_REQUIRED");
+    ex.http.call("POST", "/api/v1/orders", "kg_bad", None, None).await.assert_error(401, "API_KEY_INVALID");
+    ex.http.call("POST", "/api/v1/orders", &reader, None, None).await.assert_error(403, "SCOPE_NOT_GRANTED");
+    ex.http.call("GET", "/api/v1/orders", &no_module, None, None).await.assert_error(403, "MODULE_NOT_ENABLED");
+    let seen = ex.http.call("POST", "/api/v1/orders", &secret, Some("https://evil.example"), None).await;
+    seen.assert_error(403, "ORIGIN_NOT_ALLOWED");
+    assert!(!seen.has_cors());
+    let seen = ex.http.call("DELETE", "/api/v1/orders/1", &secret, Some(ORIGIN), None).await;
+    seen.assert_error(401, "SESSION_REQUIRED");
+    assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
+    ex.http
+        .call("DELETE", "/api/v1/orders/1", &secret, Some(ORIGIN), Some("x.y.z"))
+        .await
+        .assert_error(401, "SESSION_INVALID");
+    ex.http.call("GET", "/api/v1/orders", &limited, None, None).await;
+    let seen = ex.http.call("GET", "/api/v1/orders", &limited, None, None).await;
+    seen.assert_error(429, "RATE_LIMITED");
+    assert!(seen.header("retry-after").is_some());
+
+    ex.keygate.admin.revoke_key(key["id"].as_str().unwrap()).await.unwrap();
+    ex.http.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(401, "API_KEY_REVOKED");
+    assert_eq!(ex.orders.count(), 0, "no refused request reached a handler");
+}
+
+#[tokio::test]
+async fn a_browser_mints_a_session_from_the_mounted_public_routes_and_writes() {
+    let ex = start().await;
+    let (_, secret) = ex.http.orders_key("acme", &["sessions:create", "orders:write"]).await;
+    let token = ex.http.session(&secret, ORIGIN).await;
+    let response = ex
+        .http
+        .client
+        .post(format!("{}/api/v1/orders", ex.http.public))
+        .bearer_auth(&secret)
+        .header("origin", ORIGIN)
+        .header("x-session-token", &token)
+        .json(&json!({ "item": "coffee" }))
+        .send()
+        .await
+        .unwrap();
+    let seen = Seen::from(response).await;
+    assert_eq!(seen.status, 201, "{}", seen.body);
+    assert_eq!(seen.body["data"]["channel"], "browser");
+    assert_eq!(ex.orders.count(), 1);
+    assert_eq!(ex.http.get("/healthz").await.status, 200);
+}
