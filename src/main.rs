@@ -269,7 +269,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
 
 async fn serve(app: App) -> Result<ExitCode, StartError> {
     let (public, admin) = app.bind().await?;
-    tracing::info!(public = %public.local_addr()?, admin = ?admin.as_ref().and_then(|l| l.local_addr().ok()), "keygate listening");
+    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
+    tracing::info!(public = %public.local_addr()?, admin = admin_address, "keygate listening");
     app.serve(public, admin, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

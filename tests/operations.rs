@@ -1,0 +1,142 @@
+//! Operations: Prometheus metrics on the admin listener, and a graceful SIGTERM that lets
+//! in-flight requests finish.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name_and_labels))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
+    let (app, _) = spawn_gateway(|c| c.proxy.response_timeout_ms = 300).await;
+    let (_, secret) = app.orders_key("acme", &["sessions:create", "orders:read"]).await;
+    app.session(&secret, ORIGIN).await;
+    app.call("GET", "/api/v1/orders", &secret, None, None).await;
+    app.call("POST", "/api/v1/orders", &secret, None, None).await.assert_error(403, "SCOPE_NOT_GRANTED");
+    app.call("GET", "/api/v1/slow", &secret, None, None).await.assert_error(504, "UPSTREAM_TIMEOUT");
+
+    let response = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for (series, at_least) in [
+        ("keygate_requests_total{route=\"sessions\",code=\"OK\"}", 1.0),
+        ("keygate_requests_total{route=\"/api/v1/orders\",code=\"OK\"}", 1.0),
+        ("keygate_requests_total{route=\"/api/v1/orders\",code=\"SCOPE_NOT_GRANTED\"}", 1.0),
+        ("keygate_requests_total{route=\"/api/v1/slow\",code=\"UPSTREAM_TIMEOUT\"}", 1.0),
+        ("keygate_sessions_minted_total", 1.0),
+        ("keygate_upstream_errors_total{kind=\"timeout\"}", 1.0),
+        ("keygate_key_cache_hits_total", 1.0),
+        ("keygate_key_cache_misses_total", 1.0),
+        ("keygate_request_duration_seconds_count{route=\"sessions\"}", 1.0),
+    ] {
+        assert!(metric_value(&text, series) >= at_least, "{series} in\n{text}");
+    }
+    assert!(text.contains("keygate_request_duration_seconds_bucket{route=\"sessions\",le=\"0.005\"}"));
+}
+
+#[tokio::test]
+async fn rate_limited_requests_are_counted() {
+    let app = spawn_app().await;
+    app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+    let (_, secret) = app
+        .create_key(
+            "acme",
+            serde_json::json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 1, "windowSeconds": DAY } }),
+        )
+        .await;
+    app.mint(&secret, Some(ORIGIN)).await;
+    app.mint(&secret, Some(ORIGIN)).await.assert_error(429, "RATE_LIMITED");
+    let response = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let text = response.text().await.unwrap();
+    assert!(metric_value(&text, "keygate_rate_limited_total") >= 1.0, "{text}");
+    assert!(metric_value(&text, "keygate_requests_total{route=\"sessions\",code=\"RATE_LIMITED\"}") >= 1.0);
+}
+
+/// Starts `keygate serve` as a child process; returns it with its public and admin addresses.
+fn serve_binary(dir: &std::path::Path, upstream: &str) -> (std::process::Child, String, String) {
+    let config = dir.join("keygate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+             [store]\nurl = \"sqlite://{}\"\n\
+             [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n",
+            db_path(dir).display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("keygate listening"))
+        .expect("keygate logs where it listens");
+    std::thread::spawn(move || for _ in lines {});
+    let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
+    let public = line["fields"]["public"].as_str().unwrap().to_owned();
+    let admin = line["fields"]["admin"].as_str().unwrap().to_owned();
+    (child, public, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let upstream = upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, public, admin) = serve_binary(dir.path(), &upstream.url);
+    let client = reqwest::Client::new();
+    let tenant = client
+        .post(format!("http://{admin}/admin/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "id": "acme", "name": "Acme" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tenant.status(), 201);
+    let key: serde_json::Value = client
+        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+
+    // A request the upstream takes 3 s to answer is in flight when SIGTERM arrives.
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = format!("http://{public}/api/v1/slow");
+        async move { client.get(url).bearer_auth(secret).send().await.map(|r| r.status()) }
+    });
+    while upstream.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = client.get(format!("http://{public}/healthz")).timeout(Duration::from_secs(2)).send().await;
+    assert!(refused.is_err(), "no new connections after SIGTERM");
+
+    assert_eq!(in_flight.await.unwrap().expect("the in-flight request finished"), 200);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "keygate exits cleanly: {status}");
+}
