@@ -1,6 +1,7 @@
 //! The `keygate` command: `serve`, `migrate`, `quickstart`, and tenant/key administration on
 //! the configured store (the same operations, validation and answers as the admin API).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -233,10 +234,10 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
     match command {
-        Command::Serve => serve(App::build(config).await?).await,
+        Command::Serve => serve(App::build(config).await?, |_, _| {}).await,
         Command::Quickstart => {
-            let app = keygate::quickstart::prepare(config).await?;
-            serve(app).await
+            let (app, demo) = keygate::quickstart::prepare(config).await?;
+            serve(app, |public, admin| demo.print(public, admin)).await
         }
         Command::Migrate => {
             keygate::store::open(&config).await?;
@@ -267,10 +268,12 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
     }
 }
 
-async fn serve(app: App) -> Result<ExitCode, StartError> {
+/// Binds, tells `listening` where, and serves until SIGTERM or Ctrl-C.
+async fn serve(app: App, listening: impl FnOnce(SocketAddr, Option<SocketAddr>)) -> Result<ExitCode, StartError> {
     let (public, admin) = app.bind().await?;
-    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string());
-    tracing::info!(public = %public.local_addr()?, admin = admin_address, "keygate listening");
+    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
+    listening(public.local_addr()?, admin_address);
     app.serve(public, admin, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

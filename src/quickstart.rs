@@ -1,23 +1,43 @@
-//! `keygate quickstart`: demo tenants and keys on the configured store, and curl lines that
-//! show a session being minted and each class of refusal. Each run revokes the keys of the
-//! previous run (their secrets were shown once and are gone) and creates fresh ones.
+//! `keygate quickstart`: demo tenants and keys on the configured store, a small demo upstream
+//! behind two gateway routes, and ready-to-run curl lines that show a session being minted, a
+//! browser-style write through the gateway, and each class of refusal. Each run revokes the
+//! keys of the previous run (their secrets were shown once and are gone) and creates fresh ones.
 
-use serde_json::json;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use serde_json::{Value, json};
 
 use crate::admin::{Admin, PageQuery};
 use crate::app::{App, StartError};
-use crate::config::Config;
+use crate::config::{Config, RouteConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::secret::random_base62;
 
 pub const DEMO_ORIGIN: &str = "http://localhost:3000";
 const KEY_NAME_PREFIX: &str = "quickstart:";
 
-/// Prepares the demo data, prints how to try it, and returns the app ready to serve.
-pub async fn prepare(mut config: Config) -> Result<App, StartError> {
-    let generated_token = config.server.admin_token.is_none().then(|| format!("kgadmin_{}", random_base62(32)));
-    if let Some(token) = &generated_token {
+/// The demo's secrets and settings, for the lines printed once keygate listens.
+pub struct Demo {
+    browser: String,
+    unscoped: String,
+    limited: String,
+    suspended: String,
+    generated_admin_token: Option<String>,
+    store_url: String,
+}
+
+/// Prepares the demo data (and, without configured routes, a demo upstream behind
+/// `/api/v1/orders`), and returns the app ready to serve.
+pub async fn prepare(mut config: Config) -> Result<(App, Demo), StartError> {
+    let generated_admin_token = config.server.admin_token.is_none().then(|| format!("kgadmin_{}", random_base62(32)));
+    if let Some(token) = &generated_admin_token {
         config.server.admin_token = Some(token.clone());
+    }
+    if config.routes.is_empty() {
+        config.routes = demo_routes(&start_demo_upstream().await?);
     }
     let app = App::build(config).await?;
     let admin = &app.admin;
@@ -35,41 +55,116 @@ pub async fn prepare(mut config: Config) -> Result<App, StartError> {
         });
         async move { admin.create_key(tenant, body.to_string().as_bytes()).await.map(|created| created.secret) }
     };
-    let browser = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
-    let unscoped = key("demo", "no sessions:create", &["orders:read"], 100).await?;
-    let limited = key("demo", "one request a minute", &["sessions:create"], 1).await?;
-    let suspended = key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?;
-
-    let base = format!("http://{}", app.config.server.listen);
-    let mint = |secret: &str, origin: Option<&str>| {
-        let origin = origin.map(|o| format!(" -H 'Origin: {o}'")).unwrap_or_default();
-        format!("curl -i -X POST {base}/api/v1/sessions -H 'Authorization: Bearer {secret}'{origin}")
+    let demo = Demo {
+        browser: key("demo", "browser", &["sessions:create", "orders:*"], 100).await?,
+        unscoped: key("demo", "no sessions:create", &["orders:read"], 100).await?,
+        limited: key("demo", "one request a minute", &["sessions:create"], 1).await?,
+        suspended: key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?,
+        generated_admin_token,
+        store_url: app.config.store.url.clone(),
     };
-    println!("\nkeygate quickstart — demo data is in {}\n", app.config.store.url);
-    if let Some(token) = &generated_token {
-        println!(
-            "Admin API on http://{} with the token (generated for this run): {token}\n",
-            app.config.server.admin_listen
-        );
-    }
-    println!("Mint a session token from an allowed browser origin (201):\n  {}\n", mint(&browser, Some(DEMO_ORIGIN)));
-    println!("401 API_KEY_REQUIRED:\n  curl -i -X POST {base}/api/v1/sessions -H 'Origin: {DEMO_ORIGIN}'\n");
-    println!("401 API_KEY_INVALID:\n  {}\n", mint("kg_not-a-real-key", Some(DEMO_ORIGIN)));
-    println!("403 ORIGIN_NOT_ALLOWED (other origin):\n  {}\n", mint(&browser, Some("https://evil.example")));
-    println!("403 ORIGIN_NOT_ALLOWED (no browser origin):\n  {}\n", mint(&browser, None));
-    println!("403 SCOPE_NOT_GRANTED:\n  {}\n", mint(&unscoped, Some(DEMO_ORIGIN)));
-    println!("403 TENANT_SUSPENDED:\n  {}\n", mint(&suspended, Some(DEMO_ORIGIN)));
-    println!("429 RATE_LIMITED (run it twice within a minute):\n  {}\n", mint(&limited, Some(DEMO_ORIGIN)));
-    println!(
-        "CORS preflight (204):\n  curl -i -X OPTIONS {base}/api/v1/sessions -H 'Origin: {DEMO_ORIGIN}' -H 'Access-Control-Request-Method: POST'\n"
-    );
-    println!(
-        "Revoke the browser key with `keygate key revoke <id>` (see `keygate key list demo`), then mint again: 401 API_KEY_REVOKED.\n"
-    );
-    Ok(app)
+    Ok((app, demo))
 }
 
-async fn ensure_tenant(admin: &Admin, body: serde_json::Value) -> Result<(), ApiError> {
+impl Demo {
+    /// Prints the demo: each block is a `#` line naming the expected answer, then a shell
+    /// command to run as is.
+    pub fn print(&self, public: SocketAddr, admin: Option<SocketAddr>) {
+        let base = format!("http://{public}");
+        let mint = |secret: &str, origin: Option<&str>| {
+            let origin = origin.map(|o| format!(" -H 'Origin: {o}'")).unwrap_or_default();
+            format!("curl -s -i -X POST {base}/api/v1/sessions -H 'Authorization: Bearer {secret}'{origin}")
+        };
+        let browser = &self.browser;
+        let token = format!(
+            "TOKEN=$(curl -s -X POST {base}/api/v1/sessions -H 'Authorization: Bearer {browser}' -H 'Origin: {DEMO_ORIGIN}' \
+             | sed -E 's/.*\"sessionToken\":\"([^\"]+)\".*/\\1/')"
+        );
+        let write = |session: &str| {
+            format!(
+                "curl -s -i -X POST {base}/api/v1/orders -H 'Authorization: Bearer {browser}' -H 'Origin: {DEMO_ORIGIN}'{session} \
+                 -H 'Content-Type: application/json' -d '{{\"item\":\"tea\"}}'"
+            )
+        };
+        println!("\nkeygate quickstart: demo data is in {}", self.store_url);
+        if let (Some(token), Some(admin)) = (&self.generated_admin_token, admin) {
+            println!("Admin API on http://{admin}, with this token (generated for this run): {token}");
+        }
+        println!("Each block below is a shell command; its first line says what it answers.\n");
+        let blocks = [
+            ("201: mint a session token from an allowed browser origin", mint(browser, Some(DEMO_ORIGIN))),
+            (
+                "200: a browser-style write through the gateway (mint a session, then POST with X-Session-Token)",
+                format!("{token}\n{}", write(" -H \"X-Session-Token: $TOKEN\"")),
+            ),
+            ("401 SESSION_REQUIRED: the same write without a session token", write("")),
+            ("401 API_KEY_REQUIRED", format!("curl -s -i -X POST {base}/api/v1/sessions -H 'Origin: {DEMO_ORIGIN}'")),
+            ("401 API_KEY_INVALID", mint("kg_not-a-real-key", Some(DEMO_ORIGIN))),
+            ("403 ORIGIN_NOT_ALLOWED: another site's page", mint(browser, Some("https://evil.example"))),
+            ("403 ORIGIN_NOT_ALLOWED: no browser origin", mint(browser, None)),
+            ("403 SCOPE_NOT_GRANTED", mint(&self.unscoped, Some(DEMO_ORIGIN))),
+            ("403 TENANT_SUSPENDED", mint(&self.suspended, Some(DEMO_ORIGIN))),
+            (
+                "429 RATE_LIMITED: the key allows one request a minute",
+                format!(
+                    "{} > /dev/null; {}",
+                    mint(&self.limited, Some(DEMO_ORIGIN)),
+                    mint(&self.limited, Some(DEMO_ORIGIN))
+                ),
+            ),
+            (
+                "204: CORS preflight",
+                format!(
+                    "curl -s -i -X OPTIONS {base}/api/v1/orders -H 'Origin: {DEMO_ORIGIN}' -H 'Access-Control-Request-Method: POST'"
+                ),
+            ),
+        ];
+        for (expect, command) in blocks {
+            println!("# {expect}\n{command}\n");
+        }
+        println!(
+            "Revoke a key with `keygate key revoke <id>` (ids: `keygate key list demo`): its next request is 401 API_KEY_REVOKED.\n"
+        );
+    }
+}
+
+fn demo_routes(upstream: &str) -> Vec<RouteConfig> {
+    let route = |methods: &[&str], scope: &str| RouteConfig {
+        prefix: "/api/v1/orders".to_owned(),
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        upstream: upstream.to_owned(),
+        module: Some("orders".to_owned()),
+        scope: Some(scope.to_owned()),
+        write: None,
+    };
+    vec![route(&["GET"], "orders:read"), route(&["POST", "PATCH", "DELETE"], "orders:write")]
+}
+
+/// A demo application: answers every request with what it received from keygate.
+async fn start_demo_upstream() -> std::io::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let app = Router::new().fallback(|request: Request| async move {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_else(|_| Bytes::new());
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        axum::Json(json!({
+            "data": {
+                "message": "hello from the demo upstream",
+                "method": parts.method.as_str(),
+                "path": parts.uri.path(),
+                "tenant": header("x-keygate-tenant"),
+                "key": header("x-keygate-key"),
+                "channel": header("x-keygate-channel"),
+                "body": serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            }
+        }))
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{address}"))
+}
+
+async fn ensure_tenant(admin: &Admin, body: Value) -> Result<(), ApiError> {
     match admin.create_tenant(body.to_string().as_bytes()).await {
         Ok(_) => Ok(()),
         Err(error) if error.code == ErrorCode::Conflict => Ok(()),

@@ -1,0 +1,94 @@
+//! `keygate quickstart`, as a user runs it: every printed block is run by `sh` exactly as
+//! printed, and answers what its heading says.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Block {
+    status: String,
+    code: Option<String>,
+    script: String,
+}
+
+/// Starts `keygate quickstart` in `dir` on free ports and reads its blocks.
+fn quickstart(dir: &std::path::Path) -> (Child, Vec<Block>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("quickstart")
+        .current_dir(dir)
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .env("KEYGATE_SERVER_ADMIN_LISTEN", "127.0.0.1:0")
+        .env_remove("KEYGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut blocks: Vec<Block> = Vec::new();
+    for line in lines {
+        if line.starts_with("Revoke a key") {
+            break;
+        }
+        if let Some(heading) = line.strip_prefix("# ") {
+            let expect = heading.split(':').next().unwrap();
+            let mut words = expect.split(' ');
+            blocks.push(Block {
+                status: words.next().unwrap().to_owned(),
+                code: words.next().map(str::to_owned),
+                script: String::new(),
+            });
+        } else if let Some(block) = blocks.last_mut().filter(|_| !line.is_empty()) {
+            block.script.push_str(&line);
+            block.script.push('\n');
+        }
+    }
+    (child, blocks)
+}
+
+fn run(script: &str) -> String {
+    let output = Command::new("sh").args(["-c", script]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn last_status_line(output: &str) -> &str {
+    output.lines().filter(|l| l.starts_with("HTTP/")).last().unwrap_or("")
+}
+
+fn stop(mut child: Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn every_printed_block_answers_what_it_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, blocks) = quickstart(dir.path());
+    assert!(blocks.len() >= 10, "the quickstart printed its blocks");
+    let mut write_output = String::new();
+    for block in &blocks {
+        let output = run(&block.script);
+        let status = last_status_line(&output);
+        assert!(status.starts_with(&format!("HTTP/1.1 {}", block.status)), "{}\n{}", block.script, output);
+        if let Some(code) = &block.code {
+            assert!(output.contains(&format!("\"code\":\"{code}\"")), "{}\n{}", block.script, output);
+        }
+        if block.script.contains("X-Session-Token: $TOKEN") {
+            write_output = output;
+        }
+    }
+    assert!(write_output.contains("hello from the demo upstream"), "{write_output}");
+    assert!(write_output.contains("\"channel\":\"browser\""));
+    assert!(write_output.contains("\"tenant\":\"demo\""));
+    stop(child);
+
+    // A second run revokes the first run's keys and prints working new ones.
+    let first_mint = blocks[0].script.clone();
+    let (child, blocks) = quickstart(dir.path());
+    let again = run(&blocks[0].script);
+    assert!(last_status_line(&again).starts_with("HTTP/1.1 201"), "{again}");
+    let port_of = |script: &str| script.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();
+    let old_key_now = first_mint.replace(&port_of(&first_mint), &port_of(&blocks[0].script));
+    let old = run(&old_key_now);
+    assert!(last_status_line(&old).starts_with("HTTP/1.1 401"), "{old}");
+    assert!(old.contains("API_KEY_REVOKED"));
+    stop(child);
+}
