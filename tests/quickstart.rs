@@ -50,7 +50,7 @@ fn run(script: &str) -> String {
 }
 
 fn last_status_line(output: &str) -> &str {
-    output.lines().filter(|l| l.starts_with("HTTP/")).last().unwrap_or("")
+    output.lines().rfind(|l| l.starts_with("HTTP/")).unwrap_or("")
 }
 
 fn stop(mut child: Child) {
