@@ -114,12 +114,7 @@ fn expected_reset(window: u64) -> i64 {
 async fn limit_n_gives_n_successes_then_429_with_exact_headers() {
     let app = spawn_app().await;
     app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
-    let (_, secret) = app
-        .create_key(
-            "acme",
-            json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 3, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 3).await;
     let reset = expected_reset(DAY).to_string();
     for remaining in ["2", "1", "0"] {
         let seen = app.mint(&secret, Some(ORIGIN)).await;
@@ -173,12 +168,7 @@ async fn the_limit_falls_back_from_key_to_tenant_to_global() {
 async fn a_limit_raised_by_the_admin_applies_mid_window() {
     let app = spawn_app().await;
     app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
-    let (key, secret) = app
-        .create_key(
-            "acme",
-            json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 2, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (key, secret) = app.limited_key("acme", &["sessions:create"], 2).await;
     assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
     assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
     app.mint(&secret, Some(ORIGIN)).await.assert_error(429, "RATE_LIMITED");
@@ -194,12 +184,7 @@ async fn a_limit_raised_by_the_admin_applies_mid_window() {
 async fn bearer_spelling_variants_share_one_bucket() {
     let app = spawn_app().await;
     app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
-    let (_, secret) = app
-        .create_key(
-            "acme",
-            json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 3, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 3).await;
     for (scheme, remaining) in [("Bearer", "2"), ("bearer", "1"), ("BEARER", "0")] {
         let auth = format!("{scheme} {secret}");
         let seen = app.mint_with(&[("authorization", auth.as_bytes()), ("origin", ORIGIN.as_bytes())]).await;

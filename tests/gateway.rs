@@ -110,12 +110,7 @@ async fn bodies_are_streamed_to_the_upstream_unchanged() {
 async fn no_failure_of_the_pipeline_reaches_the_upstream() {
     let (app, upstream) = spawn_gateway(|_| {}).await;
     let (reader, reader_secret) = app.orders_key("acme", &["orders:read"]).await;
-    let (_, writer) = app
-        .create_key(
-            "acme",
-            json!({ "name": "w", "scopes": ["orders:write"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 1, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (_, writer) = app.limited_key("acme", &["orders:write"], 1).await;
     let (_, expired) =
         app.create_key("acme", json!({ "name": "e", "scopes": ["*"], "expiresAt": rfc3339(now_seconds() - 5) })).await;
     let (revoked, revoked_secret) = app.create_key("acme", json!({ "name": "r", "scopes": ["*"] })).await;

@@ -49,12 +49,7 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
 async fn rate_limited_requests_are_counted() {
     let app = spawn_app().await;
     app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
-    let (_, secret) = app
-        .create_key(
-            "acme",
-            serde_json::json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 1, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 1).await;
     app.mint(&secret, Some(ORIGIN)).await;
     app.mint(&secret, Some(ORIGIN)).await.assert_error(429, "RATE_LIMITED");
     let response = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();

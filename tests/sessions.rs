@@ -207,12 +207,7 @@ async fn a_suspended_tenant_is_refused_before_the_origin_is_checked() {
 async fn a_rate_limited_key_of_a_suspended_tenant_gets_429() {
     let app = spawn_app().await;
     app.create_tenant(json!({ "id": "acme", "name": "Acme", "status": "suspended" })).await;
-    let (_, secret) = app
-        .create_key(
-            "acme",
-            json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "rateLimit": { "limit": 1, "windowSeconds": DAY } }),
-        )
-        .await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 1).await;
     app.mint(&secret, Some(ORIGIN)).await.assert_error(403, "TENANT_SUSPENDED");
     let seen = app.mint(&secret, Some(ORIGIN)).await;
     seen.assert_error(429, "RATE_LIMITED");

@@ -187,6 +187,16 @@ impl TestApp {
         seen.body["data"].clone()
     }
 
+    /// A key of an existing tenant, allowed at [`ORIGIN`], holding `scopes`, with `limit`
+    /// requests a day; returns (key, secret).
+    pub async fn limited_key(&self, tenant: &str, scopes: &[&str], limit: u64) -> (Value, String) {
+        let body = json!({
+            "name": "limited", "scopes": scopes, "allowedOrigins": [ORIGIN],
+            "rateLimit": { "limit": limit, "windowSeconds": DAY },
+        });
+        self.create_key(tenant, body).await
+    }
+
     /// A tenant with a browser key allowed at [`ORIGIN`] holding `scopes`; returns (key, secret).
     pub async fn browser_key(&self, tenant: &str, scopes: &[&str]) -> (Value, String) {
         self.create_tenant(json!({ "id": tenant, "name": tenant })).await;
