@@ -136,6 +136,7 @@ impl App {
             None => public_server.await?,
         }
         background.stop().await;
+        self.store.close().await;
         Ok(())
     }
 }

@@ -62,6 +62,8 @@ pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the connections; every later call fails as unavailable.
+    async fn close(&self);
     /// A number that changes whenever tenants, keys or signing keys change.
     async fn revision(&self) -> Result<i64, StoreError>;
 

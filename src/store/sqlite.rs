@@ -105,6 +105,10 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
     async fn revision(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = 'revision'").fetch_one(&self.pool).await?)
     }

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub admin: String,
     pub client: reqwest::Client,
     pub dir: Arc<tempfile::TempDir>,
+    /// The running instance's own store handle.
+    pub store: Arc<dyn keygate::store::Store>,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<Result<(), keygate::app::StartError>>,
 }
@@ -86,6 +88,7 @@ pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Confi
     config.server.admin_token = Some(ADMIN_TOKEN.to_owned());
     tweak(&mut config);
     let app = App::build(config).await.expect("keygate builds");
+    let store = Arc::clone(&app.store);
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let public_url = format!("http://{}", public.local_addr().unwrap());
@@ -94,7 +97,15 @@ pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Confi
     let served = tokio::spawn(app.serve(public, Some(admin), async move {
         let _ = stopped.await;
     }));
-    TestApp { public: public_url, admin: admin_url, client: reqwest::Client::new(), dir, stop: Some(stop), served }
+    TestApp {
+        public: public_url,
+        admin: admin_url,
+        client: reqwest::Client::new(),
+        dir,
+        store,
+        stop: Some(stop),
+        served,
+    }
 }
 
 /// A response read whole: what a user sees.
