@@ -90,7 +90,7 @@ where
 /// What every judged response carries: quota and CORS headers, and the log identity.
 fn finish(decision: &Decision, response: &mut Response) {
     decision.decorate(response.headers_mut());
-    if let Some((tenant, key_id)) = &decision.identity {
-        response.extensions_mut().insert(LoggedIdentity { tenant: tenant.clone(), key_id: key_id.clone() });
+    if let Some(record) = &decision.identity {
+        response.extensions_mut().insert(LoggedIdentity(Arc::clone(record)));
     }
 }

@@ -110,8 +110,8 @@ pub struct Decision {
     pub quota: Option<Quota>,
     /// Set exactly when the origin is on the identified key's allowlist.
     pub cors_origin: Option<Origin>,
-    /// Tenant and key ids once the key is identified, for the request log.
-    pub identity: Option<(String, String)>,
+    /// The identified key and its tenant, for the request log (also when refused later).
+    pub identity: Option<Arc<KeyWithTenant>>,
 }
 
 pub struct Pipeline {
@@ -132,7 +132,7 @@ pub struct Pipeline {
 struct Trail {
     quota: Option<Quota>,
     cors_origin: Option<Origin>,
-    identity: Option<(String, String)>,
+    identity: Option<Arc<KeyWithTenant>>,
 }
 
 impl Pipeline {
@@ -185,7 +185,7 @@ impl Pipeline {
         trail: &mut Trail,
     ) -> Result<Principal, ApiError> {
         let record = self.authenticate(headers).await?; // steps 1 and 2
-        trail.identity = Some((record.tenant.id.clone(), record.key.id.clone()));
+        trail.identity = Some(Arc::clone(&record));
         let origin = request_origin(headers);
         trail.cors_origin = allowed_origin(&origin, &record);
         check_key_state(&record, now)?; // step 3

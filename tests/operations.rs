@@ -135,3 +135,29 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "keygate exits cleanly: {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_admin_write_survives_kill_9() {
+    let upstream = upstream::Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _, admin) = serve_binary(dir.path(), &upstream.url);
+    let client = reqwest::Client::new();
+    let created = client
+        .post(format!("http://{admin}/admin/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "id": "durable", "name": "Durable" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    // SIGKILL right after the acknowledgement: no shutdown code runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, _, admin) = serve_binary(dir.path(), &upstream.url);
+    let fetched =
+        client.get(format!("http://{admin}/admin/v1/tenants/durable")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(fetched.status(), 200, "the acknowledged write was kept");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,20 +1,20 @@
 //! One structured log line per request, and the `X-Request-Id` that ties it to the response.
 //! Handlers leave what they learned (error code, tenant, key id) in response extensions.
 
+use std::sync::Arc;
+
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
 
 use crate::error::ErrorCode;
+use crate::model::KeyWithTenant;
 use crate::secret::random_base62;
 
-/// Who the request was for, once known; put into response extensions by handlers.
+/// Who the request was for, once known; put into response extensions by the layer.
 #[derive(Debug, Clone)]
-pub struct LoggedIdentity {
-    pub tenant: String,
-    pub key_id: String,
-}
+pub struct LoggedIdentity(pub Arc<KeyWithTenant>);
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -42,8 +42,8 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
         path,
         status = response.status().as_u16(),
         code,
-        tenant = identity.map(|i| i.tenant.as_str()),
-        key_id = identity.map(|i| i.key_id.as_str()),
+        tenant = identity.map(|i| i.0.tenant.id.as_str()),
+        key_id = identity.map(|i| i.0.key.id.as_str()),
         elapsed_us = started.elapsed().as_micros() as u64,
     );
     response
