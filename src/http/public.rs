@@ -49,7 +49,7 @@ impl PublicState {
         routes: Vec<Route>,
         proxy: Arc<Proxy>,
     ) -> Self {
-        let sessions = Arc::clone(pipeline.sessions_handle());
+        let sessions = Arc::clone(pipeline.sessions());
         let minting = Arc::clone(&sessions);
         let create_session = RequireKey::new(Arc::clone(pipeline), Policy::create_session()).layer(service_fn(
             move |request: Request| {
