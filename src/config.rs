@@ -3,7 +3,7 @@
 //! key or a bad value stops start-up with a message naming the key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -208,8 +208,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
-        if self.store_location().is_none() {
-            return fail("store.url", "expected sqlite://PATH (the PostgreSQL store is not built yet)");
+        let url = &self.store.url;
+        let sqlite_path = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default());
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        if !postgres && sqlite_path.is_none_or(str::is_empty) {
+            return fail("store.url", "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE");
         }
         if self.rate_limit.url != "memory://" {
             return fail("rate_limit.url", "expected memory:// (the Redis backend is not built yet)");
@@ -267,13 +270,6 @@ impl Config {
     pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
         self.proxy.trusted_proxies.iter().filter_map(|raw| parse_cidr(raw)).collect()
     }
-
-    /// The SQLite file named by `store.url`, if it is a SQLite URL.
-    pub fn store_location(&self) -> Option<PathBuf> {
-        let rest = self.store.url.strip_prefix("sqlite://")?;
-        let path = rest.split('?').next().unwrap_or_default();
-        (!path.is_empty()).then(|| PathBuf::from(path))
-    }
 }
 
 /// An IP network, or a single address as its /32 or /128.
@@ -323,7 +319,7 @@ mod tests {
         assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(config.rate_limit.limit, 600);
         assert_eq!(config.sessions.algorithm, SessionAlgorithm::HS256);
-        assert_eq!(config.store_location().unwrap(), PathBuf::from("keygate.db"));
+        assert_eq!(config.store.url, "sqlite://keygate.db");
     }
 
     #[test]
@@ -352,7 +348,9 @@ mod tests {
         assert!(load("", &[("KEYGATE_RATE_LIMIT_LIMIT", "lots")]).unwrap_err().contains("KEYGATE_RATE_LIMIT_LIMIT"));
         assert!(load("", &[("KEYGATE_SERVER_LISTN", "x")]).unwrap_err().contains("KEYGATE_SERVER_LISTN"));
         assert!(load("[sessions]\nttl_seconds = 0\n", &[]).unwrap_err().contains("sessions.ttl_seconds"));
-        assert!(load("[store]\nurl = \"postgres://x\"\n", &[]).unwrap_err().contains("store.url"));
+        assert!(load("[store]\nurl = \"mysql://x\"\n", &[]).unwrap_err().contains("store.url"));
+        assert!(load("[store]\nurl = \"sqlite://\"\n", &[]).unwrap_err().contains("store.url"));
+        assert!(load("[store]\nurl = \"postgres://kg@localhost/kg\"\n", &[]).is_ok());
         assert!(load("not toml at all [", &[]).is_err());
         assert!(
             load("[proxy]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", &[]).unwrap_err().contains("trusted_proxies[0]")

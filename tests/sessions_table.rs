@@ -8,7 +8,6 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use keygate::store::{SqliteStore, Store};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -35,8 +34,7 @@ async fn fixture() -> Fixture {
     let (app, upstream) = spawn_gateway(|_| {}).await;
     let (_, secret) = app.orders_key("acme", &["sessions:create", "orders:read", "orders:write"]).await;
     let token = app.session(&secret, ORIGIN).await;
-    let store = SqliteStore::open(&app.db()).await.unwrap();
-    let signing_key = store.signing_keys().await.unwrap().pop().unwrap().private_key;
+    let signing_key = app.store.signing_keys().await.unwrap().pop().unwrap().private_key;
     Fixture { header: jwt_part(&token, 0), claims: jwt_part(&token, 1), app, upstream, secret, signing_key }
 }
 

@@ -1,10 +1,10 @@
-//! Persistence behind one narrow trait. SQLite is the embedded default; PostgreSQL will
-//! implement the same trait. SQL lives only in the implementations.
+//! Persistence behind one narrow trait, implemented once for SQLite (the embedded default) and
+//! PostgreSQL (scale-out). SQL lives only in `sql.rs`.
 //!
 //! Every admin write bumps a store-wide `revision` in the same transaction, so instances
 //! sharing the store notice changes by polling one number (see `cache::watch_revision`).
 
-mod sqlite;
+mod sql;
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ use crate::origin::OriginPattern;
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
-pub use sqlite::SqliteStore;
+pub use sql::{Dialect, SqlStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,10 +92,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store named by the configuration and applies pending migrations.
 pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let path = config
-        .store_location()
-        .ok_or_else(|| StoreError::Unavailable("store.url is not a sqlite:// URL".to_owned()))?;
-    let store = SqliteStore::open(&path).await?;
+    let store = SqlStore::open(&config.store.url).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }

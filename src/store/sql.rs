@@ -1,14 +1,17 @@
-//! The embedded default store: one SQLite file in WAL mode with `synchronous = FULL`, so an
-//! acknowledged write survives a crash, `kill -9` included.
+//! The SQL store: one implementation for SQLite (the embedded default) and PostgreSQL, on
+//! sqlx's `Any` driver. Both schemas use only types `Any` carries (TEXT ids, BIGINT times,
+//! JSON text for sets, a BLOB/BYTEA hash), and every statement is written with `$N`
+//! placeholders in ascending order, which both engines accept. What differs is in [`Dialect`].
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so an acknowledged write survives a
+//! crash, `kill -9` included; PostgreSQL is durable by default.
 
-use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqlitePool};
+use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use super::{AllowlistEntry, Edit, SigningKeyRecord, Store, StoreError};
 use crate::model::{ApiKey, KeyWithTenant, RateLimit, Subscription, Tenant, TenantStatus};
@@ -17,8 +20,56 @@ use crate::scope::Scope;
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
-pub struct SqliteStore {
-    pool: SqlitePool,
+/// What differs between the engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// Starts a transaction that will write: SQLite takes the write lock up front, so a
+    /// read-then-write never fails to upgrade its lock.
+    fn begin_write(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+
+    /// Locks the rows a read-modify-write reads (SQLite's write lock already covers them).
+    fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
+    fn migrations(self) -> Migrator {
+        let sql = match self {
+            Self::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
+            Self::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
+        };
+        Migrator::with_migrations(vec![Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )])
+    }
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 // Every column is aliased with its table's letter, so a join of both reads unambiguously.
@@ -42,33 +93,61 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-impl SqliteStore {
-    /// Opens (creating if missing) the SQLite file at `path`.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(2))
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+/// A statement assembled from this module's constants (column lists, dialect words): never
+/// from input.
+fn dynamic(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or `postgres://…`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_owned())
+        } else if url.starts_with("sqlite:") {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            (Dialect::Sqlite, format!("{url}{separator}mode=rwc"))
+        } else {
+            return Err(StoreError::Unavailable("store.url must be sqlite://… or postgres://…".to_owned()));
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(2));
+        options = match dialect {
+            // Per-connection settings; WAL is a property of the file but is set here too.
+            Dialect::Sqlite => options.max_connections(4).after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute(
+                            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres => options.max_connections(8),
+        };
+        let pool = options.connect(&url).await?;
+        Ok(Self { pool, dialect })
     }
 
-    async fn bump_revision(tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
+    }
+
+    async fn bump_revision(tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
         sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(tx).await?;
         Ok(())
     }
 
-    async fn write_key(tx: &mut sqlx::SqliteConnection, key: &ApiKey) -> Result<(), StoreError> {
+    async fn write_key(tx: &mut sqlx::AnyConnection, key: &ApiKey) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE api_keys SET name = ?, scopes = ?, allowed_origins = ?, expires_at = ?, revoked_at = ?, \
-             rate_limit = ?, rate_limit_window = ? WHERE id = ?",
+            "UPDATE api_keys SET name = $1, scopes = $2, allowed_origins = $3, expires_at = $4, revoked_at = $5, \
+             rate_limit = $6, rate_limit_window = $7 WHERE id = $8",
         )
         .bind(&key.name)
         .bind(json_list(&key.scopes))
@@ -85,16 +164,10 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        let init = Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            include_str!("../../migrations/sqlite/0001_init.sql").into_sql_str(),
-            false,
-        );
-        Migrator::with_migrations(vec![init])
+        self.dialect
+            .migrations()
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
@@ -110,14 +183,15 @@ impl Store for SqliteStore {
     }
 
     async fn revision(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM keygate_meta WHERE name = 'revision'").fetch_one(&self.pool).await?)
+        let row = sqlx::query("SELECT value FROM keygate_meta WHERE name = 'revision'").fetch_one(&self.pool).await?;
+        Ok(row.try_get("value")?)
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO tenants (id, name, status, subscription, modules, rate_limit, rate_limit_window, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&tenant.id)
         .bind(&tenant.name)
@@ -135,15 +209,16 @@ impl Store for SqliteStore {
     }
 
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = dynamic(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(tenant_from_row).transpose()
     }
 
     async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>, StoreError> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id > ? ORDER BY t.id LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(after.unwrap_or(""))
+        let rows = dynamic(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id > $1 ORDER BY t.id LIMIT $2"))
+            .bind(after.unwrap_or("").to_owned())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -151,16 +226,18 @@ impl Store for SqliteStore {
     }
 
     async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = ?");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let mut tx = self.begin_write().await?;
+        let lock = self.dialect.for_update();
+        let row = dynamic(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1{lock}"))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
         let mut tenant = tenant_from_row(&row)?;
         edit(&mut tenant);
         sqlx::query(
-            "UPDATE tenants SET name = ?, status = ?, subscription = ?, modules = ?, rate_limit = ?, \
-             rate_limit_window = ? WHERE id = ?",
+            "UPDATE tenants SET name = $1, status = $2, subscription = $3, modules = $4, rate_limit = $5, \
+             rate_limit_window = $6 WHERE id = $7",
         )
         .bind(&tenant.name)
         .bind(tenant.status.as_str())
@@ -177,17 +254,16 @@ impl Store for SqliteStore {
     }
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, expires_at, \
-             revoked_at, rate_limit, rate_limit_window, created_at, last_used_at) \
-             VALUES (?, ?, ?, ?, ?, '[]', '[]', NULL, NULL, NULL, NULL, ?, NULL)",
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, created_at) \
+             VALUES ($1, $2, $3, $4, $5, '[]', '[]', $6)",
         )
         .bind(&key.id)
         .bind(&key.tenant_id)
         .bind(&key.name)
         .bind(&key.prefix)
-        .bind(&hash[..])
+        .bind(hash.to_vec())
         .bind(key.created_at)
         .execute(&mut *tx)
         .await?;
@@ -198,17 +274,19 @@ impl Store for SqliteStore {
     }
 
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = ?");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?;
+        let row = dynamic(format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1"))
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(key_from_row).transpose()
     }
 
     async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
         let sql =
-            format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = ? AND k.id > ? ORDER BY k.id LIMIT ?");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(tenant_id)
-            .bind(after.unwrap_or(""))
+            format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3");
+        let rows = dynamic(sql)
+            .bind(tenant_id.to_owned())
+            .bind(after.unwrap_or("").to_owned())
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await?;
@@ -216,11 +294,13 @@ impl Store for SqliteStore {
     }
 
     async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = ?");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(&mut *tx).await? else {
-            return Ok(None);
-        };
+        let mut tx = self.begin_write().await?;
+        let lock = self.dialect.for_update();
+        let row = dynamic(format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1{lock}"))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
         let mut key = key_from_row(&row)?;
         edit(&mut key);
         Self::write_key(&mut tx, &key).await?;
@@ -232,20 +312,23 @@ impl Store for SqliteStore {
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError> {
         let sql = format!(
             "SELECT {KEY_COLUMNS}, {TENANT_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.secret_hash = ?"
+             WHERE k.secret_hash = $1"
         );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(&hash[..]).fetch_optional(&self.pool).await?;
+        let row = dynamic(sql).bind(hash.to_vec()).fetch_optional(&self.pool).await?;
         row.map(|row| Ok(KeyWithTenant { key: key_from_row(&row)?, tenant: tenant_from_row(&row)? })).transpose()
     }
 
     async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
+        let greatest = self.dialect.greatest();
         for (id, at) in uses {
-            sqlx::query("UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?")
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            dynamic(format!(
+                "UPDATE api_keys SET last_used_at = {greatest}(COALESCE(last_used_at, 0), $1) WHERE id = $2"
+            ))
+            .bind(*at)
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -286,9 +369,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&key.kid)
         .bind(&key.algorithm)
@@ -322,7 +406,7 @@ fn rate_limit(limit: Option<i64>, window: Option<i64>) -> Option<RateLimit> {
     }
 }
 
-fn tenant_from_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
+fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
     let status: String = row.try_get("t_status")?;
     let subscription: String = row.try_get("t_subscription")?;
     Ok(Tenant {
@@ -339,7 +423,7 @@ fn tenant_from_row(row: &SqliteRow) -> Result<Tenant, StoreError> {
     })
 }
 
-fn key_from_row(row: &SqliteRow) -> Result<ApiKey, StoreError> {
+fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
     Ok(ApiKey {
         id: row.try_get("k_id")?,
         tenant_id: row.try_get("k_tenant_id")?,
