@@ -10,7 +10,7 @@ use common::*;
 use serde_json::Value;
 
 struct Cli {
-    dir: Arc<tempfile::TempDir>,
+    store: Arc<TestStore>,
 }
 
 struct Ran {
@@ -23,7 +23,7 @@ impl Cli {
     fn run(&self, args: &[&str]) -> Ran {
         let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
             .args(args)
-            .env("KEYGATE_STORE_URL", format!("sqlite://{}", db_path(self.dir.path()).display()))
+            .env("KEYGATE_STORE_URL", &self.store.url)
             .env_remove("KEYGATE_CONFIG")
             .output()
             .expect("keygate runs");
@@ -43,21 +43,24 @@ impl Cli {
     }
 }
 
-fn cli() -> Cli {
-    Cli { dir: Arc::new(tempfile::tempdir().unwrap()) }
+async fn cli() -> Cli {
+    Cli { store: TestStore::new().await }
 }
 
-#[test]
-fn migrate_creates_the_store() {
-    let cli = cli();
+#[tokio::test]
+async fn migrate_creates_the_store() {
+    let cli = cli().await;
     let ran = cli.run(&["migrate"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert!(db_path(cli.dir.path()).exists());
+    if !cli.store.is_postgres() {
+        assert!(cli.store.dir.path().join("keygate.db").exists());
+    }
+    assert_eq!(cli.run(&["migrate"]).code, 0, "migrating again is a no-op");
 }
 
-#[test]
-fn tenant_operations() {
-    let cli = cli();
+#[tokio::test]
+async fn tenant_operations() {
+    let cli = cli().await;
     let created = cli.ok(&[
         "tenant",
         "create",
@@ -84,9 +87,9 @@ fn tenant_operations() {
     assert!(page["nextCursor"].is_string());
 }
 
-#[test]
-fn key_operations_and_the_secret_shown_once() {
-    let cli = cli();
+#[tokio::test]
+async fn key_operations_and_the_secret_shown_once() {
+    let cli = cli().await;
     cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme"]);
     let created = cli.ok(&["key", "create", "acme", "--name", "web", "--scope", "sessions:create", "--origin", ORIGIN]);
     let secret = created["secret"].as_str().unwrap().to_owned();
@@ -104,9 +107,9 @@ fn key_operations_and_the_secret_shown_once() {
     assert!(revoked["revokedAt"].is_string());
 }
 
-#[test]
-fn bad_input_is_an_error_envelope_and_a_failing_exit_code() {
-    let cli = cli();
+#[tokio::test]
+async fn bad_input_is_an_error_envelope_and_a_failing_exit_code() {
+    let cli = cli().await;
     let ran = cli.run(&["tenant", "create", "--id=-x", "--name", ""]);
     assert_eq!(ran.code, 1);
     let envelope: Value = serde_json::from_str(&ran.stderr).expect("an error envelope on stderr");
@@ -120,9 +123,9 @@ fn bad_input_is_an_error_envelope_and_a_failing_exit_code() {
     assert!(ran.stderr.contains("allowedOrigins[0]"));
 }
 
-#[test]
-fn a_bad_configuration_stops_with_the_key_named() {
-    let cli = cli();
+#[tokio::test]
+async fn a_bad_configuration_stops_with_the_key_named() {
+    let cli = cli().await;
     let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
         .args(["migrate"])
         .env("KEYGATE_RATE_LIMIT_WINDOW_SECONDS", "soon")
@@ -130,7 +133,7 @@ fn a_bad_configuration_stops_with_the_key_named() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("KEYGATE_RATE_LIMIT_WINDOW_SECONDS"));
-    let file = cli.dir.path().join("keygate.toml");
+    let file = cli.store.dir.path().join("keygate.toml");
     std::fs::write(&file, "[server]\nlisten = \"127.0.0.1:0\"\nadmin_tokn = \"x\"\n").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
         .args(["--config", file.to_str().unwrap(), "migrate"])
@@ -144,9 +147,9 @@ fn a_bad_configuration_stops_with_the_key_named() {
 // (and finish its own write transactions) meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_keygate_picks_up_cli_changes_within_a_second() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let app = spawn_in(Arc::clone(&dir), |_| {}).await;
-    let cli = Cli { dir };
+    let store = TestStore::new().await;
+    let app = spawn_in(Arc::clone(&store), |_| {}).await;
+    let cli = Cli { store };
     cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme"]);
     let created = cli.ok(&["key", "create", "acme", "--name", "web", "--scope", "sessions:create", "--origin", ORIGIN]);
     let secret = created["secret"].as_str().unwrap();

@@ -21,9 +21,9 @@ struct Example {
 }
 
 async fn start() -> Example {
-    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let store = TestStore::new().await;
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", db_path(dir.path()).display());
+    config.store.url = store.url.clone();
     let keygate = App::build(config.clone()).await.unwrap();
     let background = keygate.start_background();
     let orders = orders_app::Orders::default();
@@ -32,7 +32,7 @@ async fn start() -> Example {
     let public = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
     // An admin-only keygate instance on the same store, for the harness's admin helpers.
-    let mut http = spawn_in(dir, |_| {}).await;
+    let mut http = spawn_in(store, |_| {}).await;
     http.public = public;
     Example { http, keygate, orders, _background: background }
 }

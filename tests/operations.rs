@@ -59,15 +59,15 @@ async fn rate_limited_requests_are_counted() {
 }
 
 /// Starts `keygate serve` as a child process; returns it with its public and admin addresses.
-fn serve_binary(dir: &std::path::Path, upstream: &str) -> (std::process::Child, String, String) {
-    let config = dir.join("keygate.toml");
+fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, String, String) {
+    let config = store.dir.path().join("keygate.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
-             [store]\nurl = \"sqlite://{}\"\n\
+             [store]\nurl = \"{}\"\n\
              [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n",
-            db_path(dir).display()
+            store.url
         ),
     )
     .unwrap();
@@ -93,8 +93,8 @@ fn serve_binary(dir: &std::path::Path, upstream: &str) -> (std::process::Child, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let upstream = upstream::Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, public, admin) = serve_binary(dir.path(), &upstream.url);
+    let store = TestStore::new().await;
+    let (mut child, public, admin) = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
     let tenant = client
         .post(format!("http://{admin}/admin/v1/tenants"))
@@ -139,8 +139,8 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_admin_write_survives_kill_9() {
     let upstream = upstream::Upstream::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, _, admin) = serve_binary(dir.path(), &upstream.url);
+    let store = TestStore::new().await;
+    let (mut child, _, admin) = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
     let created = client
         .post(format!("http://{admin}/admin/v1/tenants"))
@@ -154,7 +154,7 @@ async fn an_acknowledged_admin_write_survives_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let (mut child, _, admin) = serve_binary(dir.path(), &upstream.url);
+    let (mut child, _, admin) = serve_binary(&store, &upstream.url);
     let fetched =
         client.get(format!("http://{admin}/admin/v1/tenants/durable")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(fetched.status(), 200, "the acknowledged write was kept");

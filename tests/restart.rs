@@ -11,16 +11,16 @@ use keygate::origin::Origin;
 use keygate::session::SessionError;
 use reqwest::Method;
 
-fn config_for(app_dir: &tempfile::TempDir, algorithm: SessionAlgorithm) -> Config {
+fn config_for(store: &TestStore, algorithm: SessionAlgorithm) -> Config {
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", db_path(app_dir.path()).display());
+    config.store.url = store.url.clone();
     config.sessions.algorithm = algorithm;
     config
 }
 
 async fn mint_then_restart(algorithm: SessionAlgorithm) -> (TestApp, String, serde_json::Value, serde_json::Value) {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let first = spawn_in(Arc::clone(&dir), |c| c.sessions.algorithm = algorithm).await;
+    let store = TestStore::new().await;
+    let first = spawn_in(Arc::clone(&store), |c| c.sessions.algorithm = algorithm).await;
     let (key, secret) = first.browser_key("acme", &["sessions:create"]).await;
     let minted = first.mint(&secret, Some(ORIGIN)).await;
     assert_eq!(minted.status, 201);
@@ -28,7 +28,7 @@ async fn mint_then_restart(algorithm: SessionAlgorithm) -> (TestApp, String, ser
     let jwks_before = first.get("/.well-known/jwks.json").await.body;
     first.stop().await;
 
-    let second = spawn_in(dir, |c| c.sessions.algorithm = algorithm).await;
+    let second = spawn_in(store, |c| c.sessions.algorithm = algorithm).await;
     let tenant = second.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await;
     assert_eq!(tenant.status, 200);
     let again = second.mint(&secret, Some(ORIGIN)).await;
@@ -42,7 +42,7 @@ async fn mint_then_restart(algorithm: SessionAlgorithm) -> (TestApp, String, ser
 async fn hs256_tokens_minted_before_a_restart_verify_after() {
     let (second, token, key, _) = mint_then_restart(SessionAlgorithm::HS256).await;
     // The restarted instance's own verifier accepts the old token.
-    let restarted = App::build(config_for(&second.dir, SessionAlgorithm::HS256)).await.unwrap();
+    let restarted = App::build(config_for(&second.test_store, SessionAlgorithm::HS256)).await.unwrap();
     let api_key = restarted.admin.key(key["id"].as_str().unwrap()).await.unwrap();
     let origin = Origin::parse(ORIGIN).unwrap();
     let sessions = restarted.pipeline.sessions();
@@ -68,9 +68,9 @@ async fn eddsa_keys_and_jwks_survive_a_restart() {
 
 #[tokio::test]
 async fn an_admin_write_on_one_instance_reaches_another_within_a_second() {
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let one = spawn_in(Arc::clone(&dir), |_| {}).await;
-    let two = spawn_in(dir, |_| {}).await;
+    let store = TestStore::new().await;
+    let one = spawn_in(Arc::clone(&store), |_| {}).await;
+    let two = spawn_in(store, |_| {}).await;
     let (key, secret) = one.browser_key("acme", &["sessions:create"]).await;
     assert_eq!(two.mint(&secret, Some(ORIGIN)).await.status, 201, "instance two caches the key");
     one.admin_request(Method::POST, &format!("/admin/v1/keys/{}/revoke", key["id"].as_str().unwrap()), None).await;

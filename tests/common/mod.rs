@@ -4,7 +4,6 @@
 
 pub mod upstream;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use keygate::app::App;
@@ -23,15 +22,43 @@ pub struct TestApp {
     pub public: String,
     pub admin: String,
     pub client: reqwest::Client,
-    pub dir: Arc<tempfile::TempDir>,
+    pub test_store: Arc<TestStore>,
     /// The running instance's own store handle.
     pub store: Arc<dyn keygate::store::Store>,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<Result<(), keygate::app::StartError>>,
 }
 
-pub fn db_path(dir: &Path) -> PathBuf {
-    dir.join("keygate.db")
+/// A fresh, empty store for one test: a SQLite file in a temporary folder, or — when
+/// `TEST_POSTGRES_URL` names a PostgreSQL server (`postgres://user:password@host:port`,
+/// no database) — a new database of its own there. `scripts/test` runs the suite both ways.
+pub struct TestStore {
+    pub url: String,
+    /// A scratch folder (config files, the SQLite file).
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub async fn new() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = match std::env::var("TEST_POSTGRES_URL") {
+            Ok(server) => {
+                use sqlx::Connection;
+                let name = format!("kg_test_{}", keygate::secret::random_base62(12).to_lowercase());
+                let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres")).await.expect(
+                    "TEST_POSTGRES_URL is set but the server cannot be reached",
+                );
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+                format!("{server}/{name}")
+            }
+            Err(_) => format!("sqlite://{}", dir.path().join("keygate.db").display()),
+        };
+        Arc::new(Self { url, dir })
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
 }
 
 /// The routes gateway tests run against, all to `upstream`.
@@ -78,13 +105,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
-    spawn_in(Arc::new(tempfile::tempdir().expect("tempdir")), tweak).await
+    spawn_in(TestStore::new().await, tweak).await
 }
 
-/// Starts keygate over the store in `dir` (so a second start is a restart).
-pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Config)) -> TestApp {
+/// Starts keygate over `test_store` (so a second start is a restart, or a second instance).
+pub async fn spawn_in(test_store: Arc<TestStore>, tweak: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", db_path(dir.path()).display());
+    config.store.url = test_store.url.clone();
     config.server.admin_token = Some(ADMIN_TOKEN.to_owned());
     tweak(&mut config);
     let app = App::build(config).await.expect("keygate builds");
@@ -101,7 +128,7 @@ pub async fn spawn_in(dir: Arc<tempfile::TempDir>, tweak: impl FnOnce(&mut Confi
         public: public_url,
         admin: admin_url,
         client: reqwest::Client::new(),
-        dir,
+        test_store,
         store,
         stop: Some(stop),
         served,
@@ -158,10 +185,6 @@ impl TestApp {
             let _ = stop.send(());
         }
         (&mut self.served).await.expect("serve task").expect("serve");
-    }
-
-    pub fn db(&self) -> PathBuf {
-        db_path(self.dir.path())
     }
 
     pub async fn admin_request(&self, method: Method, path: &str, body: Option<Value>) -> Seen {
