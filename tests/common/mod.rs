@@ -45,9 +45,9 @@ impl TestStore {
             Ok(server) => {
                 use sqlx::Connection;
                 let name = format!("kg_test_{}", keygate::secret::random_base62(12).to_lowercase());
-                let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres")).await.expect(
-                    "TEST_POSTGRES_URL is set but the server cannot be reached",
-                );
+                let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres"))
+                    .await
+                    .expect("TEST_POSTGRES_URL is set but the server cannot be reached");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
                 format!("{server}/{name}")
             }
