@@ -16,7 +16,7 @@ use crate::gateway::routes::Route;
 use crate::http;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
-use crate::ratelimit::MemoryLimiter;
+use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
 use crate::session::Sessions;
 use crate::store::{self, Store};
 use crate::usage::UsageRecorder;
@@ -48,13 +48,19 @@ impl App {
             allowlists,
             sessions: Arc::clone(&sessions),
         });
+        // In process: the limiter itself, or the fallback of the shared one.
         let limiter = MemoryLimiter::new();
+        let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {
+            "memory://" => Arc::new(limiter.clone()),
+            url => Arc::new(RedisLimiter::new(url)?),
+        };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(
             &config,
             Arc::clone(&store),
             Arc::clone(&watch.cache),
-            Arc::new(limiter.clone()),
+            shared,
+            limiter.clone(),
             sessions,
             usage.clone(),
         ));

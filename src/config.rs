@@ -214,8 +214,9 @@ impl Config {
         if !postgres && sqlite_path.is_none_or(str::is_empty) {
             return fail("store.url", "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE");
         }
-        if self.rate_limit.url != "memory://" {
-            return fail("rate_limit.url", "expected memory:// (the Redis backend is not built yet)");
+        let limiter = &self.rate_limit.url;
+        if limiter != "memory://" && !["redis://", "unix://", "redis+unix://"].iter().any(|s| limiter.starts_with(s)) {
+            return fail("rate_limit.url", "expected memory://, redis://HOST:PORT or unix:///PATH");
         }
         if !(1..=1_000_000_000).contains(&self.rate_limit.limit) {
             return fail("rate_limit.limit", "must be between 1 and 1000000000");
@@ -349,6 +350,8 @@ mod tests {
         assert!(load("", &[("KEYGATE_SERVER_LISTN", "x")]).unwrap_err().contains("KEYGATE_SERVER_LISTN"));
         assert!(load("[sessions]\nttl_seconds = 0\n", &[]).unwrap_err().contains("sessions.ttl_seconds"));
         assert!(load("[store]\nurl = \"mysql://x\"\n", &[]).unwrap_err().contains("store.url"));
+        assert!(load("[rate_limit]\nurl = \"memcached://x\"\n", &[]).unwrap_err().contains("rate_limit.url"));
+        assert!(load("", &[("KEYGATE_RATE_LIMIT_URL", "redis://127.0.0.1:6379")]).is_ok());
         assert!(load("[store]\nurl = \"sqlite://\"\n", &[]).unwrap_err().contains("store.url"));
         assert!(load("[store]\nurl = \"postgres://kg@localhost/kg\"\n", &[]).is_ok());
         assert!(load("not toml at all [", &[]).is_err());

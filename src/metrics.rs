@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::config::OnBackendError;
 use crate::error::ErrorCode;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -56,6 +57,17 @@ pub fn session_minted() {
 /// An upstream failure: `timeout`, `unavailable` or `too_large`.
 pub fn upstream_error(kind: &'static str) {
     metrics::counter!("keygate_upstream_errors_total", "kind" => kind).increment(1);
+}
+
+/// The rate-limit backend failed; counted by the policy applied. Returns the policy.
+pub fn limiter_failed(policy: OnBackendError) -> OnBackendError {
+    let policy_name = match policy {
+        OnBackendError::Allow => "allow",
+        OnBackendError::Local => "local",
+        OnBackendError::Deny => "deny",
+    };
+    metrics::counter!("keygate_rate_limit_backend_errors_total", "policy" => policy_name).increment(1);
+    policy
 }
 
 pub fn key_cache(hit: bool) {

@@ -142,6 +142,7 @@ impl Pipeline {
         store: Arc<dyn Store>,
         cache: Arc<KeyCache>,
         limiter: Arc<dyn RateLimiter>,
+        local_limiter: MemoryLimiter,
         sessions: Arc<Sessions>,
         usage: UsageRecorder,
     ) -> Self {
@@ -149,7 +150,7 @@ impl Pipeline {
             store,
             cache,
             limiter,
-            local_limiter: MemoryLimiter::new(),
+            local_limiter,
             on_backend_error: config.rate_limit.on_backend_error,
             sessions,
             usage,
@@ -163,6 +164,11 @@ impl Pipeline {
 
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// Whether the rate-limit backend answers (for `/readyz`).
+    pub async fn limiter_reachable(&self) -> bool {
+        self.limiter.ping().await.is_ok()
     }
 
     /// Judges a request under `policy`.
@@ -220,7 +226,7 @@ impl Pipeline {
         let rate = record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or(self.default_rate);
         let quota = match self.limiter.hit(&record.key.id, rate).await {
             Ok(quota) => quota,
-            Err(error) => match self.on_backend_error {
+            Err(error) => match crate::metrics::limiter_failed(self.on_backend_error) {
                 OnBackendError::Allow => {
                     tracing::warn!(%error, "rate limiter failed; request let through");
                     return Ok(None);

@@ -32,6 +32,7 @@ pub const SESSIONS_PATH: &str = "/api/v1/sessions";
 type Handler = BoxCloneSyncService<Request, Response, Infallible>;
 
 pub struct PublicState {
+    pipeline: Arc<Pipeline>,
     allowlists: Arc<Allowlists>,
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
@@ -70,7 +71,15 @@ impl PublicState {
                 BoxCloneSyncService::new(RequireKey::new(Arc::clone(pipeline), route.policy.clone()).layer(forward))
             })
             .collect();
-        Self { allowlists, store, sessions, create_session: BoxCloneSyncService::new(create_session), routes, handlers }
+        Self {
+            pipeline: Arc::clone(pipeline),
+            allowlists,
+            store,
+            sessions,
+            create_session: BoxCloneSyncService::new(create_session),
+            routes,
+            handlers,
+        }
     }
 }
 
@@ -135,14 +144,16 @@ fn mint_session(sessions: &Sessions, request: &Request) -> Response {
     response
 }
 
+/// Ready when both the store and the rate-limit backend answer.
 async fn readiness(state: &PublicState) -> Response {
-    match state.store.ping().await {
-        Ok(()) => data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
-        Err(error) => {
-            tracing::warn!(%error, "readiness: store unreachable");
-            ApiError::unavailable("the store is unreachable").into_response()
-        }
+    if let Err(error) = state.store.ping().await {
+        tracing::warn!(%error, "readiness: store unreachable");
+        return ApiError::unavailable("the store is unreachable").into_response();
     }
+    if !state.pipeline.limiter_reachable().await {
+        return ApiError::unavailable("the rate-limit backend is unreachable").into_response();
+    }
+    data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
 }
 
 fn jwks(state: &PublicState) -> Response {

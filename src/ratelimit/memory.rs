@@ -85,6 +85,10 @@ impl RateLimiter for MemoryLimiter {
     async fn hit(&self, key_id: &str, rate: RateLimit) -> Result<Quota, LimitError> {
         Ok(self.hit_at(key_id, rate, now_millis()))
     }
+
+    async fn ping(&self) -> Result<(), LimitError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

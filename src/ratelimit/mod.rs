@@ -1,8 +1,9 @@
 //! Rate limiting (SPEC §5): fixed windows of `windowSeconds`, aligned to multiples of the
 //! window since the Unix epoch so that every instance and backend agrees on when a window
-//! ends. The in-process backend is the embedded default; Redis will implement the same trait.
+//! ends. The in-process backend is the embedded default; Redis is the shared one.
 
 mod memory;
+mod redis;
 
 use async_trait::async_trait;
 
@@ -10,6 +11,7 @@ use crate::model::RateLimit;
 use crate::time::Millis;
 
 pub use memory::MemoryLimiter;
+pub use redis::RedisLimiter;
 
 /// The outcome of counting one request, and what the `X-RateLimit-*` headers say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub struct LimitError(pub String);
 pub trait RateLimiter: Send + Sync + 'static {
     /// Counts one request of `key_id` under `rate`.
     async fn hit(&self, key_id: &str, rate: RateLimit) -> Result<Quota, LimitError>;
+
+    /// Whether the backend answers (for `/readyz`).
+    async fn ping(&self) -> Result<(), LimitError>;
 }
 
 #[cfg(test)]

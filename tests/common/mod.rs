@@ -2,6 +2,7 @@
 //! SQLite file, with typed helpers that speak HTTP to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
 pub mod upstream;
 
 use std::sync::Arc;

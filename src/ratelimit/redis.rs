@@ -1,0 +1,79 @@
+//! The shared limiter: one atomic Lua script per request on Redis, so that N instances never
+//! admit more than `limit` requests of a key in a window. The window is computed from Redis's
+//! clock (`TIME`), so instances with skewed clocks still agree; the counter and its expiry are
+//! set in one step (`SET … EXAT`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{LimitError, Quota, RateLimiter};
+use crate::model::RateLimit;
+
+/// A backend slower than this counts as failed (`rate_limit.on_backend_error` decides).
+const TIMEOUT: Duration = Duration::from_millis(250);
+
+/// KEYS[1]: the key's counter prefix (with a `{hash tag}`, so every window of a key lives in
+/// one cluster slot). ARGV: limit, window seconds. Returns the count before this request and
+/// Redis's time in milliseconds. A request over the limit leaves the counter as it is.
+const SCRIPT: &str = r"
+local time = redis.call('TIME')
+local now_s = tonumber(time[1])
+local now_ms = now_s * 1000 + math.floor(tonumber(time[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local window_end = now_s - (now_s % window) + window
+local counter = KEYS[1] .. ':' .. window_end
+local count = tonumber(redis.call('GET', counter) or '0')
+if count < limit then
+  redis.call('SET', counter, count + 1, 'EXAT', window_end + 1)
+end
+return {count, now_ms}
+";
+
+pub struct RedisLimiter {
+    connection: ConnectionManager,
+    script: Script,
+}
+
+fn failed(error: impl std::fmt::Display) -> LimitError {
+    LimitError(error.to_string())
+}
+
+impl RedisLimiter {
+    /// Prepares a connection to `url` (`redis://host:port`, `unix:///path`); it is made on
+    /// first use, so keygate starts even while Redis is down.
+    pub fn new(url: &str) -> Result<Self, LimitError> {
+        let client = redis::Client::open(url).map_err(failed)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
+        Ok(Self { connection, script: Script::new(SCRIPT) })
+    }
+}
+
+#[async_trait]
+impl RateLimiter for RedisLimiter {
+    async fn hit(&self, key_id: &str, rate: RateLimit) -> Result<Quota, LimitError> {
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.prepare_invoke();
+        invocation.key(format!("keygate:rl:{{{key_id}}}")).arg(rate.limit).arg(rate.window_seconds);
+        let call = invocation.invoke_async::<(u64, i64)>(&mut connection);
+        let (count_before, now_ms) =
+            tokio::time::timeout(TIMEOUT, call).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
+        // The script decided with these same numbers; `decide` restates it for the headers.
+        Ok(Quota::decide(rate, count_before, now_ms).0)
+    }
+
+    async fn ping(&self) -> Result<(), LimitError> {
+        let mut connection = self.connection.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        tokio::time::timeout(TIMEOUT, ping).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! The shared rate limiter on a real Redis: exact across instances, and the configured
+//! behaviour when the backend fails.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::redis::RedisServer;
+use common::*;
+use keygate::config::OnBackendError;
+
+async fn instance(store: &Arc<TestStore>, redis: &RedisServer, policy: OnBackendError) -> TestApp {
+    let url = redis.url.clone();
+    spawn_in(Arc::clone(store), move |c| {
+        c.rate_limit.url = url;
+        c.rate_limit.on_backend_error = policy;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn headers_are_exact_and_a_raised_limit_applies_mid_window() {
+    let redis = RedisServer::start();
+    let app = instance(&TestStore::new().await, &redis, OnBackendError::Allow).await;
+    app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = app.limited_key("acme", &["sessions:create"], 2).await;
+    let now = now_seconds();
+    let reset = (now - now.rem_euclid(DAY as i64) + DAY as i64).to_string();
+    for remaining in ["1", "0"] {
+        let seen = app.mint(&secret, Some(ORIGIN)).await;
+        assert_eq!(seen.status, 201);
+        assert_eq!(seen.header("x-ratelimit-limit"), Some("2"));
+        assert_eq!(seen.header("x-ratelimit-remaining"), Some(remaining));
+        assert_eq!(seen.header("x-ratelimit-reset"), Some(reset.as_str()));
+    }
+    let seen = app.mint(&secret, Some(ORIGIN)).await;
+    seen.assert_error(429, "RATE_LIMITED");
+    assert!(seen.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    app.patch_key(
+        key["id"].as_str().unwrap(),
+        serde_json::json!({ "rateLimit": { "limit": 3, "windowSeconds": DAY } }),
+    )
+    .await;
+    let seen = app.mint(&secret, Some(ORIGIN)).await;
+    assert_eq!(seen.status, 201, "the 429 did not count");
+    assert_eq!(seen.header("x-ratelimit-remaining"), Some("0"));
+    assert_eq!(app.get("/readyz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_one_redis_admit_exactly_the_limit() {
+    let redis = RedisServer::start();
+    let store = TestStore::new().await;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(instance(&store, &redis, OnBackendError::Deny).await);
+    }
+    instances[0].create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+    let (_, secret) = instances[0].limited_key("acme", &["sessions:create"], 25).await;
+
+    let requests = (0..90).map(|i| {
+        let app = &instances[i % 3];
+        let secret = secret.clone();
+        async move { app.mint(&secret, Some(ORIGIN)).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let admitted: Vec<_> = answers.iter().filter(|seen| seen.status == 201).collect();
+    let limited = answers.iter().filter(|seen| seen.code() == "RATE_LIMITED").count();
+    assert_eq!((admitted.len(), limited), (25, 65), "exactly the limit, across instances");
+    let mut remaining: Vec<u64> =
+        admitted.iter().map(|seen| seen.header("x-ratelimit-remaining").unwrap().parse().unwrap()).collect();
+    remaining.sort_unstable();
+    assert_eq!(remaining, (0..25).collect::<Vec<u64>>(), "every admitted request saw its own count");
+}
+
+#[tokio::test]
+async fn a_failed_backend_is_allowed_through_when_so_configured() {
+    let mut redis = RedisServer::start();
+    let app = instance(&TestStore::new().await, &redis, OnBackendError::Allow).await;
+    let (_, secret) = app.browser_key("acme", &["sessions:create"]).await;
+    assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
+    redis.stop();
+    let seen = app.mint(&secret, Some(ORIGIN)).await;
+    assert_eq!(seen.status, 201, "{}", seen.body);
+    assert!(seen.header("x-ratelimit-limit").is_none(), "uncounted, so no quota headers");
+    app.mint("kg_forged", Some(ORIGIN)).await.assert_error(401, "API_KEY_INVALID");
+    app.get("/readyz").await.assert_error(503, "SERVICE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn a_failed_backend_falls_back_to_the_local_limiter_when_so_configured() {
+    let mut redis = RedisServer::start();
+    let app = instance(&TestStore::new().await, &redis, OnBackendError::Local).await;
+    app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 2).await;
+    redis.stop();
+    let first = app.mint(&secret, Some(ORIGIN)).await;
+    assert_eq!(first.status, 201);
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"), "counted locally");
+    assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
+    app.mint(&secret, Some(ORIGIN)).await.assert_error(429, "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn a_failed_backend_is_503_when_so_configured() {
+    let mut redis = RedisServer::start();
+    let app = instance(&TestStore::new().await, &redis, OnBackendError::Deny).await;
+    let (_, secret) = app.browser_key("acme", &["sessions:create"]).await;
+    redis.stop();
+    let seen = app.mint(&secret, Some(ORIGIN)).await;
+    seen.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(seen.header("retry-after").is_some());
+    assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN), "the key was identified");
+    app.mint("kg_forged", Some(ORIGIN)).await.assert_error(401, "API_KEY_INVALID");
+}
+
+#[tokio::test]
+async fn keygate_starts_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let app = instance(&TestStore::new().await, &redis, OnBackendError::Deny).await;
+    app.get("/readyz").await.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert_eq!(app.get("/healthz").await.status, 200);
+}
