@@ -36,6 +36,20 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage the keys that sign session tokens.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum SigningKeyCommand {
+    /// List signing keys: which signs, which still verify, which are retired.
+    List,
+    /// Generate a key of the configured algorithm that signs from now on; older keys keep
+    /// verifying until retired.
+    Rotate,
+    /// Retire a key: sessions it signed stop verifying.
+    Retire { kid: String },
 }
 
 #[derive(Subcommand)]
@@ -263,6 +277,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
                 KeyCommand::List { tenant_id, page } => to_json(admin.keys(&tenant_id, &page.query()).await),
                 KeyCommand::Update { id, fields } => to_json(admin.update_key(&id, &fields.body(false)).await),
                 KeyCommand::Revoke { id } => to_json(admin.revoke_key(&id).await),
+            }))
+        }
+        Command::SigningKey(command) => {
+            let algorithm = config.sessions.algorithm;
+            let admin = admin(&config).await?;
+            Ok(print(match command {
+                SigningKeyCommand::List => to_json(admin.signing_keys().await),
+                SigningKeyCommand::Rotate => to_json(admin.rotate_signing_key(algorithm).await),
+                SigningKeyCommand::Retire { kid } => to_json(admin.retire_signing_key(&kid).await),
             }))
         }
     }

@@ -65,7 +65,7 @@ fn jwt_algorithm(algorithm: SessionAlgorithm) -> Algorithm {
 }
 
 /// Generates a signing key of `algorithm`: 256 random bits for HS256, an Ed25519 pair for EdDSA.
-fn generate_key(algorithm: SessionAlgorithm, now: Millis) -> Result<SigningKeyRecord, StoreError> {
+pub fn generate_key(algorithm: SessionAlgorithm, now: Millis) -> Result<SigningKeyRecord, StoreError> {
     let (private_key, public_key) = match algorithm {
         SessionAlgorithm::HS256 => {
             let mut secret = vec![0u8; 32];

@@ -10,11 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
+use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::model::{ApiKey, CreatedKey, RateLimit, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::{generate_secret, random_base62};
+use crate::session::generate_key;
 use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis, parse_rfc3339};
 use crate::watch::StoreWatch;
@@ -29,6 +31,20 @@ const MAX_LIST: usize = 100;
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+/// A session signing key as shown to operators (never its key material).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyView {
+    pub kid: String,
+    pub algorithm: String,
+    #[serde(with = "crate::time::rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "crate::time::rfc3339::option")]
+    pub retired_at: Option<Millis>,
+    /// The key that signs new sessions of its algorithm.
+    pub signing: bool,
 }
 
 /// `?limit=&cursor=` of a list request, unparsed.
@@ -304,6 +320,57 @@ impl Admin {
         let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
         self.changed().await;
         Ok(key)
+    }
+
+    /// The session signing keys: which one signs, which still verify, which are retired.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyView>, ApiError> {
+        let records = self.store.signing_keys().await.map_err(store_error)?;
+        // Per algorithm, the newest unretired key signs (see `session::KeyRing`).
+        let signer = |algorithm: &str| {
+            records
+                .iter()
+                .filter(|r| r.algorithm == algorithm && r.retired_at.is_none())
+                .next_back()
+                .map(|r| r.kid.clone())
+        };
+        Ok(records
+            .iter()
+            .map(|r| SigningKeyView {
+                kid: r.kid.clone(),
+                algorithm: r.algorithm.clone(),
+                created_at: r.created_at,
+                retired_at: r.retired_at,
+                signing: signer(&r.algorithm).as_deref() == Some(r.kid.as_str()),
+            })
+            .collect())
+    }
+
+    /// Generates a key of `algorithm` that signs from now on; older keys keep verifying.
+    pub async fn rotate_signing_key(&self, algorithm: SessionAlgorithm) -> Result<SigningKeyView, ApiError> {
+        let record = generate_key(algorithm, now_millis()).map_err(store_error)?;
+        self.store.insert_signing_key(&record).await.map_err(store_error)?;
+        self.changed().await;
+        let keys = self.signing_keys().await?;
+        keys.into_iter().find(|k| k.kid == record.kid).ok_or_else(ApiError::internal)
+    }
+
+    /// Retires a key: tokens it signed stop verifying. The key that signs cannot be retired
+    /// (rotate first), so minting never stops.
+    pub async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyView, ApiError> {
+        let key = self.signing_keys().await?.into_iter().find(|k| k.kid == kid);
+        let key = key.ok_or_else(|| ApiError::not_found("signing key"))?;
+        if key.signing {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "this key signs new sessions: rotate first, then retire it",
+            ));
+        }
+        if key.retired_at.is_none() {
+            self.store.retire_signing_key(kid, now_millis()).await.map_err(store_error)?;
+            self.changed().await;
+        }
+        let keys = self.signing_keys().await?;
+        keys.into_iter().find(|k| k.kid == kid).ok_or_else(ApiError::internal)
     }
 
     /// Idempotent: a revoked key keeps its first `revokedAt`.

@@ -88,6 +88,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Marks a key retired (it no longer verifies); false when no unretired key has that id.
+    async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError>;
 }
 
 /// Opens the store named by the configuration and applies pending migrations.

@@ -386,6 +386,18 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(at)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        Self::bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 fn json_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
