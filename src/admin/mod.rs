@@ -327,11 +327,7 @@ impl Admin {
         let records = self.store.signing_keys().await.map_err(store_error)?;
         // Per algorithm, the newest unretired key signs (see `session::KeyRing`).
         let signer = |algorithm: &str| {
-            records
-                .iter()
-                .filter(|r| r.algorithm == algorithm && r.retired_at.is_none())
-                .next_back()
-                .map(|r| r.kid.clone())
+            records.iter().rfind(|r| r.algorithm == algorithm && r.retired_at.is_none()).map(|r| r.kid.clone())
         };
         Ok(records
             .iter()
