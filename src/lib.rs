@@ -12,7 +12,7 @@
 //! - [`layer`]: the pipeline as a tower layer, for axum applications and the gateway alike.
 //! - [`gateway`]: path rules, routes and the reverse proxy.
 //! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
-//!   [`metrics`]: Prometheus metrics.
+//!   [`metrics`]: Prometheus metrics; [`openapi`]: the API document.
 //! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
 //! - [`error`]: the one table of wire error codes and the error envelope.
 
@@ -27,6 +27,7 @@ pub mod http;
 pub mod layer;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod origin;
 pub mod pipeline;
 pub mod quickstart;

@@ -30,6 +30,10 @@ pub fn router(admin: Arc<Admin>, token: &str) -> Router {
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::full()) }),
+        )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no route for this path") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path")

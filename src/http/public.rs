@@ -109,8 +109,11 @@ async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Re
         SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
         "/healthz" if is_read => return data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
         "/readyz" if is_read => return readiness(&state).await,
-        "/.well-known/jwks.json" if is_read => return jwks(&state),
-        SESSIONS_PATH | "/healthz" | "/readyz" | "/.well-known/jwks.json" => return method_not_allowed(),
+        "/.well-known/jwks.json" if is_read => return json_text(state.sessions.jwks().to_string()),
+        "/openapi.json" if is_read => return json_text(crate::openapi::public().to_owned()),
+        SESSIONS_PATH | "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
+            return method_not_allowed();
+        }
         _ => match resolve(&state.routes, path, method) {
             Resolution::Found(index) => state.handlers[index].clone(),
             Resolution::MethodNotAllowed => return method_not_allowed(),
@@ -156,7 +159,6 @@ async fn readiness(state: &PublicState) -> Response {
     data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
 }
 
-fn jwks(state: &PublicState) -> Response {
-    let body = state.sessions.jwks().to_string();
+fn json_text(body: String) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }

@@ -1,0 +1,190 @@
+//! The OpenAPI document (`openapi/keygate.json`) against the implementation: every documented
+//! operation is exercised on a real keygate, and every answer must be a documented status,
+//! carry the documented headers, and validate against the documented schema.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Contract {
+    doc: Value,
+    covered: BTreeSet<(String, String)>,
+}
+
+/// `/admin/v1/tenants/{tenantId}` as a JSON pointer segment inside a URI fragment (RFC 6901).
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1").replace('{', "%7B").replace('}', "%7D")
+}
+
+impl Contract {
+    fn new() -> Self {
+        let doc = serde_json::from_str(keygate::openapi::full()).expect("the document is JSON");
+        Self { doc, covered: BTreeSet::new() }
+    }
+
+    #[track_caller]
+    fn check(&mut self, method: &str, template: &str, seen: &Seen) {
+        let method = method.to_lowercase();
+        let operation = &self.doc["paths"][template][&method];
+        assert!(operation.is_object(), "{method} {template} is not documented");
+        let status = seen.status.as_u16().to_string();
+        let response = &operation["responses"][&status];
+        assert!(response.is_object(), "{method} {template} answered {status}, which is not documented: {}", seen.body);
+        for (name, header) in response["headers"].as_object().into_iter().flatten() {
+            let documented = header.get("$ref").is_some() || header.get("schema").is_some();
+            assert!(documented && seen.header(name).is_some(), "{method} {template} {status}: header {name} missing");
+        }
+        if response["content"]["application/json"].is_object() {
+            let pointer =
+                format!("#/paths/{}/{method}/responses/{status}/content/application~1json/schema", escape(template));
+            let mut root = self.doc.clone();
+            root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+            root["$ref"] = json!(pointer);
+            let validator = jsonschema::validator_for(&root).expect("the schema compiles");
+            let errors: Vec<String> =
+                validator.iter_errors(&seen.body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            assert!(errors.is_empty(), "{method} {template} {status}: {errors:?}\n{}", seen.body);
+        }
+        self.covered.insert((method, template.to_owned()));
+    }
+
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut all = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                all.insert((method.clone(), path.clone()));
+            }
+        }
+        all
+    }
+}
+
+async fn unauthenticated(app: &TestApp, method: Method, url: String) -> Seen {
+    Seen::from(app.client.request(method, url).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_as_documented() {
+    let app = spawn_with(|c| c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA).await;
+    let mut contract = Contract::new();
+
+    // Admin API.
+    let created = app
+        .admin_request(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({ "id": "acme", "name": "Acme", "modules": ["orders"] })),
+        )
+        .await;
+    contract.check("POST", "/admin/v1/tenants", &created);
+    let seen =
+        app.admin_request(Method::POST, "/admin/v1/tenants", Some(json!({ "id": "acme", "name": "Again" }))).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    let seen = app.admin_request(Method::POST, "/admin/v1/tenants", Some(json!({ "name": "", "colour": 1 }))).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    let seen = unauthenticated(&app, Method::POST, format!("{}/admin/v1/tenants", app.admin)).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    contract.check(
+        "GET",
+        "/admin/v1/tenants",
+        &app.admin_request(Method::GET, "/admin/v1/tenants?limit=1", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants",
+        &app.admin_request(Method::GET, "/admin/v1/tenants?limit=0", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/nope", None).await,
+    );
+    let seen = app
+        .admin_request(
+            Method::PATCH,
+            "/admin/v1/tenants/acme",
+            Some(json!({ "rateLimit": { "limit": 5, "windowSeconds": DAY } })),
+        )
+        .await;
+    contract.check("PATCH", "/admin/v1/tenants/{tenantId}", &seen);
+    let body = json!({ "name": "web", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "expiresAt": rfc3339(now_seconds() + 3600) });
+    let key = app.admin_request(Method::POST, "/admin/v1/tenants/acme/keys", Some(body)).await;
+    contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &key);
+    let seen = app
+        .admin_request(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({ "name": "x", "scopes": ["bad scope"] })),
+        )
+        .await;
+    contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &seen);
+    let (id, secret) = (key.body["data"]["id"].as_str().unwrap(), key.body["data"]["secret"].as_str().unwrap());
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}/keys",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/keys/{keyId}",
+        &app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await,
+    );
+    let seen =
+        app.admin_request(Method::PATCH, &format!("/admin/v1/keys/{id}"), Some(json!({ "name": "web 2" }))).await;
+    contract.check("PATCH", "/admin/v1/keys/{keyId}", &seen);
+
+    // Public API, the documented endpoint first.
+    let mint = |secret: Option<&str>, origin: Option<&str>| {
+        let mut request = app.client.post(format!("{}/api/v1/sessions", app.public));
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { Seen::from(request.send().await.unwrap()).await }
+    };
+    for seen in [
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(None, Some(ORIGIN)).await,
+        mint(Some(secret), None).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+    ] {
+        contract.check("POST", "/api/v1/sessions", &seen);
+    }
+    assert!(contract.doc["paths"]["/api/v1/sessions"]["post"]["responses"]["429"].is_object());
+    for path in ["/healthz", "/readyz", "/.well-known/jwks.json", "/openapi.json"] {
+        contract.check("GET", path, &app.get(path).await);
+    }
+    let served: Value = app.get("/openapi.json").await.body;
+    assert!(served["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/admin")));
+
+    // Admin-only routes, and the admin listener's copy of the document.
+    let seen = app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await;
+    contract.check("POST", "/admin/v1/keys/{keyId}/revoke", &seen);
+    let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    contract.covered.insert(("get".to_owned(), "/metrics".to_owned()));
+    contract.check("GET", "/metrics", &unauthenticated(&app, Method::GET, format!("{}/metrics", app.admin)).await);
+    let full = app.admin_request(Method::GET, "/openapi.json", None).await;
+    assert_eq!(full.body, contract.doc, "the admin listener serves the committed document");
+    contract.check(
+        "GET",
+        "/openapi.json",
+        &unauthenticated(&app, Method::GET, format!("{}/openapi.json", app.admin)).await,
+    );
+
+    assert_eq!(contract.covered, contract.operations(), "every documented operation was exercised");
+}
