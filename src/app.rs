@@ -2,8 +2,8 @@
 //! (port 0 works), so tests and the CLI start keygate the same way.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -123,23 +123,16 @@ impl App {
             shutdown.await;
             let _ = stop.send(true);
         });
-        // The peer address feeds X-Forwarded-For.
-        let public_service = self.public_router()?.into_make_service_with_connect_info::<SocketAddr>();
-        let public_server =
-            axum::serve(public, public_service).with_graceful_shutdown(until(background.stopped.clone()));
-        let admin_server = match (admin, &self.config.server.admin_token) {
+        let timeout = Duration::from_millis(self.config.server.header_read_timeout_ms);
+        let public_server = http::serve::serve(public, self.public_router()?, timeout, background.stopped.clone());
+        match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);
-                Some(axum::serve(listener, router).with_graceful_shutdown(until(background.stopped.clone())))
-            }
-            _ => None,
-        };
-        match admin_server {
-            Some(admin_server) => {
+                let admin_server = http::serve::serve(listener, router, timeout, background.stopped.clone());
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }
-            None => public_server.await?,
+            _ => public_server.await?,
         }
         background.stop().await;
         self.store.close().await;
@@ -160,10 +153,6 @@ impl Background {
         let _ = self.stop.send(true);
         let _ = self.flusher.await;
     }
-}
-
-async fn until(mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let _ = stopped.wait_for(|stop| *stop).await;
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// No token: no admin listener.
     pub admin_token: Option<String>,
+    /// A client must send its request headers within this time (slowloris protection).
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -167,6 +170,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "listen", Kind::Text),
     ("server", "admin_listen", Kind::Text),
     ("server", "admin_token", Kind::Text),
+    ("server", "header_read_timeout_ms", Kind::Integer),
     ("store", "url", Kind::Text),
     ("rate_limit", "url", Kind::Text),
     ("rate_limit", "limit", Kind::Integer),
@@ -239,6 +243,9 @@ impl Config {
         }
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
+        }
+        if self.server.header_read_timeout_ms == 0 {
+            return fail("server.header_read_timeout_ms", "must be above 0");
         }
         if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");

@@ -4,3 +4,4 @@
 pub mod admin;
 pub mod log;
 pub mod public;
+pub mod serve;
