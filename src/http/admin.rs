@@ -40,6 +40,7 @@ pub fn router(admin: Arc<Admin>, token: &str) -> Router {
         })
         .with_state(admin)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(envelope_errors))
         .layer(axum::middleware::from_fn(move |request, next| require_token(token_hash, request, next)))
         .layer(axum::middleware::from_fn(|request, next| log_request("admin", request, next)))
 }
@@ -57,6 +58,25 @@ async fn require_token(expected: [u8; 32], request: Request, next: Next) -> Resp
         Some(hash) if bool::from(hash.ct_eq(&expected)) => next.run(request).await,
         _ => ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response(),
     }
+}
+
+/// axum's own rejections (a path parameter that is not UTF-8, …) answer plain text; every
+/// error of keygate's is the JSON envelope.
+async fn envelope_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(response.status().is_client_error() || response.status().is_server_error()) || is_json {
+        return response;
+    }
+    let code = match response.status() {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        status if status.is_client_error() => ErrorCode::ValidationError,
+        _ => ErrorCode::InternalError,
+    };
+    ApiError::new(code, "the request could not be read").into_response()
 }
 
 type Answer = Result<Response, ApiError>;
