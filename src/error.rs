@@ -9,97 +9,56 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 
-/// Every error code keygate answers with, each tied to exactly one HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    ApiKeyRequired,
-    ApiKeyInvalid,
-    ApiKeyRevoked,
-    ApiKeyExpired,
-    SessionRequired,
-    SessionInvalid,
-    SessionExpired,
-    OriginNotAllowed,
-    ScopeNotGranted,
-    TenantSuspended,
-    SubscriptionCancelled,
-    SubscriptionPastDue,
-    ModuleNotEnabled,
-    RateLimited,
-    ValidationError,
-    NotFound,
-    MethodNotAllowed,
-    Conflict,
-    PayloadTooLarge,
-    AdminTokenInvalid,
-    UpstreamUnavailable,
-    UpstreamTimeout,
-    ServiceUnavailable,
-    InternalError,
+/// Declares [`ErrorCode`] from one table: variant, wire code, HTTP status.
+macro_rules! error_codes {
+    ($($variant:ident => $wire:literal, $status:ident;)*) => {
+        /// Every error code keygate answers with, each tied to exactly one HTTP status.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The wire code and its status.
+            pub const fn parts(self) -> (&'static str, StatusCode) {
+                match self {
+                    $(Self::$variant => ($wire, StatusCode::$status),)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    ApiKeyRequired => "API_KEY_REQUIRED", UNAUTHORIZED;
+    ApiKeyInvalid => "API_KEY_INVALID", UNAUTHORIZED;
+    ApiKeyRevoked => "API_KEY_REVOKED", UNAUTHORIZED;
+    ApiKeyExpired => "API_KEY_EXPIRED", UNAUTHORIZED;
+    SessionRequired => "SESSION_REQUIRED", UNAUTHORIZED;
+    SessionInvalid => "SESSION_INVALID", UNAUTHORIZED;
+    SessionExpired => "SESSION_EXPIRED", UNAUTHORIZED;
+    OriginNotAllowed => "ORIGIN_NOT_ALLOWED", FORBIDDEN;
+    ScopeNotGranted => "SCOPE_NOT_GRANTED", FORBIDDEN;
+    TenantSuspended => "TENANT_SUSPENDED", FORBIDDEN;
+    SubscriptionCancelled => "SUBSCRIPTION_CANCELLED", FORBIDDEN;
+    SubscriptionPastDue => "SUBSCRIPTION_PAST_DUE", FORBIDDEN;
+    ModuleNotEnabled => "MODULE_NOT_ENABLED", FORBIDDEN;
+    RateLimited => "RATE_LIMITED", TOO_MANY_REQUESTS;
+    ValidationError => "VALIDATION_ERROR", BAD_REQUEST;
+    NotFound => "NOT_FOUND", NOT_FOUND;
+    MethodNotAllowed => "METHOD_NOT_ALLOWED", METHOD_NOT_ALLOWED;
+    Conflict => "CONFLICT", CONFLICT;
+    PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
+    AdminTokenInvalid => "ADMIN_TOKEN_INVALID", UNAUTHORIZED;
+    UpstreamUnavailable => "UPSTREAM_UNAVAILABLE", BAD_GATEWAY;
+    UpstreamTimeout => "UPSTREAM_TIMEOUT", GATEWAY_TIMEOUT;
+    ServiceUnavailable => "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE;
+    InternalError => "INTERNAL_ERROR", INTERNAL_SERVER_ERROR;
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = {
-        use ErrorCode::*;
-        [
-            ApiKeyRequired,
-            ApiKeyInvalid,
-            ApiKeyRevoked,
-            ApiKeyExpired,
-            SessionRequired,
-            SessionInvalid,
-            SessionExpired,
-            OriginNotAllowed,
-            ScopeNotGranted,
-            TenantSuspended,
-            SubscriptionCancelled,
-            SubscriptionPastDue,
-            ModuleNotEnabled,
-            RateLimited,
-            ValidationError,
-            NotFound,
-            MethodNotAllowed,
-            Conflict,
-            PayloadTooLarge,
-            AdminTokenInvalid,
-            UpstreamUnavailable,
-            UpstreamTimeout,
-            ServiceUnavailable,
-            InternalError,
-        ]
-    };
-
-    /// The wire code and its status, in one place.
-    pub const fn parts(self) -> (&'static str, StatusCode) {
-        use ErrorCode::*;
-        match self {
-            ApiKeyRequired => ("API_KEY_REQUIRED", StatusCode::UNAUTHORIZED),
-            ApiKeyInvalid => ("API_KEY_INVALID", StatusCode::UNAUTHORIZED),
-            ApiKeyRevoked => ("API_KEY_REVOKED", StatusCode::UNAUTHORIZED),
-            ApiKeyExpired => ("API_KEY_EXPIRED", StatusCode::UNAUTHORIZED),
-            SessionRequired => ("SESSION_REQUIRED", StatusCode::UNAUTHORIZED),
-            SessionInvalid => ("SESSION_INVALID", StatusCode::UNAUTHORIZED),
-            SessionExpired => ("SESSION_EXPIRED", StatusCode::UNAUTHORIZED),
-            OriginNotAllowed => ("ORIGIN_NOT_ALLOWED", StatusCode::FORBIDDEN),
-            ScopeNotGranted => ("SCOPE_NOT_GRANTED", StatusCode::FORBIDDEN),
-            TenantSuspended => ("TENANT_SUSPENDED", StatusCode::FORBIDDEN),
-            SubscriptionCancelled => ("SUBSCRIPTION_CANCELLED", StatusCode::FORBIDDEN),
-            SubscriptionPastDue => ("SUBSCRIPTION_PAST_DUE", StatusCode::FORBIDDEN),
-            ModuleNotEnabled => ("MODULE_NOT_ENABLED", StatusCode::FORBIDDEN),
-            RateLimited => ("RATE_LIMITED", StatusCode::TOO_MANY_REQUESTS),
-            ValidationError => ("VALIDATION_ERROR", StatusCode::BAD_REQUEST),
-            NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
-            MethodNotAllowed => ("METHOD_NOT_ALLOWED", StatusCode::METHOD_NOT_ALLOWED),
-            Conflict => ("CONFLICT", StatusCode::CONFLICT),
-            PayloadTooLarge => ("PAYLOAD_TOO_LARGE", StatusCode::PAYLOAD_TOO_LARGE),
-            AdminTokenInvalid => ("ADMIN_TOKEN_INVALID", StatusCode::UNAUTHORIZED),
-            UpstreamUnavailable => ("UPSTREAM_UNAVAILABLE", StatusCode::BAD_GATEWAY),
-            UpstreamTimeout => ("UPSTREAM_TIMEOUT", StatusCode::GATEWAY_TIMEOUT),
-            ServiceUnavailable => ("SERVICE_UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
-            InternalError => ("INTERNAL_ERROR", StatusCode::INTERNAL_SERVER_ERROR),
-        }
-    }
-
     pub const fn as_str(self) -> &'static str {
         self.parts().0
     }
@@ -216,9 +175,9 @@ mod tests {
     #[test]
     fn codes_are_unique_and_statuses_match_their_family() {
         use ErrorCode::*;
-        let all = ErrorCode::ALL;
-        let names: std::collections::HashSet<_> = all.iter().map(|c| c.as_str()).collect();
-        assert_eq!(names.len(), all.len());
+        let all = ErrorCode::ALL.iter().copied();
+        let names: std::collections::HashSet<_> = all.clone().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
         for code in all {
             let name = code.as_str();
             let expected_401 =

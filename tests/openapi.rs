@@ -188,3 +188,17 @@ async fn every_documented_operation_answers_as_documented() {
 
     assert_eq!(contract.covered, contract.operations(), "every documented operation was exercised");
 }
+
+#[test]
+fn the_documented_error_codes_are_exactly_the_implementations() {
+    let doc: Value = serde_json::from_str(keygate::openapi::full()).unwrap();
+    let documented: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let implemented: BTreeSet<&str> = keygate::error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(documented, implemented);
+}
