@@ -19,7 +19,7 @@ use crate::ratelimit::{MemoryLimiter, Quota, RateLimiter};
 use crate::scope::Scope;
 use crate::secret::{hash_secret, is_well_formed};
 use crate::session::{SessionError, Sessions};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis};
 use crate::usage::UsageRecorder;
 
@@ -213,6 +213,10 @@ impl Pipeline {
         match self.cache.find(self.store.as_ref(), &hash_secret(secret)).await {
             Ok(Some(record)) => Ok(record),
             Ok(None) => Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid")),
+            Err(error @ StoreError::Corrupt(_)) => {
+                tracing::error!(%error, "corrupt key in the store");
+                Err(ApiError::internal())
+            }
             Err(error) => {
                 tracing::error!(%error, "key lookup failed");
                 Err(ApiError::unavailable("the key store is unavailable; retry shortly"))

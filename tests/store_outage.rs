@@ -28,3 +28,23 @@ async fn cached_keys_survive_a_store_outage_and_uncached_ones_get_503() {
     // Malformed keys never needed the store.
     app.mint("kg_garbage", Some(ORIGIN)).await.assert_error(401, "API_KEY_INVALID");
 }
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_opaque_500_not_a_retry() {
+    let app = spawn_app().await;
+    let (key, secret) = app.browser_key("acme", &["sessions:create"]).await;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&app.test_store.url).await.unwrap();
+    sqlx::query("UPDATE api_keys SET scopes = 'not json' WHERE id = $1")
+        .bind(key["id"].as_str().unwrap().to_owned())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let seen = app.mint(&secret, Some(ORIGIN)).await;
+    seen.assert_error(500, "INTERNAL_ERROR");
+    assert_eq!(seen.body["error"]["message"], "internal error", "no internals leaked");
+    let seen =
+        app.admin_request(reqwest::Method::GET, &format!("/admin/v1/keys/{}", key["id"].as_str().unwrap()), None).await;
+    seen.assert_error(500, "INTERNAL_ERROR");
+    assert!(!seen.body.to_string().contains("json"));
+}

@@ -64,9 +64,14 @@ pub struct Admin {
 fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "a resource with this id already exists"),
-        StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+        StoreError::Unavailable(_) => {
             tracing::error!(%error, "admin store operation failed");
             ApiError::unavailable("the store is unavailable; retry shortly")
+        }
+        // Retrying cannot help with a row that no longer parses.
+        StoreError::Corrupt(_) => {
+            tracing::error!(%error, "corrupt data in the store");
+            ApiError::internal()
         }
     }
 }
