@@ -90,18 +90,25 @@ fn pipeline(c: &mut Criterion) {
 
 fn http(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (upstream, f, gateway, plain) = runtime.block_on(async {
+    let (upstream, f, gateways, plain, plain_on_ours) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let upstream = format!("http://{}", listener.local_addr().unwrap());
         let echo = axum::Router::new().fallback(|| async { axum::Json(json!({ "ok": true })) });
         tokio::spawn(async move { axum::serve(listener, echo).await });
         let f = fixture(&upstream).await;
-        let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = format!("http://{}", public.local_addr().unwrap());
-        let app = App::build(f.app.config.clone()).await.unwrap();
-        tokio::spawn(app.serve(public, None, std::future::pending()));
-        let plain = plain_proxy(&upstream).await;
-        (upstream, f, gateway, plain)
+        // keygate as configured by default, and with the header-read timeout off.
+        let mut gateways = Vec::new();
+        for header_read_timeout_ms in [10_000, 0] {
+            let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            gateways.push(format!("http://{}", public.local_addr().unwrap()));
+            let mut config = f.app.config.clone();
+            config.server.header_read_timeout_ms = header_read_timeout_ms;
+            let app = App::build(config).await.unwrap();
+            tokio::spawn(app.serve(public, None, std::future::pending()));
+        }
+        let plain = plain_proxy(&upstream, false).await;
+        let plain_on_ours = plain_proxy(&upstream, true).await;
+        (upstream, f, gateways, plain, plain_on_ours)
     });
     let client = Arc::new(reqwest::Client::new());
     let runtime = &runtime;
@@ -122,14 +129,19 @@ fn http(c: &mut Criterion) {
     group.bench_function("direct_to_upstream", |b| b.iter(&direct));
     let proxied = get(format!("{plain}/api/v1/orders"), Some(f.secret.clone()));
     group.bench_function("through_plain_proxy", |b| b.iter(&proxied));
-    let through = get(format!("{gateway}/api/v1/orders"), Some(f.secret.clone()));
+    let proxied_on_ours = get(format!("{plain_on_ours}/api/v1/orders"), Some(f.secret.clone()));
+    group.bench_function("through_plain_proxy_on_keygates_server", |b| b.iter(&proxied_on_ours));
+    let through = get(format!("{}/api/v1/orders", gateways[0]), Some(f.secret.clone()));
     group.bench_function("through_keygate", |b| b.iter(&through));
+    let through = get(format!("{}/api/v1/orders", gateways[1]), Some(f.secret.clone()));
+    group.bench_function("through_keygate_without_header_timeout", |b| b.iter(&through));
     group.finish();
 }
 
 /// The baseline for keygate's gateway: the same hyper client forwarding every request as it
-/// is, with no checks and no header rewriting.
-async fn plain_proxy(upstream: &str) -> String {
+/// is, with no checks and no header rewriting; served by `axum::serve`, or by keygate's own
+/// connection loop (`on_ours`), to tell the serving cost from the checking cost.
+async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
     use hyper_util::client::legacy::Client;
     use hyper_util::client::legacy::connect::HttpConnector;
     let client: Client<HttpConnector, axum::body::Body> =
@@ -148,7 +160,14 @@ async fn plain_proxy(upstream: &str) -> String {
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, proxy).await });
+    if on_ours {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        std::mem::forget(stop);
+        let timeout = Some(std::time::Duration::from_secs(10));
+        tokio::spawn(keygate::http::serve::serve(listener, proxy, timeout, stopped));
+    } else {
+        tokio::spawn(async move { axum::serve(listener, proxy).await });
+    }
     address
 }
 

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -123,7 +122,7 @@ impl App {
             shutdown.await;
             let _ = stop.send(true);
         });
-        let timeout = Duration::from_millis(self.config.server.header_read_timeout_ms);
+        let timeout = self.config.header_read_timeout();
         let public_server = http::serve::serve(public, self.public_router()?, timeout, background.stopped.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {

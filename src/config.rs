@@ -43,7 +43,8 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// No token: no admin listener.
     pub admin_token: Option<String>,
-    /// A client must send its request headers within this time (slowloris protection).
+    /// A client must send its request headers within this time (slowloris protection); 0 turns
+    /// the timeout off, for deployments whose load balancer already enforces one.
     pub header_read_timeout_ms: u64,
 }
 
@@ -244,9 +245,6 @@ impl Config {
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
         }
-        if self.server.header_read_timeout_ms == 0 {
-            return fail("server.header_read_timeout_ms", "must be above 0");
-        }
         if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");
         }
@@ -272,6 +270,12 @@ impl Config {
             crate::gateway::routes::Route::from_config(route).map_err(|e| ConfigError(format!("{key}.{e}")))?;
         }
         Ok(())
+    }
+
+    /// `server.header_read_timeout_ms`, `None` when turned off.
+    pub fn header_read_timeout(&self) -> Option<std::time::Duration> {
+        let ms = self.server.header_read_timeout_ms;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms))
     }
 
     /// The trusted proxies' networks (validated at load).

@@ -1,6 +1,9 @@
 //! Accepting connections for a listener: hyper-util's auto builder (HTTP/1.1, and HTTP/2 with
 //! prior knowledge) with a header-read timeout, so a client that trickles its headers
 //! (slowloris) is cut off. On shutdown the listener closes at once; in-flight requests finish.
+//!
+//! The timeout is not free: hyper arms a timer for every request head (see
+//! docs/performance.md), so it can be turned off where a load balancer in front enforces one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,11 +23,11 @@ use tower::ServiceExt;
 const DRAIN_FOR: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` until `stopped` turns true. Each request carries the peer
-/// address as `ConnectInfo<SocketAddr>`.
+/// address as `ConnectInfo<SocketAddr>`. `header_read_timeout: None` turns the timeout off.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_read_timeout: Duration,
+    header_read_timeout: Option<Duration>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let stop = async move {
@@ -32,7 +35,9 @@ pub async fn serve(
     };
     tokio::pin!(stop);
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    if let Some(timeout) = header_read_timeout {
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout);
+    }
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
