@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 
 use crate::error::ErrorCode;
 use crate::http::log::LoggedIdentity;
+use crate::metrics::RouteMetrics;
 use crate::pipeline::{Decision, Pipeline, Policy};
 
 pub use crate::pipeline::Principal;
@@ -27,11 +28,13 @@ pub use crate::pipeline::Principal;
 pub struct RequireKey {
     pipeline: Arc<Pipeline>,
     policy: Arc<Policy>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl RequireKey {
     pub fn new(pipeline: Arc<Pipeline>, policy: Policy) -> Self {
-        Self { pipeline, policy: Arc::new(policy) }
+        let metrics = Arc::new(RouteMetrics::new(&policy.label));
+        Self { pipeline, policy: Arc::new(policy), metrics }
     }
 }
 
@@ -39,7 +42,12 @@ impl<S> Layer<S> for RequireKey {
     type Service = RequireKeyService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequireKeyService { inner, pipeline: Arc::clone(&self.pipeline), policy: Arc::clone(&self.policy) }
+        RequireKeyService {
+            inner,
+            pipeline: Arc::clone(&self.pipeline),
+            policy: Arc::clone(&self.policy),
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
@@ -48,6 +56,7 @@ pub struct RequireKeyService<S> {
     inner: S,
     pipeline: Arc<Pipeline>,
     policy: Arc<Policy>,
+    metrics: Arc<RouteMetrics>,
 }
 
 impl<S> Service<Request> for RequireKeyService<S>
@@ -69,6 +78,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let pipeline = Arc::clone(&self.pipeline);
         let policy = Arc::clone(&self.policy);
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
             let started = Instant::now();
             let decision = pipeline.check(request.method(), request.headers(), &policy).await;
@@ -81,7 +91,7 @@ where
                 Err(error) => error.clone().into_response(),
             };
             finish(&decision, &mut response);
-            crate::metrics::record_request(&policy.label, response.extensions().get::<ErrorCode>(), started);
+            metrics.record(response.extensions().get::<ErrorCode>().copied(), started);
             Ok(response)
         })
     }
