@@ -3,7 +3,9 @@
 //! - `pipeline/*`: `Pipeline::check` in process, for each kind of request, next to the floor
 //!   of one SHA-256 of a secret;
 //! - `http/*`: a request through the gateway next to the same request sent straight to the
-//!   upstream, over loopback, one at a time.
+//!   upstream, over loopback, one at a time;
+//! - `http_64_concurrent/*`: the same with 64 requests in flight, where per-request CPU cost
+//!   shows rather than one round trip's latency.
 //!
 //! Run: `cargo bench --bench hot_path`.
 
@@ -135,6 +137,29 @@ fn http(c: &mut Criterion) {
     group.bench_function("through_keygate", |b| b.iter(&through));
     let through = get(format!("{}/api/v1/orders", gateways[1]), Some(f.secret.clone()));
     group.bench_function("through_keygate_without_header_timeout", |b| b.iter(&through));
+    group.finish();
+
+    // 64 requests in flight at once: per-request CPU cost rather than one round trip's latency.
+    let batch = |url: String, secret: Option<String>| {
+        let client = Arc::clone(&client);
+        move || {
+            let requests = (0..64).map(|_| {
+                let mut request = client.get(&url);
+                if let Some(secret) = &secret {
+                    request = request.bearer_auth(secret);
+                }
+                async move { request.send().await.unwrap().bytes().await.unwrap() }
+            });
+            runtime.block_on(futures_util::future::join_all(requests))
+        }
+    };
+    let mut group = c.benchmark_group("http_64_concurrent");
+    let direct = batch(format!("{upstream}/api/v1/orders"), None);
+    group.bench_function("direct_to_upstream", |b| b.iter(&direct));
+    let proxied = batch(format!("{plain}/api/v1/orders"), None);
+    group.bench_function("through_plain_proxy", |b| b.iter(&proxied));
+    let through = batch(format!("{}/api/v1/orders", gateways[0]), Some(f.secret.clone()));
+    group.bench_function("through_keygate", |b| b.iter(&through));
     group.finish();
 }
 

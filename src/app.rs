@@ -99,11 +99,13 @@ impl App {
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
-    /// counters, writing `lastUsedAt`. Stop it to flush what is pending.
+    /// counters, draining metric samples, writing `lastUsedAt`. Stop it to flush what is
+    /// pending.
     pub fn start_background(&self) -> Background {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         self.watch.spawn(stopped.clone());
         self.limiter.spawn_sweeper(stopped.clone());
+        crate::metrics::spawn_upkeep(stopped.clone());
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
         Background { stop, stopped, flusher }
     }

@@ -29,6 +29,21 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Drains buffered histogram samples every few seconds until `shutdown` fires. Without it the
+/// samples of a never-scraped instance would pile up in memory.
+pub fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let Some(handle) = install() else { return };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => handle.run_upkeep(),
+                _ = shutdown.changed() => break,
+            }
+        }
+    });
+}
+
 /// The text exposition of every metric.
 pub fn render() -> String {
     match install() {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::cache::KeyCache;
 use crate::config::{Config, OnBackendError};
@@ -397,10 +397,13 @@ impl Decision {
     /// Adds the headers every answer to this request carries: `X-RateLimit-*` once steps 1–3
     /// passed, CORS when the origin is on the key's allowlist.
     pub fn decorate(&self, headers: &mut HeaderMap) {
+        const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+        const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+        const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
         if let Some(quota) = &self.quota {
-            headers.insert("x-ratelimit-limit", HeaderValue::from(quota.limit));
-            headers.insert("x-ratelimit-remaining", HeaderValue::from(quota.remaining));
-            headers.insert("x-ratelimit-reset", HeaderValue::from(quota.reset));
+            headers.insert(LIMIT, HeaderValue::from(quota.limit));
+            headers.insert(REMAINING, HeaderValue::from(quota.remaining));
+            headers.insert(RESET, HeaderValue::from(quota.reset));
         }
         if let Some(origin) = &self.cors_origin {
             crate::cors::add_response_headers(headers, origin);

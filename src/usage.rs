@@ -10,9 +10,10 @@ use crate::time::Millis;
 
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
+/// Keyed by key ids of authenticated requests (server-generated), so foldhash is safe here.
 #[derive(Clone, Default)]
 pub struct UsageRecorder {
-    pending: Arc<Mutex<HashMap<String, Millis>>>,
+    pending: Arc<Mutex<HashMap<String, Millis, foldhash::fast::RandomState>>>,
 }
 
 impl UsageRecorder {

@@ -44,6 +44,15 @@ const CONSUMED: &[&str] = &[
     "host",
 ];
 
+// Header names keygate sets, parsed once.
+const X_KEYGATE_TENANT: HeaderName = HeaderName::from_static("x-keygate-tenant");
+const X_KEYGATE_KEY: HeaderName = HeaderName::from_static("x-keygate-key");
+const X_KEYGATE_SCOPES: HeaderName = HeaderName::from_static("x-keygate-scopes");
+const X_KEYGATE_CHANNEL: HeaderName = HeaderName::from_static("x-keygate-channel");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
     response_timeout: Duration,
@@ -119,13 +128,9 @@ impl Proxy {
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
-        // keygate alone decides what a browser may read.
-        let upstream_cors: Vec<HeaderName> =
-            parts.headers.keys().filter(|n| n.as_str().starts_with("access-control-")).cloned().collect();
-        for name in upstream_cors {
-            parts.headers.remove(name);
-        }
+        // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
+        // what a browser may read.
+        keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
         Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))))
     }
 
@@ -137,29 +142,20 @@ impl Proxy {
         original_host: Option<HeaderValue>,
     ) {
         let from_trusted_proxy = peer.is_some_and(|ip| self.trusted.iter().any(|net| net.contains(&ip)));
-        let client_forwarded_for = headers.get("x-forwarded-for").cloned();
-        let client_proto = headers.get("x-forwarded-proto").cloned();
-        let client_host = headers.get("x-forwarded-host").cloned();
+        let client_forwarded_for = headers.get(X_FORWARDED_FOR).cloned();
+        let client_proto = headers.get(X_FORWARDED_PROTO).cloned();
+        let client_host = headers.get(X_FORWARDED_HOST).cloned();
 
-        strip_hop_by_hop(headers);
-        for name in CONSUMED {
-            headers.remove(*name);
-        }
-        let ours: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| n.as_str().starts_with("x-keygate-") || n.as_str().starts_with("x-forwarded-"))
-            .cloned()
-            .collect();
-        for name in ours {
-            headers.remove(name);
-        }
+        keep_end_to_end(headers, |name| {
+            CONSUMED.contains(&name) || name.starts_with("x-keygate-") || name.starts_with("x-forwarded-")
+        });
 
         let record = &principal.record;
         let scopes = record.key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
-        set(headers, "x-keygate-tenant", &record.tenant.id);
-        set(headers, "x-keygate-key", &record.key.id);
-        set(headers, "x-keygate-scopes", &scopes);
-        set(headers, "x-keygate-channel", principal.channel.as_str());
+        set(headers, X_KEYGATE_TENANT, &record.tenant.id);
+        set(headers, X_KEYGATE_KEY, &record.key.id);
+        set(headers, X_KEYGATE_SCOPES, &scopes);
+        set(headers, X_KEYGATE_CHANNEL, principal.channel.as_str());
 
         let peer_text = peer.map(|ip| ip.to_string()).unwrap_or_default();
         let forwarded_for = match client_forwarded_for.as_ref().and_then(|v| v.to_str().ok()) {
@@ -167,37 +163,51 @@ impl Proxy {
             _ => peer_text,
         };
         if !forwarded_for.is_empty() {
-            set(headers, "x-forwarded-for", &forwarded_for);
+            set(headers, X_FORWARDED_FOR, &forwarded_for);
         }
         let proto = client_proto.filter(|_| from_trusted_proxy).unwrap_or(HeaderValue::from_static("http"));
-        headers.insert("x-forwarded-proto", proto);
+        headers.insert(X_FORWARDED_PROTO, proto);
         if let Some(host) = client_host.filter(|_| from_trusted_proxy).or(original_host) {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(X_FORWARDED_HOST, host);
         }
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
 }
 
-/// Removes the hop-by-hop headers, and every header the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// Keeps only end-to-end headers — dropping the hop-by-hop ones and every header the
+/// `Connection` header names — and of those, the ones `also_drop` does not pick. One pass over
+/// the headers present, rather than a removal per name that might be.
+fn keep_end_to_end(headers: &mut HeaderMap, also_drop: impl Fn(&str) -> bool) {
+    let named_by_connection: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
         .collect();
-    for name in named {
-        headers.remove(name);
+    let mut kept = HeaderMap::with_capacity(headers.len() + 8);
+    let mut current: Option<HeaderName> = None;
+    for (name, value) in headers.drain() {
+        // `drain` names a header once, then yields its further values with `None`.
+        if let Some(name) = name {
+            current = Some(name);
+        }
+        let Some(name) = current.as_ref() else { continue };
+        let name_text = name.as_str();
+        let drop = HOP_BY_HOP.contains(&name_text)
+            || named_by_connection.iter().any(|named| named == name_text)
+            || also_drop(name_text);
+        if !drop {
+            kept.append(name.clone(), value);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
-    }
+    *headers = kept;
 }
 
 /// Connect timeouts are 504 like response timeouts; a body over the cap is 413; any other

@@ -1,9 +1,12 @@
 //! The in-process fixed-window limiter: counters in a few mutex-guarded shards (a
 //! `std::sync::Mutex`, as the critical section is short and never awaits), swept by a
-//! background task so that idle keys do not accumulate.
+//! background task so that idle keys do not accumulate. Keys are key ids the server generated
+//! and reached only after authentication, so a fast non-DoS-resistant hash (foldhash) is safe.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +33,7 @@ pub struct MemoryLimiter {
 #[derive(Default)]
 struct Shared {
     hasher: RandomState,
-    shards: [Mutex<HashMap<String, Window>>; SHARDS],
+    shards: [Mutex<HashMap<String, Window, RandomState>>; SHARDS],
 }
 
 impl MemoryLimiter {
