@@ -178,3 +178,26 @@ async fn a_client_trickling_its_headers_is_cut_off() {
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert_eq!(app.get("/healthz").await.status, 200, "others are still served");
 }
+
+#[tokio::test]
+async fn without_an_admin_token_the_admin_listener_is_not_started_and_a_log_line_says_so() {
+    let store = TestStore::new().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("serve")
+        .env("KEYGATE_STORE_URL", &store.url)
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .env_remove("KEYGATE_SERVER_ADMIN_TOKEN")
+        .env_remove("KEYGATE_CONFIG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.contains("keygate listening"))
+        .collect();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(lines.iter().any(|line| line.contains("admin listener is not started")), "{lines:?}");
+}
