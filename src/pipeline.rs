@@ -195,7 +195,8 @@ impl Pipeline {
         trail.quota = self.count_request(&record).await?; // step 4
         check_quota(trail.quota.as_ref())?;
         check_standing(&record)?; // step 5
-        let (channel, origin) = check_origin(origin, &record, policy)?; // step 6
+        let allowed = trail.cors_origin.is_some();
+        let (channel, origin) = check_origin(origin, allowed, policy)?; // step 6
         if !policy.mints_session {
             self.check_session(headers, &record, origin.as_ref(), write, now)?; // step 7
             check_module(&record, policy)?; // step 8
@@ -352,10 +353,11 @@ fn check_standing(record: &KeyWithTenant) -> Result<(), ApiError> {
     }
 }
 
-/// Step 6: a browser-channel request's origin must be on the key's allowlist.
+/// Step 6: a browser-channel request's origin must be on the key's allowlist. `allowed` is the
+/// match already made for the CORS decision, not made twice.
 fn check_origin(
     origin: Option<Result<Origin, ()>>,
-    record: &KeyWithTenant,
+    allowed: bool,
     policy: &Policy,
 ) -> Result<(Channel, Option<Origin>), ApiError> {
     let refuse = |message: &'static str| Err(ApiError::new(ErrorCode::OriginNotAllowed, message));
@@ -365,9 +367,7 @@ fn check_origin(
         }
         None => Ok((Channel::Server, None)),
         Some(Err(())) => refuse("the Origin header is not a single valid origin"),
-        Some(Ok(origin)) if record.key.allowed_origins.iter().any(|p| p.matches(&origin)) => {
-            Ok((Channel::Browser, Some(origin)))
-        }
+        Some(Ok(origin)) if allowed => Ok((Channel::Browser, Some(origin))),
         Some(Ok(_)) => refuse("this origin is not allowed for the API key"),
     }
 }
