@@ -90,20 +90,25 @@ fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, Stri
     (child, public, admin)
 }
 
+/// `POST /admin/v1/tenants` on a keygate started by [`serve_binary`].
+async fn create_tenant(client: &reqwest::Client, admin: &str, id: &str) -> reqwest::StatusCode {
+    let response = client
+        .post(format!("http://{admin}/admin/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "id": id, "name": id }))
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let upstream = upstream::Upstream::start().await;
     let store = TestStore::new().await;
     let (mut child, public, admin) = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
-    let tenant = client
-        .post(format!("http://{admin}/admin/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "id": "acme", "name": "Acme" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(tenant.status(), 201);
+    assert_eq!(create_tenant(&client, &admin, "acme").await, 201);
     let key: serde_json::Value = client
         .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
         .bearer_auth(ADMIN_TOKEN)
@@ -142,14 +147,7 @@ async fn an_acknowledged_admin_write_survives_kill_9() {
     let store = TestStore::new().await;
     let (mut child, _, admin) = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
-    let created = client
-        .post(format!("http://{admin}/admin/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "id": "durable", "name": "Durable" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    assert_eq!(create_tenant(&client, &admin, "durable").await, 201);
     // SIGKILL right after the acknowledgement: no shutdown code runs.
     child.kill().unwrap();
     child.wait().unwrap();

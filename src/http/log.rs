@@ -35,11 +35,13 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    // Made once: stamped on the request (the upstream sees it) and on the response.
+    let header = HeaderValue::from_str(&request_id).ok();
+    if let Some(value) = &header {
         request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     }
     let mut response = next.run(request).await;
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Some(value) = header {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());

@@ -131,10 +131,6 @@ impl SqlStore {
         Ok(Self { pool, dialect })
     }
 
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
