@@ -188,8 +188,11 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
     if on_ours {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         std::mem::forget(stop);
-        let timeout = Some(std::time::Duration::from_secs(10));
-        tokio::spawn(keygate::http::serve::serve(listener, proxy, timeout, stopped));
+        let limits = keygate::http::serve::ConnectionLimits {
+            head_deadline: Some(std::time::Duration::from_secs(10)),
+            max_connections: 10_000,
+        };
+        tokio::spawn(keygate::http::serve::serve("bench", listener, proxy, limits, stopped));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -124,12 +124,13 @@ impl App {
             shutdown.await;
             let _ = stop.send(true);
         });
-        let timeout = self.config.header_read_timeout();
-        let public_server = http::serve::serve(public, self.public_router()?, timeout, background.stopped.clone());
+        let limits = http::serve::ConnectionLimits::from_config(&self.config);
+        let public_server =
+            http::serve::serve("public", public, self.public_router()?, limits, background.stopped.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);
-                let admin_server = http::serve::serve(listener, router, timeout, background.stopped.clone());
+                let admin_server = http::serve::serve("admin", listener, router, limits, background.stopped.clone());
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

@@ -7,6 +7,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::paths::{SESSIONS_PATH, prefix_matches};
+use crate::scope::Scope;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -36,6 +39,52 @@ pub struct RouteConfig {
     pub write: Option<bool>,
 }
 
+impl RouteConfig {
+    /// The upstream as `http://host[:port]`, without a path.
+    pub fn upstream_authority(&self) -> Result<http::uri::Authority, String> {
+        let upstream: http::Uri = self.upstream.parse().map_err(|_| "upstream: not a URL".to_owned())?;
+        match (upstream.scheme_str(), upstream.authority(), upstream.path_and_query()) {
+            (Some("http"), Some(authority), path) if path.is_none_or(|p| p.as_str() == "/") => Ok(authority.clone()),
+            _ => Err("upstream: must be http://host[:port] without a path".to_owned()),
+        }
+    }
+
+    /// The methods, exactly as spelled (methods are case-sensitive).
+    pub fn parsed_methods(&self) -> Result<Vec<http::Method>, String> {
+        if self.methods.is_empty() {
+            return Err("methods: must list at least one method".to_owned());
+        }
+        self.methods
+            .iter()
+            .map(|raw| {
+                http::Method::from_bytes(raw.as_bytes()).map_err(|_| format!("methods: {raw:?} is not a method"))
+            })
+            .collect()
+    }
+
+    pub fn parsed_scope(&self) -> Result<Option<Scope>, String> {
+        self.scope.as_deref().map(Scope::parse).transpose().map_err(|e| format!("scope: {e}"))
+    }
+
+    /// Every check of a route that needs nothing but the route itself.
+    fn validate(&self) -> Result<(), String> {
+        let prefix = &self.prefix;
+        if !prefix_matches("/api/v1", prefix) || prefix == "/api/v1" {
+            return Err("prefix: must lie under /api/v1/".to_owned());
+        }
+        if prefix_matches(SESSIONS_PATH, prefix) {
+            return Err("prefix: /api/v1/sessions is built in and cannot be routed".to_owned());
+        }
+        if !crate::paths::is_normal(prefix) || prefix.contains(['?', '#', '%']) {
+            return Err("prefix: must be a plain path without dot or empty segments, `;` or `%`".to_owned());
+        }
+        self.upstream_authority()?;
+        self.parsed_methods()?;
+        self.parsed_scope()?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -43,9 +92,16 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// No token: no admin listener.
     pub admin_token: Option<String>,
-    /// A client must send its request headers within this time (slowloris protection); 0 turns
-    /// the timeout off, for deployments whose load balancer already enforces one.
+    /// A connection must send a complete request head within this time of being accepted, or
+    /// of its last request ending, whatever the protocol; otherwise it is closed (slowloris and
+    /// idle connections). 0 turns the deadline off, for deployments whose load balancer
+    /// already enforces one.
     pub header_read_timeout_ms: u64,
+    /// Open client connections per listener; over it, a new connection is closed at once.
+    pub max_connections: u32,
+    /// `X-Forwarded-Host` sent upstream; default: the request's `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +111,8 @@ impl Default for ServerConfig {
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
             header_read_timeout_ms: 10_000,
+            max_connections: 10_000,
+            public_host: None,
         }
     }
 }
@@ -172,6 +230,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "admin_listen", Kind::Text),
     ("server", "admin_token", Kind::Text),
     ("server", "header_read_timeout_ms", Kind::Integer),
+    ("server", "max_connections", Kind::Integer),
+    ("server", "public_host", Kind::Text),
     ("store", "url", Kind::Text),
     ("rate_limit", "url", Kind::Text),
     ("rate_limit", "limit", Kind::Integer),
@@ -245,6 +305,12 @@ impl Config {
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
         }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return fail("server.max_connections", "must be between 1 and 1000000");
+        }
+        if self.server.public_host.as_deref().is_some_and(|host| !is_host(host)) {
+            return fail("server.public_host", "expected a host name with an optional port, such as api.example.com");
+        }
         if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");
         }
@@ -257,17 +323,7 @@ impl Config {
             }
         }
         for (i, route) in self.routes.iter().enumerate() {
-            let key = format!("routes[{i}]");
-            if !crate::gateway::routes::prefix_matches("/api/v1", &route.prefix) || route.prefix == "/api/v1" {
-                return fail(&format!("{key}.prefix"), "must lie under /api/v1/");
-            }
-            if crate::gateway::routes::prefix_matches(crate::http::public::SESSIONS_PATH, &route.prefix) {
-                return fail(&format!("{key}.prefix"), "/api/v1/sessions is built in and cannot be routed");
-            }
-            if crate::gateway::path::check_path(&route.prefix).is_err() || route.prefix.contains(['?', '#', '%']) {
-                return fail(&format!("{key}.prefix"), "must be a plain path without dot or empty segments");
-            }
-            crate::gateway::routes::Route::from_config(route).map_err(|e| ConfigError(format!("{key}.{e}")))?;
+            route.validate().map_err(|e| ConfigError(format!("routes[{i}].{e}")))?;
         }
         Ok(())
     }
@@ -282,6 +338,11 @@ impl Config {
     pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
         self.proxy.trusted_proxies.iter().filter_map(|raw| parse_cidr(raw)).collect()
     }
+}
+
+/// A `Host` header value: a host and an optional port, nothing else.
+fn is_host(raw: &str) -> bool {
+    raw.parse::<http::uri::Authority>().is_ok_and(|authority| authority.as_str() == raw && !raw.contains('@'))
 }
 
 /// An IP network, or a single address as its /32 or /128.
@@ -378,6 +439,14 @@ mod tests {
         assert!(load(&route("/admin/v1", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/sessions", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/../x", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/x;y", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/%78", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load("[server]\nmax_connections = 0\n", &[]).unwrap_err().contains("server.max_connections"));
+        assert!(load("[server]\npublic_host = \"api.example.com:8443\"\n", &[]).is_ok());
+        for bad in ["", "https://api.example.com", "api.example.com/x", "user@api.example.com", "a b"] {
+            let text = format!("[server]\npublic_host = {bad:?}\n");
+            assert!(load(&text, &[]).unwrap_err().contains("server.public_host"), "{bad}");
+        }
         assert!(load(&route("/api/v1/orders", "scope = \"bad scope\""), &[]).unwrap_err().contains("routes[0].scope"));
         assert!(load(&route("/api/v1/orders", "colour = 1"), &[]).unwrap_err().contains("colour"));
     }
@@ -387,7 +456,7 @@ mod tests {
         let defaults = toml::Value::try_from(Config::default()).unwrap();
         for (section, key, _) in ENV_KEYS {
             let known = defaults.get(section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
-                || (*section, *key) == ("server", "admin_token");
+                || matches!((*section, *key), ("server", "admin_token" | "public_host"));
             assert!(known, "{section}.{key}");
         }
     }

@@ -5,7 +5,13 @@
 //! An allowed request reaches the inner service with the [`Principal`] in its extensions; a
 //! refused one is answered here. Either way the response gets the `X-RateLimit-*` and CORS
 //! headers the decision calls for. A refusal is a response, never a service error.
+//!
+//! The path rules ([`crate::paths`]) must run before the application routes, so that the
+//! route, the pipeline and the handler see one path: wrap the application's router with
+//! [`normalize_paths`]. A [`RequireKey`] route that still receives a path not in normal form
+//! refuses it (400), so forgetting the wrapper fails closed.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -14,11 +20,12 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt};
 
-use crate::error::ErrorCode;
+use crate::error::{ApiError, Detail, ErrorCode};
 use crate::http::log::LoggedIdentity;
 use crate::metrics::RouteMetrics;
+use crate::paths::normalize;
 use crate::pipeline::{Decision, Pipeline, Policy};
 
 pub use crate::pipeline::Principal;
@@ -80,6 +87,9 @@ where
         let policy = Arc::clone(&self.policy);
         let metrics = Arc::clone(&self.metrics);
         Box::pin(async move {
+            if let Err(refusal) = require_normal_path(request.uri().path()) {
+                return Ok(refusal.into_response());
+            }
             let started = Instant::now();
             let decision = pipeline.check(request.method(), request.headers(), &policy).await;
             let mut response = match &decision.outcome {
@@ -103,4 +113,51 @@ fn finish(decision: &Decision, response: &mut Response) {
     if let Some(record) = &decision.identity {
         response.extensions_mut().insert(LoggedIdentity(Arc::clone(record)));
     }
+}
+
+/// Wraps an application's router so that every request path is put in normal form (or
+/// refused with 400) before the router sees it.
+pub fn normalize_paths(router: axum::Router) -> axum::Router {
+    let normalizing = tower::service_fn(move |mut request: Request| {
+        let router = router.clone();
+        async move {
+            if let Err(refusal) = normalize_request_path(&mut request) {
+                return Ok::<_, Infallible>(refusal.into_response());
+            }
+            router.oneshot(request).await
+        }
+    });
+    axum::Router::new().fallback_service(normalizing)
+}
+
+/// Puts the request's path in its normal form ([`crate::paths`]), so that routing, the
+/// pipeline and the upstream all see one path; the query is kept as it is.
+pub fn normalize_request_path(request: &mut Request) -> Result<(), ApiError> {
+    let uri = request.uri();
+    let normal = match normalize(uri.path()) {
+        Err(why) => return Err(path_refused(why)),
+        Ok(Cow::Borrowed(_)) => return Ok(()),
+        Ok(Cow::Owned(normal)) => normal,
+    };
+    let target = match uri.query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(target.parse().map_err(|_| path_refused("is not a valid path"))?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| path_refused("is not a valid path"))?;
+    Ok(())
+}
+
+/// Behind a router the path can no longer be changed, only refused when not normal.
+fn require_normal_path(path: &str) -> Result<(), ApiError> {
+    match normalize(path) {
+        Ok(Cow::Borrowed(_)) => Ok(()),
+        Ok(Cow::Owned(_)) => Err(path_refused("must not percent-encode letters, digits or -._~")),
+        Err(why) => Err(path_refused(why)),
+    }
+}
+
+pub fn path_refused(why: &str) -> ApiError {
+    ApiError::validation(vec![Detail::new("path", why)])
 }

@@ -10,7 +10,8 @@
 //! - [`cache`], [`watch`], [`usage`]: what keeps the hot path off the store.
 //! - [`admin`]: tenant and key administration, shared by the admin API and the CLI.
 //! - [`layer`]: the pipeline as a tower layer, for axum applications and the gateway alike.
-//! - [`gateway`]: path rules, routes and the reverse proxy.
+//! - [`paths`]: the one normal form of a request path, and prefix matching.
+//! - [`gateway`]: routes and the reverse proxy.
 //! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
 //!   [`metrics`]: Prometheus metrics; [`openapi`]: the API document.
 //! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod origin;
+pub mod paths;
 pub mod pipeline;
 pub mod quickstart;
 pub mod ratelimit;

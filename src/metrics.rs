@@ -113,6 +113,28 @@ pub fn limiter_failed(policy: OnBackendError) -> OnBackendError {
     policy
 }
 
+/// A connection closed at once because its listener was at `server.max_connections`.
+pub fn connection_refused(listener: &'static str) {
+    metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);
+}
+
+/// Counts one open connection of a listener for as long as it lives.
+pub struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    pub fn new(listener: &'static str) -> Self {
+        let gauge = metrics::gauge!("keygate_connections_open", "listener" => listener);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 pub fn key_cache(hit: bool) {
     if hit {
         metrics::counter!("keygate_key_cache_hits_total").increment(1);

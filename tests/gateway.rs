@@ -188,7 +188,7 @@ async fn bad_paths_are_400_and_nothing_is_forwarded() {
         "/api/v1/orders\\7",
         "/api/v1//orders",
     ] {
-        let seen = raw_get(&app, path, &secret).await;
+        let seen = raw::get(&app.public, path, &secret, "").await;
         assert!(seen.starts_with("HTTP/1.1 400"), "{path}: {seen}");
         assert!(seen.contains("VALIDATION_ERROR"), "{path}");
     }
@@ -199,20 +199,6 @@ async fn bad_paths_are_400_and_nothing_is_forwarded() {
     let trailing = app.call("GET", "/api/v1/orders/", &secret, None, None).await;
     assert_eq!(trailing.status, 200);
     assert_eq!(upstream.last().target, "/api/v1/orders/");
-}
-
-/// Sends a request line exactly as written (HTTP clients normalise dot segments).
-async fn raw_get(app: &TestApp, path: &str, secret: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let address = app.public.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    answer
 }
 
 #[tokio::test]

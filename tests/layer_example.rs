@@ -124,3 +124,42 @@ async fn a_browser_mints_a_session_from_the_mounted_public_routes_and_writes() {
     assert_eq!(ex.orders.count(), 1);
     assert_eq!(ex.http.get("/healthz").await.status, 200);
 }
+
+#[tokio::test]
+async fn paths_are_put_in_normal_form_before_the_application_routes() {
+    let ex = start().await;
+    let (_, secret) = ex.http.orders_key("acme", &["orders:read", "orders:write"]).await;
+    let post = format!(
+        "POST /api/v1/%6Frders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\n\
+         Content-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n{{\"item\":\"tea\"}}"
+    );
+    let answer = raw::exchange(&ex.http.public, &post).await;
+    assert_eq!(raw::status(&answer), 201, "routed and judged as /api/v1/orders: {answer}");
+    assert_eq!(ex.orders.count(), 1);
+    for target in ["/api/v1/orders;x", "/api/v1/orders/%2e%2e/x", "/api/v1/orders/1%2f2", "/api/v1//orders"] {
+        let answer = raw::get(&ex.http.public, target, &secret, "").await;
+        assert_eq!(raw::status(&answer), 400, "{target}: {answer}");
+        assert!(answer.contains("VALIDATION_ERROR"), "{target}");
+    }
+}
+
+#[tokio::test]
+async fn a_require_key_route_refuses_a_path_nobody_normalised() {
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    let ex = start().await;
+    let (_, secret) = ex.http.orders_key("acme", &["orders:read"]).await;
+    // An application that forgot `normalize_paths`: its `{id}` route would see `internal`.
+    let read = ex.keygate.require(keygate::pipeline::Policy::scope("orders:read").unwrap());
+    let router = axum::Router::new().route("/orders/{id}", get(|| async { "handled" }).layer(read));
+    let request = |target: &str| {
+        axum::http::Request::get(target)
+            .header("authorization", format!("Bearer {secret}"))
+            .body(axum::body::Body::empty())
+    };
+    let refused = router.clone().oneshot(request("/orders/%69nternal").unwrap()).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let allowed = router.oneshot(request("/orders/7").unwrap()).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+}

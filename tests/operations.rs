@@ -9,14 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn metric_value(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find(|line| line.starts_with(name_and_labels))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
     let (app, _) = spawn_gateway(|c| c.proxy.response_timeout_ms = 300).await;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use keygate::app::{App, StartError};
-use keygate::layer::Principal;
+use keygate::layer::{Principal, normalize_paths};
 use keygate::pipeline::Policy;
 use serde_json::{Value, json};
 
@@ -28,15 +28,17 @@ impl Orders {
 }
 
 /// The application's routes, each behind the pipeline; keygate's own public routes (sessions,
-/// preflight, health, JWKS) answer everything else.
+/// preflight, health, JWKS) answer everything else. Paths are put in normal form before the
+/// router sees them, so `/api/v1/%6Frders` is routed (and judged) as `/api/v1/orders`.
 pub(crate) fn router(app: &App, orders: Orders) -> Result<Router, StartError> {
     let read = app.require(Policy::scope("orders:read")?.with_module("orders"));
     let write = app.require(Policy::scope("orders:write")?.with_module("orders"));
-    Ok(Router::new()
+    let routes = Router::new()
         .route("/api/v1/orders", get(list_orders.layer(read.clone())).post(create_order.layer(write.clone())))
         .route("/api/v1/orders/{id}", get(get_order.layer(read)).delete(delete_order.layer(write)))
         .with_state(orders)
-        .fallback_service(app.public_router()?))
+        .fallback_service(app.public_router()?);
+    Ok(normalize_paths(routes))
 }
 
 fn tenant(principal: &Principal) -> String {

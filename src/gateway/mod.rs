@@ -1,6 +1,6 @@
-//! The standalone gateway (SPEC §7): path rules, the route table, and the reverse proxy. Each
-//! route is the proxy wrapped in the one pipeline's layer ([`crate::layer::RequireKey`]).
+//! The standalone gateway (SPEC §7): the route table and the reverse proxy. Each route is the
+//! proxy wrapped in the one pipeline's layer ([`crate::layer::RequireKey`]). The path rules it
+//! routes by are in [`crate::paths`].
 
-pub mod path;
 pub mod proxy;
 pub mod routes;

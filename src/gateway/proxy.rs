@@ -33,7 +33,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Removed from every forwarded request: credentials keygate consumed, and ways to make the
-/// upstream act on another method than the one keygate judged.
+/// upstream act on another method, path or client than the one keygate judged.
 const CONSUMED: &[&str] = &[
     "authorization",
     "x-session-token",
@@ -42,7 +42,20 @@ const CONSUMED: &[&str] = &[
     "x-method-override",
     "forwarded",
     "host",
+    "x-real-ip",
+    "x-original-url",
+    "x-rewrite-url",
 ];
+
+/// Whether a request header may reach the upstream at all (before keygate adds its own). A
+/// name with `_` never does: CGI, WSGI and Rack read `X_Keygate_Tenant` as `X-Keygate-Tenant`
+/// (the class of CVE-2024-45614), and nginx drops such names by default too.
+fn is_forwardable(name: &str) -> bool {
+    !(name.contains('_')
+        || CONSUMED.contains(&name)
+        || name.starts_with("x-keygate-")
+        || name.starts_with("x-forwarded-"))
+}
 
 // Header names keygate sets, parsed once.
 const X_KEYGATE_TENANT: HeaderName = HeaderName::from_static("x-keygate-tenant");
@@ -52,12 +65,15 @@ const X_KEYGATE_CHANNEL: HeaderName = HeaderName::from_static("x-keygate-channel
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::http::log::REQUEST_ID_HEADER);
 
 pub struct Proxy {
     client: Client<HttpConnector, Body>,
     response_timeout: Duration,
     max_body_bytes: u64,
     trusted: Vec<ipnet::IpNet>,
+    /// `server.public_host`: the `X-Forwarded-Host` to send instead of the request's `Host`.
+    public_host: Option<HeaderValue>,
 }
 
 /// Upstream failures, as answered to the client.
@@ -90,6 +106,7 @@ impl Proxy {
             response_timeout: Duration::from_millis(config.proxy.response_timeout_ms),
             max_body_bytes: config.proxy.max_body_bytes,
             trusted: config.trusted_networks(),
+            public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
         }
     }
 
@@ -109,7 +126,12 @@ impl Proxy {
             return Err(too_large(self.max_body_bytes));
         }
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-        let original_host = parts.headers.get(header::HOST).cloned();
+        // Over HTTP/2 the host comes as the `:authority`, not as a `Host` header.
+        let request_host = parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = http::Uri::builder()
             .scheme("http")
@@ -117,7 +139,9 @@ impl Proxy {
             .path_and_query(path)
             .build()
             .map_err(|_| ApiError::internal())?;
-        self.rewrite_headers(&mut parts.headers, &principal, peer, original_host);
+        // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
+        parts.version = http::Version::HTTP_11;
+        self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
 
         let limited = Limited::new(body, self.max_body_bytes as usize);
         let outgoing = http::Request::from_parts(parts, Body::new(limited));
@@ -139,16 +163,19 @@ impl Proxy {
         headers: &mut HeaderMap,
         principal: &Principal,
         peer: Option<IpAddr>,
-        original_host: Option<HeaderValue>,
+        request_host: Option<HeaderValue>,
     ) {
         let from_trusted_proxy = peer.is_some_and(|ip| self.trusted.iter().any(|net| net.contains(&ip)));
         let client_forwarded_for = headers.get(X_FORWARDED_FOR).cloned();
         let client_proto = headers.get(X_FORWARDED_PROTO).cloned();
         let client_host = headers.get(X_FORWARDED_HOST).cloned();
+        // Set by keygate before the request got here; a client's `Connection` must not name it away.
+        let request_id = headers.get(X_REQUEST_ID).cloned();
 
-        keep_end_to_end(headers, |name| {
-            CONSUMED.contains(&name) || name.starts_with("x-keygate-") || name.starts_with("x-forwarded-")
-        });
+        keep_end_to_end(headers, |name| !is_forwardable(name));
+        if let Some(request_id) = request_id {
+            headers.insert(X_REQUEST_ID, request_id);
+        }
 
         let record = &principal.record;
         let scopes = record.key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
@@ -167,7 +194,8 @@ impl Proxy {
         }
         let proto = client_proto.filter(|_| from_trusted_proxy).unwrap_or(HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_PROTO, proto);
-        if let Some(host) = client_host.filter(|_| from_trusted_proxy).or(original_host) {
+        let own_host = self.public_host.clone().or(request_host);
+        if let Some(host) = client_host.filter(|_| from_trusted_proxy).or(own_host) {
             headers.insert(X_FORWARDED_HOST, host);
         }
     }

@@ -5,8 +5,8 @@
 use http::Method;
 
 use crate::config::RouteConfig;
+use crate::paths::{prefix_matches, prefix_matches_ignoring_case};
 use crate::pipeline::Policy;
-use crate::scope::Scope;
 
 /// A configured route, parsed.
 #[derive(Debug, Clone)]
@@ -23,36 +23,19 @@ pub enum Resolution {
     Found(usize),
     MethodNotAllowed,
     NotFound,
-}
-
-/// True when `path` is `prefix` or lies under it, on a segment boundary.
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
-    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    /// The path matches a more specific route only if letter case is ignored.
+    CaseMismatch,
 }
 
 impl Route {
     pub fn from_config(config: &RouteConfig) -> Result<Self, String> {
-        let upstream: http::Uri = config.upstream.parse().map_err(|_| "upstream: not a URL".to_owned())?;
-        let authority = match (upstream.scheme_str(), upstream.authority(), upstream.path_and_query()) {
-            (Some("http"), Some(authority), path) if path.is_none_or(|p| p.as_str() == "/") => authority.clone(),
-            _ => return Err("upstream: must be http://host[:port] without a path".to_owned()),
-        };
-        let mut methods = Vec::new();
-        for raw in &config.methods {
-            methods.push(Method::from_bytes(raw.as_bytes()).map_err(|_| format!("methods: {raw:?} is not a method"))?);
-        }
-        if methods.is_empty() {
-            return Err("methods: must list at least one method".to_owned());
-        }
-        let scope = config.scope.as_deref().map(Scope::parse).transpose().map_err(|e| format!("scope: {e}"))?;
         Ok(Self {
             prefix: config.prefix.clone(),
-            methods,
-            upstream: authority,
+            methods: config.parsed_methods()?,
+            upstream: config.upstream_authority()?,
             policy: Policy {
                 label: config.prefix.clone(),
-                scope,
+                scope: config.parsed_scope()?,
                 module: config.module.clone(),
                 write: config.write,
                 mints_session: false,
@@ -65,16 +48,35 @@ impl Route {
     }
 }
 
-/// Resolves a request to the first route matching its path and method.
+/// Resolves a request (its path in normal form, see [`crate::paths`]) to the first route
+/// matching its path and method.
+///
+/// A path that would match a more specific route if letter case were ignored is refused:
+/// `/orders/INTERNAL` must not reach an upstream that routes case-insensitively (Express does
+/// by default) under `/orders`'s checks when `/orders/internal` has stricter ones.
 pub fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
-    let mut known_path = false;
-    for (index, route) in routes.iter().enumerate().filter(|(_, r)| prefix_matches(&r.prefix, path)) {
-        known_path = true;
-        if route.allows(method) {
-            return Resolution::Found(index);
+    let mut found = None;
+    let mut longest_match = None;
+    let mut longest_folded = None;
+    for (index, route) in routes.iter().enumerate() {
+        let length = route.prefix.trim_end_matches('/').len();
+        if prefix_matches(&route.prefix, path) {
+            longest_match = longest_match.max(Some(length));
+            if found.is_none() && route.allows(method) {
+                found = Some(index);
+            }
+        } else if prefix_matches_ignoring_case(&route.prefix, path) {
+            longest_folded = longest_folded.max(Some(length));
         }
     }
-    if known_path { Resolution::MethodNotAllowed } else { Resolution::NotFound }
+    if longest_folded > longest_match {
+        return Resolution::CaseMismatch;
+    }
+    match (found, longest_match) {
+        (Some(index), _) => Resolution::Found(index),
+        (None, Some(_)) => Resolution::MethodNotAllowed,
+        (None, None) => Resolution::NotFound,
+    }
 }
 
 /// The methods the routes at `path` accept, for `Access-Control-Allow-Methods`.
@@ -107,16 +109,6 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_match_whole_segments() {
-        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders"));
-        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders/"));
-        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders/7"));
-        assert!(prefix_matches("/api/v1/orders/", "/api/v1/orders/7"));
-        assert!(!prefix_matches("/api/v1/orders", "/api/v1/ordersx"));
-        assert!(!prefix_matches("/api/v1/orders", "/api/v1/order"));
-    }
-
-    #[test]
     fn first_match_of_path_and_method_wins() {
         let routes = [
             route("/api/v1/orders", &["GET"]),
@@ -127,6 +119,7 @@ mod tests {
             Resolution::Found(i) => Some(routes[i].methods[0].to_string()),
             Resolution::MethodNotAllowed => Some("405".to_owned()),
             Resolution::NotFound => None,
+            Resolution::CaseMismatch => Some("400".to_owned()),
         };
         assert_eq!(found("/api/v1/orders/7", "GET").as_deref(), Some("GET"));
         assert_eq!(found("/api/v1/orders/7", "HEAD").as_deref(), Some("GET"));
@@ -136,6 +129,10 @@ mod tests {
         assert_eq!(found("/api/v1/orders", "DELETE").as_deref(), Some("405"));
         assert_eq!(found("/api/v1/other", "GET").as_deref(), Some("GET"));
         assert_eq!(found("/api/v2/other", "GET"), None);
+        assert_eq!(found("/api/v1/Other", "GET").as_deref(), Some("GET"), "no more specific route");
+        assert_eq!(found("/api/v1/Orders/7", "GET").as_deref(), Some("400"), "/api/v1/orders is more specific");
+        assert_eq!(found("/api/v1/ORDERS/7", "POST").as_deref(), Some("400"));
+        assert_eq!(found("/API/V1/orders", "GET").as_deref(), Some("400"));
         let methods: Vec<String> = methods_at(&routes, "/api/v1/orders").iter().map(|m| m.to_string()).collect();
         assert_eq!(methods, ["GET", "POST", "PURGE"]);
     }

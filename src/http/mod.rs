@@ -2,6 +2,7 @@
 //! and the request log shared by both.
 
 pub mod admin;
+pub mod connection;
 pub mod log;
 pub mod public;
 pub mod serve;

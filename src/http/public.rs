@@ -17,17 +17,15 @@ use tower::{Layer, ServiceExt, service_fn};
 use crate::cache::Allowlists;
 use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
-use crate::gateway::path::check_path;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::{Resolution, Route, methods_at, resolve};
 use crate::http::log::log_request;
-use crate::layer::RequireKey;
+use crate::layer::{RequireKey, normalize_request_path, path_refused};
+use crate::paths::SESSIONS_PATH;
 use crate::pipeline::{Pipeline, Policy, Principal};
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::time::{format_rfc3339, now_millis};
-
-pub const SESSIONS_PATH: &str = "/api/v1/sessions";
 
 type Handler = BoxCloneSyncService<Request, Response, Infallible>;
 
@@ -94,11 +92,11 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
-    let path = request.uri().path();
-    if let Err(error) = check_path(path) {
-        return error.into_response();
+async fn dispatch(State(state): State<Arc<PublicState>>, mut request: Request) -> Response {
+    if let Err(refusal) = normalize_request_path(&mut request) {
+        return refusal.into_response();
     }
+    let path = request.uri().path();
     let method = request.method();
     if under_api(path) && cors::is_preflight(method, request.headers()) {
         let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
@@ -119,6 +117,9 @@ async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Re
             Resolution::MethodNotAllowed => return method_not_allowed(),
             Resolution::NotFound => {
                 return ApiError::new(ErrorCode::NotFound, "no route for this path").into_response();
+            }
+            Resolution::CaseMismatch => {
+                return path_refused("differs only in letter case from a more specific route").into_response();
             }
         },
     };

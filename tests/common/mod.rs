@@ -2,6 +2,7 @@
 //! SQLite file, with typed helpers that speak HTTP to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod raw;
 pub mod redis;
 pub mod upstream;
 
@@ -91,8 +92,16 @@ pub fn gateway_routes(upstream: &str) -> Vec<keygate::config::RouteConfig> {
 
 /// A keygate whose routes lead to a fresh recording upstream.
 pub async fn spawn_gateway(tweak: impl FnOnce(&mut Config)) -> (TestApp, upstream::Upstream) {
+    spawn_routed(gateway_routes, tweak).await
+}
+
+/// A keygate with the routes `routes` makes for a fresh recording upstream's URL.
+pub async fn spawn_routed(
+    routes: impl FnOnce(&str) -> Vec<keygate::config::RouteConfig>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, upstream::Upstream) {
     let upstream = upstream::Upstream::start().await;
-    let routes = gateway_routes(&upstream.url);
+    let routes = routes(&upstream.url);
     let app = spawn_with(move |config| {
         config.routes = routes;
         tweak(config);
@@ -307,6 +316,15 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> Seen {
         Seen::from(self.client.get(format!("{}{path}", self.public)).send().await.expect("get")).await
     }
+}
+
+/// The value of the first Prometheus sample line starting with `name_and_labels` (0 if none).
+pub fn metric_value(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(name_and_labels))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// The JSON of a JWT segment, without verification (tests verify separately).

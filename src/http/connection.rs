@@ -1,0 +1,166 @@
+//! One client connection, from accept to close (SPEC §9): served with hyper-util's auto
+//! builder, and watched so that no connection holds a file descriptor for nothing.
+//!
+//! The rule is one for every protocol: a connection with no request in flight must complete a
+//! request head within the head deadline (`server.header_read_timeout_ms`) of being accepted,
+//! or of its last request ending. hyper's own HTTP/1 header-read timeout is armed only once
+//! the auto builder has told HTTP/1 from HTTP/2, and HTTP/2 has no idle timeout at all, so a
+//! socket that sent nothing, one byte or half a preface would otherwise stay open for ever.
+//!
+//! A request is in flight from the moment its head reaches the service until its response
+//! body has been written (the body carries a guard), so a long download is never cut off.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// After an idle connection is asked to close gracefully (HTTP/2 `GOAWAY`), how long it gets
+/// before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What the watchdog needs to know of a connection's requests.
+struct Activity {
+    accepted: Instant,
+    in_flight: AtomicU32,
+    /// Whether any request head arrived.
+    served: AtomicBool,
+    /// When the last request ended, in milliseconds since `accepted`.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.served.store(true, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(self))
+    }
+
+    /// The instant from which the head deadline runs, or `None` while a request is in flight.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.accepted + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire)))
+    }
+}
+
+/// Held by a request until its response body is dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = self.0.accepted.elapsed().as_millis() as u64;
+        self.0.idle_since_ms.fetch_max(elapsed, Ordering::AcqRel);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in flight until it is written (or dropped).
+pub struct GuardedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for GuardedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves one accepted connection until it ends, is closed by the head deadline, or — once
+/// `stopped` turns true — has finished its requests.
+pub async fn serve_connection(
+    builder: &Builder<TokioExecutor>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    head_deadline: Option<Duration>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity {
+        accepted: Instant::now(),
+        in_flight: AtomicU32::new(0),
+        served: AtomicBool::new(false),
+        idle_since_ms: AtomicU64::new(0),
+    });
+    let tracked = Arc::clone(&activity);
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        let in_flight = tracked.begin();
+        let router = router.clone();
+        async move {
+            let Ok(response) = router.oneshot(request).await;
+            Ok::<_, Infallible>(response.map(|body| GuardedBody { body, _in_flight: in_flight }))
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+
+    // Far enough away to never fire when there is no deadline.
+    let never = Duration::from_secs(86_400 * 365);
+    let watchdog = tokio::time::sleep(head_deadline.unwrap_or(never));
+    tokio::pin!(watchdog);
+    let mut closing = false;
+    let mut shutting_down = *stopped.borrow();
+    if shutting_down {
+        connection.as_mut().graceful_shutdown();
+    }
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = &mut watchdog, if head_deadline.is_some() => {
+                let deadline = head_deadline.unwrap_or(never);
+                let now = Instant::now();
+                match activity.idle_since() {
+                    // A request is in flight: nothing to decide until it ends.
+                    None => watchdog.as_mut().reset(now + deadline),
+                    Some(since) if now < since + deadline => watchdog.as_mut().reset(since + deadline),
+                    // Never sent a complete head, or asked to close and still open: drop it.
+                    Some(_) if closing || !activity.served.load(Ordering::Relaxed) => return,
+                    Some(_) => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                        watchdog.as_mut().reset(now + CLOSE_GRACE);
+                    }
+                }
+            }
+            _ = stopped.changed(), if !shutting_down => {
+                shutting_down = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

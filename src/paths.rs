@@ -1,0 +1,205 @@
+//! The path rules of SPEC §7, below every module that routes: one normal form of a request
+//! path, so that the pipeline, the route and the forwarded request all see the same path, and
+//! no upstream can read it as another route's path.
+//!
+//! - Percent-encoded unreserved characters (`%41`–`%5A`, `%61`–`%7A`, `%30`–`%39`, `-._~`)
+//!   are decoded: `/orders/%69nternal` *is* `/orders/internal`, as RFC 3986 §6.2.2.2 says and
+//!   as every WSGI, Rack or Express upstream reads it.
+//! - Refused: dot segments (plain or encoded), empty segments (`//`), a backslash, an encoded
+//!   `/` or `\`, a `;` (plain or encoded: Tomcat and Spring strip `;` parameters, so
+//!   `/internal;x` would be `/internal` to them), an encoded `%` (a second decoding would
+//!   turn `%2569` into `i`), and an encoded NUL.
+//!
+//! A single trailing `/` is an ordinary path. The fast path — a path with no `%`, `;` or `\`,
+//! as nearly every real path is — allocates nothing.
+
+use std::borrow::Cow;
+
+/// keygate's own session endpoint; it always wins over routes.
+pub const SESSIONS_PATH: &str = "/api/v1/sessions";
+
+/// Returns the normal form of `path`, or why it is refused.
+pub fn normalize(path: &str) -> Result<Cow<'_, str>, &'static str> {
+    if !path.starts_with('/') {
+        return Err("must start with /");
+    }
+    let mut normal = Cow::Borrowed(path);
+    if path.bytes().any(|b| matches!(b, b'%' | b';' | b'\\')) {
+        let decoded = decode_unreserved(path)?;
+        if decoded != path {
+            normal = Cow::Owned(decoded);
+        }
+    }
+    check_segments(&normal)?;
+    Ok(normal)
+}
+
+/// True when `path` is already in normal form: what a layer behind the router can still check.
+pub fn is_normal(path: &str) -> bool {
+    matches!(normalize(path), Ok(Cow::Borrowed(_)))
+}
+
+/// Decodes the unreserved characters and refuses the separators and escapes listed above.
+fn decode_unreserved(path: &str) -> Result<String, &'static str> {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => return Err("must not contain a backslash"),
+            b';' => return Err("must not contain ;"),
+            b'%' => {
+                let Some(decoded) = bytes.get(i + 1..i + 3).and_then(hex_pair) else {
+                    // A lone `%` is not an escape; it is forwarded as it is.
+                    out.push('%');
+                    i += 1;
+                    continue;
+                };
+                match decoded {
+                    b'/' | b'\\' => return Err("must not contain an encoded / or \\"),
+                    b';' => return Err("must not contain ;"),
+                    b'%' => return Err("must not contain an encoded %"),
+                    0 => return Err("must not contain an encoded NUL"),
+                    c if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => out.push(c as char),
+                    _ => out.push_str(&path[i..i + 3]),
+                }
+                i += 3;
+            }
+            _ => {
+                // Copy the run up to the next byte of interest in one go (keeps UTF-8 whole).
+                let run =
+                    bytes[i..].iter().position(|b| matches!(b, b'%' | b';' | b'\\')).map_or(bytes.len(), |n| i + n);
+                out.push_str(&path[i..run]);
+                i = run;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn hex_pair(pair: &[u8]) -> Option<u8> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+}
+
+/// No empty segments and no `.` or `..` segments (escapes are decoded by now).
+fn check_segments(path: &str) -> Result<(), &'static str> {
+    let body = path.strip_suffix('/').unwrap_or(path);
+    for segment in body.split('/').skip(1) {
+        if segment.is_empty() {
+            return Err("must not contain empty segments (//)");
+        }
+        if segment == "." || segment == ".." {
+            return Err("must not contain . or .. segments");
+        }
+    }
+    Ok(())
+}
+
+/// True when `path` is `prefix` or lies under it, on a segment boundary.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// [`prefix_matches`] with ASCII letter case ignored: how Express and other case-insensitive
+/// routers would read the path.
+pub fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    path.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normal_paths_are_borrowed_as_they_are() {
+        for ok in [
+            "/",
+            "/api/v1/orders",
+            "/api/v1/orders/",
+            "/api/v1/a.b/c..d",
+            "/api/v1/...",
+            "/api/v1/.x",
+            "/é",
+            "/api/v1/a%20b%C3%A9",
+            "/api/v1/100%",
+        ] {
+            assert!(matches!(normalize(ok), Ok(Cow::Borrowed(p)) if p == ok), "{ok}");
+            assert!(is_normal(ok), "{ok}");
+        }
+    }
+
+    #[test]
+    fn unreserved_escapes_are_decoded_and_others_kept() {
+        for (raw, normal) in [
+            ("/api/v1/orders/%69nternal", "/api/v1/orders/internal"),
+            ("/api/v1/orders/%49%4E%54ernal", "/api/v1/orders/INTernal"),
+            ("/api/v1/%41%5a%61%7a%30%39%2D%2e%5F%7E", "/api/v1/AZaz09-._~"),
+            ("/api/v1/%2e%2e%2e", "/api/v1/..."),
+            ("/api/v1/%2ex", "/api/v1/.x"),
+            ("/api/v1/a%20b", "/api/v1/a%20b"),
+            ("/api/v1/%c3%a9", "/api/v1/%c3%a9"),
+            ("/api/v1/100%", "/api/v1/100%"),
+            ("/api/v1/%2", "/api/v1/%2"),
+            ("/api/v1/%zz", "/api/v1/%zz"),
+            ("/é/%41", "/é/A"),
+        ] {
+            assert_eq!(normalize(raw).as_deref(), Ok(normal), "{raw}");
+            assert!(!is_normal(raw) || raw == normal, "{raw}");
+        }
+    }
+
+    #[test]
+    fn separators_dots_and_parameters_are_refused() {
+        for bad in [
+            "/api/v1/../admin",
+            "/api/v1/./orders",
+            "/api/v1/orders/..",
+            "/api/v1/%2e%2e/admin",
+            "/api/v1/%2E%2E/admin",
+            "/api/v1/.%2e/admin",
+            "/api/v1/%2e./admin",
+            "/api/v1/%2e/orders",
+            "/api/v1/%2e",
+            "/api/v1/%2E",
+            "/api/v1//orders",
+            "//api/v1/orders",
+            "/api/v1/orders//",
+            "/api/v1/orders%2f7",
+            "/api/v1/orders%2F..%2Fadmin",
+            "/api/v1/orders%5c7",
+            "/api/v1/orders%5C7",
+            "/api/v1\\orders",
+            "/api/v1/orders/internal;x/report",
+            "/api/v1/orders/internal;/report",
+            "/api/v1/orders;",
+            "/api/v1/orders/internal%3bx",
+            "/api/v1/orders/%2569nternal",
+            "/api/v1/orders/a%00b",
+            "api/v1/orders",
+            "",
+        ] {
+            assert!(normalize(bad).is_err(), "{bad}");
+            assert!(!is_normal(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders"));
+        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders/"));
+        assert!(prefix_matches("/api/v1/orders", "/api/v1/orders/7"));
+        assert!(prefix_matches("/api/v1/orders/", "/api/v1/orders/7"));
+        assert!(!prefix_matches("/api/v1/orders", "/api/v1/ordersx"));
+        assert!(!prefix_matches("/api/v1/orders", "/api/v1/order"));
+        assert!(!prefix_matches("/api/v1/orders", "/api/v1/Orders"));
+        assert!(prefix_matches_ignoring_case("/api/v1/orders", "/API/V1/Orders/7"));
+        assert!(prefix_matches_ignoring_case("/api/v1/orders/", "/api/v1/ORDERS"));
+        assert!(!prefix_matches_ignoring_case("/api/v1/orders", "/api/v1/ORDERSX"));
+        assert!(!prefix_matches_ignoring_case("/api/v1/é", "/api/v1/\u{c9}"));
+        assert!(!prefix_matches_ignoring_case("/api/v1/orders", "/api/v1/ord"));
+    }
+}

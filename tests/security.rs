@@ -1,0 +1,242 @@
+//! The bypasses of the security review (docs/security.md), each against a real keygate and a
+//! real recording upstream: path spellings, spoofed header names, idle connections, HTTP/2
+//! clients and the forwarded host.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use keygate::config::RouteConfig;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// `/api/v1/orders/internal` needs `orders:admin`; the broader `/api/v1/orders` only
+/// `orders:read`.
+fn nested_routes(upstream: &str) -> Vec<RouteConfig> {
+    let route = |prefix: &str, scope: &str| RouteConfig {
+        prefix: prefix.to_owned(),
+        methods: vec!["GET".to_owned(), "POST".to_owned()],
+        upstream: upstream.to_owned(),
+        module: None,
+        scope: Some(scope.to_owned()),
+        write: None,
+    };
+    vec![route("/api/v1/orders/internal", "orders:admin"), route("/api/v1/orders", "orders:read")]
+}
+
+#[tokio::test]
+async fn no_spelling_of_a_stricter_path_gets_the_broader_routes_checks() {
+    let (app, upstream) = spawn_routed(nested_routes, |_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let refused = [
+        "/api/v1/orders/internal/report",
+        "/api/v1/orders/%69nternal/report",
+        "/api/v1/orders/%69%6E%74%65%72%6e%61%6c/report",
+        "/api/v1/orders/intern%61l",
+        "/api/v1/%6Frders/internal",
+        "/api/v1/orders/internal;x/report",
+        "/api/v1/orders/internal;/report",
+        "/api/v1/orders;/internal/report",
+        "/api/v1/orders/internal%3bx/report",
+        "/api/v1/orders/%2569nternal/report",
+        "/api/v1/orders/INTERNAL/report",
+        "/api/v1/orders/Internal/report",
+        "/api/v1/orders/iNtErNaL",
+        "/api/v1/ORDERS/internal/report",
+        "/api/v1/orders/%49nternal/report",
+    ];
+    for target in refused {
+        let answer = raw::get(&app.public, target, &secret, "").await;
+        let status = raw::status(&answer);
+        let by_its_own_scope = status == 403 && answer.contains("SCOPE_NOT_GRANTED");
+        let as_a_bad_path = status == 400 && answer.contains("VALIDATION_ERROR");
+        assert!(by_its_own_scope || as_a_bad_path, "{target}: {answer}");
+    }
+    assert_eq!(upstream.count(), 0, "no spelling reached the upstream");
+
+    // The stricter route's own key gets through every spelling that decodes to it.
+    let (_, admin_secret) = app.orders_key("globex", &["orders:read", "orders:admin"]).await;
+    let answer = raw::get(&app.public, "/api/v1/orders/%69nternal/report", &admin_secret, "").await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().target, "/api/v1/orders/internal/report");
+}
+
+#[tokio::test]
+async fn encoded_unreserved_characters_are_forwarded_decoded_with_the_query_unchanged() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let answer = raw::get(&app.public, "/api/v1/orders/%37%41-%7e%2E%5f?q=%41%2e&x=%20y", &secret, "").await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().target, "/api/v1/orders/7A-~._?q=%41%2e&x=%20y");
+    // Other escapes are not unreserved characters: they are forwarded as they came.
+    let answer = raw::get(&app.public, "/api/v1/orders/a%20b%C3%A9", &secret, "").await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().target, "/api/v1/orders/a%20b%C3%A9");
+}
+
+#[tokio::test]
+async fn underscore_and_rewrite_headers_never_reach_the_upstream() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (key, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let spoofed = "X_Keygate_Tenant: globex\r\nX-Keygate_Scopes: orders:admin\r\nx_keygate_key: key_other\r\n\
+                   X_Forwarded_For: 10.9.9.9\r\nX-Forwarded_Host: evil.example\r\nX-Real-IP: 10.9.9.9\r\n\
+                   X-Original-URL: /api/v1/orders/internal\r\nX-Rewrite-URL: /api/v1/orders/internal\r\n\
+                   X_Custom: 1\r\nX-Keygate-Tenant: globex\r\nX-Request-Id: client-chosen\r\n";
+    let answer = raw::get(&app.public, "/api/v1/orders", &secret, spoofed).await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+
+    let received = upstream.last();
+    for name in received.headers.keys() {
+        let name = name.as_str();
+        assert!(!name.contains('_'), "{name} reached the upstream");
+        assert!(!["x-real-ip", "x-original-url", "x-rewrite-url"].contains(&name), "{name} reached the upstream");
+    }
+    assert_eq!(received.headers.get_all("x-keygate-tenant").iter().collect::<Vec<_>>(), ["acme"]);
+    assert_eq!(received.headers.get_all("x-keygate-key").iter().collect::<Vec<_>>(), [key["id"].as_str().unwrap()]);
+    assert_eq!(received.headers.get_all("x-keygate-scopes").iter().collect::<Vec<_>>(), ["orders:read"]);
+    assert_eq!(received.headers.get_all("x-keygate-channel").iter().collect::<Vec<_>>(), ["server"]);
+    assert_eq!(received.headers.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["127.0.0.1"]);
+    assert_eq!(received.header("x-forwarded-host"), Some(raw::address(&app.public)));
+    assert_ne!(received.header("x-request-id"), Some("client-chosen"));
+}
+
+#[tokio::test]
+async fn a_connection_header_cannot_remove_keygates_request_id() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let answer =
+        raw::get(&app.public, "/api/v1/orders", &secret, "Connection: X-Request-Id, X-Keygate-Tenant\r\n").await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    let received = upstream.last();
+    let request_id = received.header("x-request-id").expect("keygate's X-Request-Id reached the upstream");
+    assert!(answer.to_ascii_lowercase().contains(&format!("x-request-id: {}", request_id.to_ascii_lowercase())));
+    assert_eq!(received.header("x-keygate-tenant"), Some("acme"));
+}
+
+#[tokio::test]
+async fn the_public_host_is_the_forwarded_host_whatever_the_client_sends() {
+    let (app, upstream) = spawn_gateway(|c| c.server.public_host = Some("api.example.com".to_owned())).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let request = format!(
+        "GET /api/v1/orders HTTP/1.1\r\nHost: evil.example\r\nX-Forwarded-Host: evil.example\r\n\
+         Authorization: Bearer {secret}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw::exchange(&app.public, &request).await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.last().header("x-forwarded-host"), Some("api.example.com"));
+}
+
+#[tokio::test]
+async fn an_http2_client_is_forwarded_like_any_other() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code} %{http_version}"])
+        .args(["-H", &format!("Authorization: Bearer {secret}")])
+        .arg(format!("{}/api/v1/orders/7?x=1", app.public));
+    // curl blocks: run it off this test's runtime, which also runs keygate.
+    let output = tokio::task::spawn_blocking(move || curl.output()).await.unwrap().expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200 2", "{}", String::from_utf8_lossy(&output.stderr));
+    let received = upstream.last();
+    assert_eq!(received.target, "/api/v1/orders/7?x=1");
+    assert_eq!(received.header("x-keygate-tenant"), Some("acme"));
+    assert_eq!(received.header("x-forwarded-host"), Some(raw::address(&app.public)), "from :authority");
+}
+
+const DEADLINE: Duration = Duration::from_millis(600);
+/// Scheduling slack on a shared 2-core machine.
+const SLACK: Duration = Duration::from_millis(900);
+
+#[tokio::test]
+async fn connections_without_a_complete_head_are_closed_by_the_deadline() {
+    let app = spawn_with(|c| c.server.header_read_timeout_ms = DEADLINE.as_millis() as u64).await;
+    let openings: [&[u8]; 5] = [
+        b"",
+        b"G",
+        b"PRI * HTTP/2.0\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nAccept: ",
+        // A whole HTTP/2 preface and SETTINGS frame, but never a request.
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+    ];
+    let started = Instant::now();
+    let mut sockets = Vec::new();
+    for opening in openings {
+        let mut stream = TcpStream::connect(raw::address(&app.public)).await.unwrap();
+        stream.write_all(opening).await.unwrap();
+        sockets.push((opening, stream));
+    }
+    let closes = sockets.iter_mut().map(|(_, stream)| raw::time_until_closed(stream, started, DEADLINE + SLACK));
+    let closes = futures_util::future::join_all(closes).await;
+    for (closed, opening) in closes.into_iter().zip(openings) {
+        let opening = String::from_utf8_lossy(opening);
+        let closed = closed.unwrap_or_else(|| panic!("{opening:?}: still open after {:?}", DEADLINE + SLACK));
+        assert!(closed >= DEADLINE - Duration::from_millis(100), "{opening:?}: closed early, after {closed:?}");
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_their_last_request() {
+    let app = spawn_with(|c| c.server.header_read_timeout_ms = DEADLINE.as_millis() as u64).await;
+
+    // HTTP/2: a request, then silence.
+    let stream = TcpStream::connect(raw::address(&app.public)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("{}/healthz", app.public)).body(String::new()).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let answered = Instant::now();
+    let closed = tokio::time::timeout(DEADLINE + SLACK + Duration::from_secs(1), connection).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection is still open after {:?}", answered.elapsed());
+    assert!(answered.elapsed() >= DEADLINE - Duration::from_millis(100), "closed early: {:?}", answered.elapsed());
+
+    // HTTP/1.1 keep-alive: a request, then silence.
+    let mut stream = TcpStream::connect(raw::address(&app.public)).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let answered = Instant::now();
+    let closed = raw::time_until_closed(&mut stream, answered, DEADLINE + SLACK).await;
+    assert!(closed.is_some(), "the idle HTTP/1.1 connection is still open");
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_new_connections_are_closed_and_health_answers_once_idle_ones_go() {
+    const CAP: u32 = 8;
+    let app = spawn_with(|c| {
+        c.server.header_read_timeout_ms = DEADLINE.as_millis() as u64;
+        c.server.max_connections = CAP;
+    })
+    .await;
+    let started = Instant::now();
+    let mut idle = Vec::new();
+    for _ in 0..2 * CAP {
+        idle.push(TcpStream::connect(raw::address(&app.public)).await.unwrap());
+    }
+    let closes = idle.iter_mut().map(|stream| raw::time_until_closed(stream, started, DEADLINE + SLACK));
+    let closed_at: Vec<Duration> = futures_util::future::join_all(closes)
+        .await
+        .into_iter()
+        .map(|closed| closed.expect("every idle socket is closed by the deadline or the cap"))
+        .collect();
+    let at_once = closed_at.iter().filter(|at| **at < DEADLINE / 2).count();
+    assert_eq!(at_once, CAP as usize, "the sockets over the cap are closed at once: {closed_at:?}");
+
+    let last_closed = started + *closed_at.iter().max().unwrap();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let health = client.get(format!("{}/healthz", app.public)).send().await.expect("/healthz answers");
+    assert_eq!(health.status(), 200);
+    assert!(last_closed.elapsed() < Duration::from_secs(1));
+
+    let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metric_value(&metrics, "keygate_connections_refused_total{listener=\"public\"}") >= CAP as f64,
+        "{metrics}"
+    );
+}
