@@ -38,15 +38,13 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         crate::metrics::install();
         let store = store::open(&config).await?;
+        // Read before loading, so that no change made meanwhile is missed.
+        let revision = store.revision().await?;
         let sessions = Arc::new(Sessions::load(&config.sessions, store.as_ref()).await?);
         let allowlists = Arc::new(Allowlists::default());
         allowlists.reload(store.as_ref()).await?;
-        let watch = Arc::new(StoreWatch {
-            store: Arc::clone(&store),
-            cache: Arc::new(KeyCache::default()),
-            allowlists,
-            sessions: Arc::clone(&sessions),
-        });
+        let cache = Arc::new(KeyCache::default());
+        let watch = Arc::new(StoreWatch::new(Arc::clone(&store), revision, cache, allowlists, Arc::clone(&sessions)));
         // In process: the limiter itself, or the fallback of the shared one.
         let limiter = MemoryLimiter::new();
         let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {

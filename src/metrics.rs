@@ -113,6 +113,11 @@ pub fn limiter_failed(policy: OnBackendError) -> OnBackendError {
     policy
 }
 
+/// This instance missed part of the change feed and resynced in full.
+pub fn feed_resync() {
+    metrics::counter!("keygate_feed_resyncs_total").increment(1);
+}
+
 /// A connection closed at once because its listener was at `server.max_connections`.
 pub fn connection_refused(listener: &'static str) {
     metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);

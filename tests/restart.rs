@@ -77,3 +77,38 @@ async fn an_admin_write_on_one_instance_reaches_another_within_a_second() {
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     two.mint(&secret, Some(ORIGIN)).await.assert_error(401, "API_KEY_REVOKED");
 }
+
+#[tokio::test]
+async fn an_instance_that_missed_part_of_the_feed_resyncs_in_full_and_agrees() {
+    let store = TestStore::new().await;
+    let one = spawn_in(Arc::clone(&store), |_| {}).await;
+    let two = spawn_in(Arc::clone(&store), |_| {}).await;
+    let (_, secret) = one.browser_key("acme", &["sessions:create"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    for instance in [&one, &two] {
+        assert_eq!(instance.mint(&secret, Some(ORIGIN)).await.status, 201, "both instances cache the key");
+    }
+    let resyncs_before = one.metric("keygate_feed_resyncs_total").await;
+
+    // A change the feed no longer holds, as if pruned while both instances were away: the
+    // tenant is suspended and the revision moves, in one transaction, with no change recorded.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&store.url).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE tenants SET status = 'suspended' WHERE id = 'acme'").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    pool.close().await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    for instance in [&one, &two] {
+        instance.mint(&secret, Some(ORIGIN)).await.assert_error(403, "TENANT_SUSPENDED");
+    }
+    assert!(one.metric("keygate_feed_resyncs_total").await >= resyncs_before + 2.0, "each instance resynced");
+    // After the resync the feed is followed again, change by change.
+    one.patch_tenant("acme", serde_json::json!({ "status": "active" })).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    for instance in [&one, &two] {
+        assert_eq!(instance.mint(&secret, Some(ORIGIN)).await.status, 201);
+    }
+}

@@ -233,10 +233,6 @@ async fn over_the_connection_cap_new_connections_are_closed_and_health_answers_o
     assert_eq!(health.status(), 200);
     assert!(last_closed.elapsed() < Duration::from_secs(1));
 
-    let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-    let metrics = metrics.text().await.unwrap();
-    assert!(
-        metric_value(&metrics, "keygate_connections_refused_total{listener=\"public\"}") >= CAP as f64,
-        "{metrics}"
-    );
+    let refused = app.metric("keygate_connections_refused_total{listener=\"public\"}").await;
+    assert!(refused >= CAP as f64, "{refused} connections refused");
 }

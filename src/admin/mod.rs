@@ -237,7 +237,7 @@ impl Admin {
 
     async fn changed(&self) {
         if let Some(watch) = &self.watch {
-            watch.refresh().await;
+            watch.catch_up().await;
         }
     }
 

@@ -1,8 +1,9 @@
 //! Persistence behind one narrow trait, implemented once for SQLite (the embedded default) and
 //! PostgreSQL (scale-out). SQL lives only in `sql.rs`.
 //!
-//! Every admin write bumps a store-wide `revision` in the same transaction, so instances
-//! sharing the store notice changes by polling one number (see `cache::watch_revision`).
+//! Every admin write bumps a store-wide `revision` and records what it changed under that
+//! revision (the change feed), in the same transaction. Instances sharing the store read the
+//! feed and apply exactly those changes to their caches (see `watch.rs`).
 
 mod sql;
 
@@ -56,6 +57,51 @@ impl std::fmt::Debug for SigningKeyRecord {
 /// from the union of these.
 pub type AllowlistEntry = (OriginPattern, Option<Millis>);
 
+/// What an admin write changed, as recorded in the change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Key,
+    Tenant,
+    SigningKey,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Key => "key",
+            Self::Tenant => "tenant",
+            Self::SigningKey => "signing_key",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Key, Self::Tenant, Self::SigningKey].into_iter().find(|kind| kind.as_str() == raw)
+    }
+}
+
+/// One entry of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub revision: i64,
+    pub kind: ChangeKind,
+    /// The id of the key, tenant or signing key.
+    pub subject: String,
+    /// For a key: its secret hash, so caches can drop it (or its "unknown" entry) by hash.
+    pub key_hash: Option<SecretHash>,
+}
+
+/// The feed after a revision.
+#[derive(Debug)]
+pub enum Feed {
+    /// Every change after it, oldest first, at most the number asked for.
+    Changes(Vec<Change>),
+    /// Some of the changes after it are no longer kept: the reader must resync in full.
+    Missed,
+}
+
+/// How many recent changes the feed keeps. An instance that falls further behind resyncs.
+pub const FEED_RETENTION: i64 = 10_000;
+
 pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);
 
 #[async_trait]
@@ -64,8 +110,10 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connections; every later call fails as unavailable.
     async fn close(&self);
-    /// A number that changes whenever tenants, keys or signing keys change.
+    /// A number that grows with every change to tenants, keys or signing keys.
     async fn revision(&self) -> Result<i64, StoreError>;
+    /// The changes after revision `after`, oldest first, at most `limit` of them.
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Feed, StoreError>;
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;

@@ -13,7 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
-use super::{AllowlistEntry, Edit, SigningKeyRecord, Store, StoreError};
+use super::{AllowlistEntry, Change, ChangeKind, Edit, FEED_RETENTION, Feed, SigningKeyRecord, Store, StoreError};
 use crate::model::{ApiKey, KeyWithTenant, RateLimit, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
@@ -53,17 +53,20 @@ impl Dialect {
     }
 
     fn migrations(self) -> Migrator {
-        let sql = match self {
-            Self::Sqlite => include_str!("../../migrations/sqlite/0001_init.sql"),
-            Self::Postgres => include_str!("../../migrations/postgres/0001_init.sql"),
+        let scripts = match self {
+            Self::Sqlite => [
+                ("init", include_str!("../../migrations/sqlite/0001_init.sql")),
+                ("changes", include_str!("../../migrations/sqlite/0002_changes.sql")),
+            ],
+            Self::Postgres => [
+                ("init", include_str!("../../migrations/postgres/0001_init.sql")),
+                ("changes", include_str!("../../migrations/postgres/0002_changes.sql")),
+            ],
         };
-        Migrator::with_migrations(vec![Migration::new(
-            1,
-            "init".into(),
-            MigrationType::Simple,
-            sql.into_sql_str(),
-            false,
-        )])
+        let migrations = scripts.into_iter().zip(1..).map(|((name, sql), version)| {
+            Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false)
+        });
+        Migrator::with_migrations(migrations.collect())
     }
 }
 
@@ -135,8 +138,29 @@ impl SqlStore {
         Ok(self.pool.begin_with(self.dialect.begin_write()).await?)
     }
 
-    async fn bump_revision(tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-        sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(tx).await?;
+    /// Bumps the revision and records `kind`/`subject` under it in the change feed, dropping
+    /// the change that falls out of the retention. The revision row stays locked until the
+    /// transaction commits, so revisions become visible in order, without gaps.
+    async fn record_change(tx: &mut sqlx::AnyConnection, kind: ChangeKind, subject: &str) -> Result<(), StoreError> {
+        let row = sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision' RETURNING value")
+            .fetch_one(&mut *tx)
+            .await?;
+        let revision: i64 = row.try_get("value")?;
+        let insert = match kind {
+            // The key's hash comes along, so caches can drop the key by hash.
+            ChangeKind::Key => {
+                "INSERT INTO changes (revision, kind, subject, key_hash) SELECT $1, $2, id, secret_hash FROM api_keys \
+                 WHERE id = $3"
+            }
+            ChangeKind::Tenant | ChangeKind::SigningKey => {
+                "INSERT INTO changes (revision, kind, subject) VALUES ($1, $2, $3)"
+            }
+        };
+        sqlx::query(insert).bind(revision).bind(kind.as_str()).bind(subject).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM changes WHERE revision <= $1")
+            .bind(revision - FEED_RETENTION)
+            .execute(&mut *tx)
+            .await?;
         Ok(())
     }
 
@@ -183,6 +207,25 @@ impl Store for SqlStore {
         Ok(row.try_get("value")?)
     }
 
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Feed, StoreError> {
+        // The revision first: a change committed after it is found by the next read.
+        let revision = self.revision().await?;
+        if revision == after {
+            return Ok(Feed::Changes(Vec::new()));
+        }
+        let rows = sqlx::query(
+            "SELECT revision, kind, subject, key_hash FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let changes = rows.iter().map(change_from_row).collect::<Result<Vec<_>, _>>()?;
+        // The next change must be there: otherwise it was pruned (or the store was replaced).
+        let contiguous = revision > after && changes.first().is_some_and(|first| first.revision == after + 1);
+        Ok(if contiguous { Feed::Changes(changes) } else { Feed::Missed })
+    }
+
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -199,7 +242,7 @@ impl Store for SqlStore {
         .bind(tenant.created_at)
         .execute(&mut *tx)
         .await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::Tenant, &tenant.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -244,7 +287,7 @@ impl Store for SqlStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::Tenant, id).await?;
         tx.commit().await?;
         Ok(Some(tenant))
     }
@@ -264,7 +307,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         Self::write_key(&mut tx, key).await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::Key, &key.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -300,7 +343,7 @@ impl Store for SqlStore {
         let mut key = key_from_row(&row)?;
         edit(&mut key);
         Self::write_key(&mut tx, &key).await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::Key, id).await?;
         tx.commit().await?;
         Ok(Some(key))
     }
@@ -378,7 +421,7 @@ impl Store for SqlStore {
         .bind(key.retired_at)
         .execute(&mut *tx)
         .await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::SigningKey, &key.kid).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -390,7 +433,7 @@ impl Store for SqlStore {
             .bind(kid)
             .execute(&mut *tx)
             .await?;
-        Self::bump_revision(&mut tx).await?;
+        Self::record_change(&mut tx, ChangeKind::SigningKey, kid).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -428,6 +471,19 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
             .collect(),
         rate_limit: rate_limit(row.try_get("t_rate_limit")?, row.try_get("t_rate_limit_window")?),
         created_at: row.try_get("t_created_at")?,
+    })
+}
+
+fn change_from_row(row: &AnyRow) -> Result<Change, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let key_hash: Option<Vec<u8>> = row.try_get("key_hash")?;
+    Ok(Change {
+        revision: row.try_get("revision")?,
+        kind: ChangeKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("change kind {kind:?}")))?,
+        subject: row.try_get("subject")?,
+        key_hash: key_hash
+            .map(|bytes| bytes.try_into().map_err(|_| StoreError::Corrupt("change key_hash length".to_owned())))
+            .transpose()?,
     })
 }
 

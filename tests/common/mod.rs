@@ -313,6 +313,12 @@ impl TestApp {
         .await
     }
 
+    /// A Prometheus sample of this process's metrics, read from the admin listener.
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        let response = self.client.get(format!("{}/metrics", self.admin)).bearer_auth(ADMIN_TOKEN).send().await;
+        metric_value(&response.expect("metrics").text().await.expect("metrics text"), name_and_labels)
+    }
+
     pub async fn get(&self, path: &str) -> Seen {
         Seen::from(self.client.get(format!("{}{path}", self.public)).send().await.expect("get")).await
     }
