@@ -8,13 +8,14 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
-use crate::cache::{Allowlists, KeyCache};
+use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::Route;
 use crate::http;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
+use crate::preflight::PreflightIndex;
 use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
 use crate::session::Sessions;
 use crate::store::{self, Store};
@@ -41,10 +42,10 @@ impl App {
         // Read before loading, so that no change made meanwhile is missed.
         let revision = store.revision().await?;
         let sessions = Arc::new(Sessions::load(&config.sessions, store.as_ref()).await?);
-        let allowlists = Arc::new(Allowlists::default());
-        allowlists.reload(store.as_ref()).await?;
+        let preflight = Arc::new(PreflightIndex::default());
+        preflight.reload(store.as_ref()).await?;
         let cache = Arc::new(KeyCache::default());
-        let watch = Arc::new(StoreWatch::new(Arc::clone(&store), revision, cache, allowlists, Arc::clone(&sessions)));
+        let watch = Arc::new(StoreWatch::new(Arc::clone(&store), revision, cache, preflight, Arc::clone(&sessions)));
         // In process: the limiter itself, or the fallback of the shared one.
         let limiter = MemoryLimiter::new();
         let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {
@@ -89,7 +90,7 @@ impl App {
         let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
         Ok(http::public::router(Arc::new(http::public::PublicState::new(
             &self.pipeline,
-            Arc::clone(&self.watch.allowlists),
+            Arc::clone(&self.watch.preflight),
             Arc::clone(&self.store),
             routes,
             Arc::new(Proxy::new(&self.config)),
@@ -101,7 +102,9 @@ impl App {
     /// pending.
     pub fn start_background(&self) -> Background {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        self.watch.spawn(stopped.clone());
+        let url = &self.config.store.url;
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        self.watch.spawn(stopped.clone(), postgres.then(|| url.clone()));
         self.limiter.spawn_sweeper(stopped.clone());
         crate::metrics::spawn_upkeep(stopped.clone());
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());

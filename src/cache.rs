@@ -1,5 +1,5 @@
 //! What keeps the hot path off the store: a bounded cache of keys (with their tenants) by
-//! secret hash, and the union of allowlists for preflight.
+//! secret hash.
 //!
 //! Changes leave the cache one by one, as the change feed reports them (`watch.rs`): a changed
 //! key by its hash, a changed tenant's keys through a tenant → hashes index. Nothing else moves,
@@ -10,17 +10,15 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use foldhash::HashMap;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
 use crate::model::KeyWithTenant;
-use crate::origin::Origin;
 use crate::secret::SecretHash;
-use crate::store::{AllowlistEntry, Store, StoreError};
-use crate::time::Millis;
+use crate::store::{Store, StoreError};
 
 /// Real keys cached.
 const CAPACITY: usize = 100_000;
@@ -146,26 +144,5 @@ impl KeyCache {
         let fill = self.fill.lock().unwrap_or_else(|p| p.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         fill
-    }
-}
-
-/// The union of the allowlists of keys that are not revoked: what a preflight (which carries
-/// no credentials) is answered from.
-#[derive(Default)]
-pub struct Allowlists {
-    entries: RwLock<Arc<Vec<AllowlistEntry>>>,
-}
-
-impl Allowlists {
-    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let entries = Arc::new(store.allowlists().await?);
-        *self.entries.write().unwrap_or_else(|p| p.into_inner()) = entries;
-        Ok(())
-    }
-
-    /// True when a key that is neither revoked nor expired at `now` allows `origin`.
-    pub fn allows(&self, origin: &Origin, now: Millis) -> bool {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner()).clone();
-        entries.iter().any(|(pattern, expires_at)| expires_at.is_none_or(|at| now < at) && pattern.matches(origin))
     }
 }

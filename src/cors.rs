@@ -5,9 +5,9 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::cache::Allowlists;
 use crate::error::{ApiError, ErrorCode};
 use crate::origin::Origin;
+use crate::preflight::PreflightIndex;
 use crate::time::Millis;
 
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-Session-Token, X-Request-Id";
@@ -32,13 +32,13 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Answers a preflight: 204 with the CORS headers for an origin some usable key allows, else
 /// 403 `ORIGIN_NOT_ALLOWED` without any.
-pub fn preflight(headers: &HeaderMap, allowlists: &Allowlists, methods: &[Method], now: Millis) -> Response {
+pub fn preflight(headers: &HeaderMap, index: &PreflightIndex, methods: &[Method], now: Millis) -> Response {
     let mut origins = headers.get_all(header::ORIGIN).iter();
     let origin = match (origins.next(), origins.next()) {
         (Some(value), None) => value.to_str().ok().and_then(|raw| Origin::parse(raw).ok()),
         _ => None,
     };
-    let Some(origin) = origin.filter(|origin| allowlists.allows(origin, now)) else {
+    let Some(origin) = origin.filter(|origin| index.allows(origin, now)) else {
         return ApiError::new(ErrorCode::OriginNotAllowed, "this origin is not allowed").into_response();
     };
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -7,7 +7,8 @@
 //! - [`session`]: minting and checking browser session tokens (JWT), signing keys, JWKS.
 //! - [`ratelimit`]: fixed-window limiting behind a trait; in-process backend.
 //! - [`store`]: persistence behind a narrow trait; SQLite backend.
-//! - [`cache`], [`watch`], [`usage`]: what keeps the hot path off the store.
+//! - [`cache`], [`preflight`], [`watch`], [`usage`]: what keeps the hot path off the store, and
+//!   the change feed that keeps it current.
 //! - [`admin`]: tenant and key administration, shared by the admin API and the CLI.
 //! - [`layer`]: the pipeline as a tower layer, for axum applications and the gateway alike.
 //! - [`paths`]: the one normal form of a request path, and prefix matching.
@@ -32,6 +33,7 @@ pub mod openapi;
 pub mod origin;
 pub mod paths;
 pub mod pipeline;
+pub mod preflight;
 pub mod quickstart;
 pub mod ratelimit;
 pub mod scope;

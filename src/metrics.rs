@@ -118,6 +118,11 @@ pub fn feed_resync() {
     metrics::counter!("keygate_feed_resyncs_total").increment(1);
 }
 
+/// The PostgreSQL notification connection dropped or failed, and was made again.
+pub fn notification_reconnect() {
+    metrics::counter!("keygate_store_notification_reconnects_total").increment(1);
+}
+
 /// A connection closed at once because its listener was at `server.max_connections`.
 pub fn connection_refused(listener: &'static str) {
     metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);

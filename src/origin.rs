@@ -135,15 +135,16 @@ impl Origin {
         &self.serialized
     }
 
-    fn scheme(&self) -> &str {
+    pub(crate) fn scheme(&self) -> &str {
         &self.serialized[..self.scheme_len]
     }
 
-    fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.serialized[self.scheme_len + 3..self.host_end]
     }
 
-    fn port_part(&self) -> &str {
+    /// `:port`, or empty for the scheme's default port.
+    pub(crate) fn port_part(&self) -> &str {
         &self.serialized[self.host_end..]
     }
 }

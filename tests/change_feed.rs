@@ -160,3 +160,68 @@ async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() 
     pair.assert_bystanders_cached("signing key changes").await;
     eprintln!("propagation times: {took:?}");
 }
+
+/// A preflight of `POST /api/v1/sessions` from `origin` on `app`: its status.
+async fn preflight(app: &TestApp, origin: &str) -> u16 {
+    let response = app
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/sessions", app.public))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflights_on_the_other_instance_follow_every_key_change() {
+    let a = spawn_app().await;
+    let b = spawn_in(std::sync::Arc::clone(&a.test_store), |_| {}).await;
+    a.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let key = |origins: &[&str], expires_at: Option<String>| json!({ "name": "k", "scopes": ["sessions:create"], "allowedOrigins": origins, "expiresAt": expires_at });
+    let (exact, _) = a.create_key("acme", key(&["https://shop.example", "https://*.tenant.example"], None)).await;
+    let (revoked, _) = a.create_key("acme", key(&["https://gone.example"], None)).await;
+    let soon = rfc3339(now_seconds() + 3);
+    a.create_key("acme", key(&["https://soon.example:8443"], Some(soon))).await;
+
+    let expect = |cases: Vec<(&'static str, u16)>| {
+        let b = &b;
+        async move {
+            for (origin, status) in &cases {
+                if preflight(b, origin).await != *status {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    within_a_second("keys created", || {
+        expect(vec![
+            ("https://shop.example", 204),
+            ("https://a.tenant.example", 204),
+            ("https://a.b.tenant.example", 204),
+            ("https://tenant.example", 403),
+            ("https://gone.example", 204),
+            ("https://soon.example:8443", 204),
+            ("https://soon.example", 403),
+            ("https://never.example", 403),
+        ])
+    })
+    .await;
+
+    a.admin_request(reqwest::Method::POST, &format!("/admin/v1/keys/{}/revoke", revoked["id"].as_str().unwrap()), None)
+        .await;
+    within_a_second("key revoked", || expect(vec![("https://gone.example", 403), ("https://shop.example", 204)])).await;
+
+    a.patch_key(exact["id"].as_str().unwrap(), json!({ "allowedOrigins": ["https://*.tenant.example"] })).await;
+    within_a_second("origin removed", || {
+        expect(vec![("https://shop.example", 403), ("https://x.tenant.example", 204)])
+    })
+    .await;
+
+    // Expiry needs no change at all: the index holds each key's expiry.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(preflight(&b, "https://soon.example:8443").await, 403, "the key expired");
+    assert_eq!(preflight(&a, "https://soon.example:8443").await, 403);
+}

@@ -99,6 +99,8 @@ async fn an_instance_that_missed_part_of_the_feed_resyncs_in_full_and_agrees() {
     sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
     pool.close().await;
+    // The next recorded change reveals the gap to both instances.
+    one.create_tenant(serde_json::json!({ "id": "later", "name": "Later" })).await;
 
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     for instance in [&one, &two] {
@@ -111,4 +113,40 @@ async fn an_instance_that_missed_part_of_the_feed_resyncs_in_full_and_agrees() {
     for instance in [&one, &two] {
         assert_eq!(instance.mint(&secret, Some(ORIGIN)).await.status, 201);
     }
+}
+
+#[tokio::test]
+async fn a_dropped_notification_connection_is_made_again_and_caught_up_from_the_feed() {
+    let store = TestStore::new().await;
+    if !store.is_postgres() {
+        eprintln!("PostgreSQL notifications: this test runs in the PostgreSQL pass of scripts/test");
+        return;
+    }
+    let one = spawn_in(Arc::clone(&store), |_| {}).await;
+    let two = spawn_in(Arc::clone(&store), |_| {}).await;
+    let (key, secret) = one.browser_key("acme", &["sessions:create"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(two.mint(&secret, Some(ORIGIN)).await.status, 201, "instance two caches the key");
+    let reconnects_before = two.metric("keygate_store_notification_reconnects_total").await;
+
+    // Cut every LISTEN connection to this database, as a proxy or a failover would.
+    let pool = sqlx::PgPool::connect(&store.url).await.unwrap();
+    let cut: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(cut.len() >= 2, "both instances were listening: {cut:?}");
+    pool.close().await;
+
+    // Polling is every 5 s while listening: seeing this within a second is the listener's doing.
+    one.admin_request(Method::POST, &format!("/admin/v1/keys/{}/revoke", key["id"].as_str().unwrap()), None).await;
+    let started = std::time::Instant::now();
+    while two.mint(&secret, Some(ORIGIN)).await.status != 401 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "not seen within 1 s after the cut");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(two.metric("keygate_store_notification_reconnects_total").await > reconnects_before);
 }

@@ -14,7 +14,6 @@ use http::{HeaderValue, Method, StatusCode, header};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt, service_fn};
 
-use crate::cache::Allowlists;
 use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::gateway::proxy::Proxy;
@@ -23,6 +22,7 @@ use crate::http::log::log_request;
 use crate::layer::{RequireKey, normalize_request_path, path_refused};
 use crate::paths::SESSIONS_PATH;
 use crate::pipeline::{Pipeline, Policy, Principal};
+use crate::preflight::PreflightIndex;
 use crate::session::Sessions;
 use crate::store::Store;
 use crate::time::{format_rfc3339, now_millis};
@@ -31,7 +31,7 @@ type Handler = BoxCloneSyncService<Request, Response, Infallible>;
 
 pub struct PublicState {
     pipeline: Arc<Pipeline>,
-    allowlists: Arc<Allowlists>,
+    preflight: Arc<PreflightIndex>,
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
     create_session: Handler,
@@ -43,7 +43,7 @@ pub struct PublicState {
 impl PublicState {
     pub fn new(
         pipeline: &Arc<Pipeline>,
-        allowlists: Arc<Allowlists>,
+        preflight: Arc<PreflightIndex>,
         store: Arc<dyn Store>,
         routes: Vec<Route>,
         proxy: Arc<Proxy>,
@@ -71,7 +71,7 @@ impl PublicState {
             .collect();
         Self {
             pipeline: Arc::clone(pipeline),
-            allowlists,
+            preflight,
             store,
             sessions,
             create_session: BoxCloneSyncService::new(create_session),
@@ -100,7 +100,7 @@ async fn dispatch(State(state): State<Arc<PublicState>>, mut request: Request) -
     let method = request.method();
     if under_api(path) && cors::is_preflight(method, request.headers()) {
         let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
-        return cors::preflight(request.headers(), &state.allowlists, &methods, now_millis());
+        return cors::preflight(request.headers(), &state.preflight, &methods, now_millis());
     }
     let is_read = method == Method::GET || method == Method::HEAD;
     let handler = match path {

@@ -53,9 +53,28 @@ impl std::fmt::Debug for SigningKeyRecord {
     }
 }
 
-/// An allowlist entry of a key that is not revoked, with the key's expiry: preflight answers
-/// from the union of these.
-pub type AllowlistEntry = (OriginPattern, Option<Millis>);
+/// The allowlist of a key that is not revoked, with the key's expiry: preflight answers from
+/// the union of these.
+#[derive(Debug, Clone)]
+pub struct KeyAllowlist {
+    pub key_id: String,
+    pub patterns: Vec<OriginPattern>,
+    pub expires_at: Option<Millis>,
+}
+
+impl KeyAllowlist {
+    /// What a key contributes to preflights: nothing once revoked.
+    pub fn of(key: &ApiKey) -> Option<Self> {
+        let usable = key.revoked_at.is_none() && !key.allowed_origins.is_empty();
+        usable.then(|| Self {
+            key_id: key.id.clone(),
+            patterns: key.allowed_origins.clone(),
+            expires_at: key.expires_at,
+        })
+    }
+}
+
+pub type AllowlistVisitor<'a> = &'a mut (dyn FnMut(KeyAllowlist) + Send);
 
 /// What an admin write changed, as recorded in the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +118,9 @@ pub enum Feed {
     Missed,
 }
 
+/// The PostgreSQL channel on which every change's revision is announced at commit.
+pub const CHANGES_CHANNEL: &str = "keygate_changes";
+
 /// How many recent changes the feed keeps. An instance that falls further behind resyncs.
 pub const FEED_RETENTION: i64 = 10_000;
 
@@ -132,7 +154,9 @@ pub trait Store: Send + Sync + 'static {
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError>;
     /// Write-behind of `lastUsedAt`, many keys in one transaction; never moves a time back.
     async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError>;
-    async fn allowlists(&self) -> Result<Vec<AllowlistEntry>, StoreError>;
+    /// Streams the allowlist of every key that is not revoked and allows some origin, one key
+    /// at a time: the whole set is never held at once.
+    async fn visit_allowlists(&self, visit: AllowlistVisitor<'_>) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;

@@ -13,7 +13,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
-use super::{AllowlistEntry, Change, ChangeKind, Edit, FEED_RETENTION, Feed, SigningKeyRecord, Store, StoreError};
+use super::{
+    AllowlistVisitor, CHANGES_CHANNEL, Change, ChangeKind, Edit, FEED_RETENTION, Feed, KeyAllowlist, SigningKeyRecord,
+    Store, StoreError,
+};
 use crate::model::{ApiKey, KeyWithTenant, RateLimit, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
@@ -42,6 +45,15 @@ impl Dialect {
         match self {
             Self::Sqlite => "",
             Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Wakes the instances listening for changes (PostgreSQL `NOTIFY`, sent at commit); SQLite
+    /// instances poll.
+    fn notify(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT pg_notify($1, $2)"),
         }
     }
 
@@ -141,7 +153,12 @@ impl SqlStore {
     /// Bumps the revision and records `kind`/`subject` under it in the change feed, dropping
     /// the change that falls out of the retention. The revision row stays locked until the
     /// transaction commits, so revisions become visible in order, without gaps.
-    async fn record_change(tx: &mut sqlx::AnyConnection, kind: ChangeKind, subject: &str) -> Result<(), StoreError> {
+    async fn record_change(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        kind: ChangeKind,
+        subject: &str,
+    ) -> Result<(), StoreError> {
         let row = sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision' RETURNING value")
             .fetch_one(&mut *tx)
             .await?;
@@ -161,6 +178,9 @@ impl SqlStore {
             .bind(revision - FEED_RETENTION)
             .execute(&mut *tx)
             .await?;
+        if let Some(notify) = self.dialect.notify() {
+            sqlx::query(notify).bind(CHANGES_CHANNEL).bind(revision.to_string()).execute(&mut *tx).await?;
+        }
         Ok(())
     }
 
@@ -242,7 +262,7 @@ impl Store for SqlStore {
         .bind(tenant.created_at)
         .execute(&mut *tx)
         .await?;
-        Self::record_change(&mut tx, ChangeKind::Tenant, &tenant.id).await?;
+        self.record_change(&mut tx, ChangeKind::Tenant, &tenant.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -287,7 +307,7 @@ impl Store for SqlStore {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        Self::record_change(&mut tx, ChangeKind::Tenant, id).await?;
+        self.record_change(&mut tx, ChangeKind::Tenant, id).await?;
         tx.commit().await?;
         Ok(Some(tenant))
     }
@@ -307,7 +327,7 @@ impl Store for SqlStore {
         .execute(&mut *tx)
         .await?;
         Self::write_key(&mut tx, key).await?;
-        Self::record_change(&mut tx, ChangeKind::Key, &key.id).await?;
+        self.record_change(&mut tx, ChangeKind::Key, &key.id).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -343,7 +363,7 @@ impl Store for SqlStore {
         let mut key = key_from_row(&row)?;
         edit(&mut key);
         Self::write_key(&mut tx, &key).await?;
-        Self::record_change(&mut tx, ChangeKind::Key, id).await?;
+        self.record_change(&mut tx, ChangeKind::Key, id).await?;
         tx.commit().await?;
         Ok(Some(key))
     }
@@ -373,18 +393,20 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn allowlists(&self) -> Result<Vec<AllowlistEntry>, StoreError> {
-        let rows = sqlx::query("SELECT allowed_origins, expires_at FROM api_keys WHERE revoked_at IS NULL")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut entries = Vec::new();
-        for row in rows {
-            let expires_at: Option<i64> = row.try_get("expires_at")?;
-            for pattern in parse_list(&row.try_get::<String, _>("allowed_origins")?, OriginPattern::parse)? {
-                entries.push((pattern, expires_at));
-            }
+    async fn visit_allowlists(&self, visit: AllowlistVisitor<'_>) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query(
+            "SELECT id, allowed_origins, expires_at FROM api_keys WHERE revoked_at IS NULL AND allowed_origins <> '[]'",
+        )
+        .fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            visit(KeyAllowlist {
+                key_id: row.try_get("id")?,
+                patterns: parse_list(&row.try_get::<String, _>("allowed_origins")?, OriginPattern::parse)?,
+                expires_at: row.try_get("expires_at")?,
+            });
         }
-        Ok(entries)
+        Ok(())
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -421,7 +443,7 @@ impl Store for SqlStore {
         .bind(key.retired_at)
         .execute(&mut *tx)
         .await?;
-        Self::record_change(&mut tx, ChangeKind::SigningKey, &key.kid).await?;
+        self.record_change(&mut tx, ChangeKind::SigningKey, &key.kid).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -433,7 +455,7 @@ impl Store for SqlStore {
             .bind(kid)
             .execute(&mut *tx)
             .await?;
-        Self::record_change(&mut tx, ChangeKind::SigningKey, kid).await?;
+        self.record_change(&mut tx, ChangeKind::SigningKey, kid).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }

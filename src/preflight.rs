@@ -1,0 +1,186 @@
+//! The preflight index (SPEC §4): which origins some usable key allows. A preflight carries no
+//! credentials, so it is answered from the union of every usable key's allowlist, and its cost
+//! must not grow with the number of keys.
+//!
+//! Every allowlist entry is reduced to a 64-bit tag (a keyed hash of the entry, with a key
+//! drawn per process), so the index holds numbers, not strings:
+//!
+//! - `holders`: entry tag → the keys whose allowlist holds it, each with its expiry. An exact
+//!   origin is looked up by its own tag; a wildcard `https://*.example.com` by the tag of each
+//!   domain the origin's host sits under (`a.b.example.com` → `b.example.com`,
+//!   `example.com`, `com`): a handful of probes, whatever the key count.
+//! - `entries_of`: key tag → its entry tags, so a changed key's old entries can be taken out.
+//!
+//! A tag collision could make a preflight answer wrongly (2⁻⁶⁴ per pair, with a key an
+//! attacker cannot know); the actual request is always checked against its own key's
+//! allowlist, so a wrong preflight answer opens nothing.
+//!
+//! The index is built by streaming the store's allowlists at start and after a missed stretch
+//! of the change feed, and kept current key by key by the feed (`watch.rs`).
+
+use std::hash::BuildHasher;
+use std::sync::RwLock;
+
+use foldhash::HashMap;
+use foldhash::fast::RandomState;
+
+use crate::origin::{Origin, OriginPattern};
+use crate::store::{KeyAllowlist, Store, StoreError};
+use crate::time::Millis;
+
+/// A key's expiry, `Millis::MAX` for none: the key allows its entries while `now` is below it.
+type Holder = (u64, Millis);
+
+#[derive(Default)]
+struct Index {
+    holders: HashMap<u64, Vec<Holder>>,
+    entries_of: HashMap<u64, Box<[u64]>>,
+}
+
+pub struct PreflightIndex {
+    tags: RandomState,
+    index: RwLock<Index>,
+}
+
+impl Default for PreflightIndex {
+    fn default() -> Self {
+        Self { tags: RandomState::default(), index: RwLock::new(Index::default()) }
+    }
+}
+
+impl PreflightIndex {
+    /// Rebuilds the index from the store, streaming; the old one answers until the new is
+    /// complete.
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut fresh = Index::default();
+        store.visit_allowlists(&mut |allowlist| self.insert(&mut fresh, &allowlist)).await?;
+        fresh.holders.shrink_to_fit();
+        fresh.entries_of.shrink_to_fit();
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Replaces what key `key_id` contributes: `allowlist` is its current state, or `None`
+    /// once it is revoked, allows nothing or is gone.
+    pub fn update_key(&self, key_id: &str, allowlist: Option<&KeyAllowlist>) {
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        self.remove(&mut index, key_id);
+        if let Some(allowlist) = allowlist {
+            self.insert(&mut index, allowlist);
+        }
+    }
+
+    /// True when a key that is neither revoked nor expired at `now` allows `origin`.
+    pub fn allows(&self, origin: &Origin, now: Millis) -> bool {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        let live = |tag: u64| index.holders.get(&tag).is_some_and(|keys| keys.iter().any(|(_, until)| now < *until));
+        if live(self.exact_tag(origin.as_str())) {
+            return true;
+        }
+        let host = origin.host();
+        host.match_indices('.')
+            .filter(|(at, _)| *at > 0)
+            .any(|(at, _)| live(self.wildcard_tag(origin.scheme(), &host[at + 1..], origin.port_part())))
+    }
+
+    fn insert(&self, index: &mut Index, allowlist: &KeyAllowlist) {
+        let key = self.tags.hash_one(allowlist.key_id.as_str());
+        let until = allowlist.expires_at.unwrap_or(Millis::MAX);
+        let mut tags: Vec<u64> = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for tag in &tags {
+            index.holders.entry(*tag).or_default().push((key, until));
+        }
+        index.entries_of.insert(key, tags.into_boxed_slice());
+    }
+
+    fn remove(&self, index: &mut Index, key_id: &str) {
+        let key = self.tags.hash_one(key_id);
+        let Some(tags) = index.entries_of.remove(&key) else { return };
+        for tag in tags.iter() {
+            if let Some(holders) = index.holders.get_mut(tag) {
+                holders.retain(|(holder, _)| *holder != key);
+                if holders.is_empty() {
+                    index.holders.remove(tag);
+                }
+            }
+        }
+    }
+
+    fn pattern_tag(&self, pattern: &OriginPattern) -> u64 {
+        match pattern {
+            OriginPattern::Exact(origin) => self.exact_tag(origin.as_str()),
+            OriginPattern::Wildcard { scheme, base, port } => {
+                let port_part = port.map(|port| format!(":{port}")).unwrap_or_default();
+                self.wildcard_tag(scheme, base, &port_part)
+            }
+        }
+    }
+
+    fn exact_tag(&self, origin: &str) -> u64 {
+        self.tags.hash_one(("=", origin))
+    }
+
+    /// `scheme://*.base[:port]`, from its parts, so a lookup needs no allocation.
+    fn wildcard_tag(&self, scheme: &str, base: &str, port_part: &str) -> u64 {
+        self.tags.hash_one(("*", scheme, base, port_part))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowlist(key_id: &str, patterns: &[&str], expires_at: Option<Millis>) -> KeyAllowlist {
+        KeyAllowlist {
+            key_id: key_id.to_owned(),
+            patterns: patterns.iter().map(|p| OriginPattern::parse(p).unwrap()).collect(),
+            expires_at,
+        }
+    }
+
+    fn allows(index: &PreflightIndex, origin: &str, now: Millis) -> bool {
+        index.allows(&Origin::parse(origin).unwrap(), now)
+    }
+
+    #[test]
+    fn exact_and_wildcard_entries_match_as_the_patterns_do() {
+        let index = PreflightIndex::default();
+        index.update_key("k1", Some(&allowlist("k1", &["https://app.example.com", "https://*.shop.io:8443"], None)));
+        for (origin, expected) in [
+            ("https://app.example.com", true),
+            ("https://APP.example.com:443", true),
+            ("http://app.example.com", false),
+            ("https://example.com", false),
+            ("https://a.shop.io:8443", true),
+            ("https://a.b.shop.io:8443", true),
+            ("https://shop.io:8443", false),
+            ("https://a.shop.io", false),
+            ("https://evil-shop.io:8443", false),
+            ("https://a.shop.io.evil.net:8443", false),
+        ] {
+            assert_eq!(allows(&index, origin, 0), expected, "{origin}");
+            let pattern_says = ["https://app.example.com", "https://*.shop.io:8443"]
+                .iter()
+                .any(|p| OriginPattern::parse(p).unwrap().matches(&Origin::parse(origin).unwrap()));
+            assert_eq!(pattern_says, expected, "{origin}: the index and OriginPattern::matches agree");
+        }
+    }
+
+    #[test]
+    fn keys_come_and_go_one_by_one_and_expire() {
+        let index = PreflightIndex::default();
+        index.update_key("k1", Some(&allowlist("k1", &["https://a.example"], Some(1_000))));
+        index.update_key("k2", Some(&allowlist("k2", &["https://a.example", "https://b.example"], None)));
+        assert!(allows(&index, "https://a.example", 2_000), "k2 still allows it after k1 expired");
+        index.update_key("k2", Some(&allowlist("k2", &["https://b.example"], None)));
+        assert!(allows(&index, "https://a.example", 999));
+        assert!(!allows(&index, "https://a.example", 1_000), "expired at exactly expiresAt");
+        index.update_key("k2", None);
+        assert!(!allows(&index, "https://b.example", 0));
+        index.update_key("k1", None);
+        let inner = index.index.read().unwrap();
+        assert!(inner.holders.is_empty() && inner.entries_of.is_empty(), "nothing left behind");
+    }
+}
