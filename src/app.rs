@@ -39,13 +39,12 @@ impl App {
     pub async fn build(config: Config) -> Result<Self, StartError> {
         crate::metrics::install();
         let store = store::open(&config).await?;
-        // Read before loading, so that no change made meanwhile is missed.
-        let revision = store.revision().await?;
         let sessions = Arc::new(Sessions::load(&config.sessions, store.as_ref()).await?);
         let preflight = Arc::new(PreflightIndex::default());
-        preflight.reload(store.as_ref()).await?;
         let cache = Arc::new(KeyCache::default());
-        let watch = Arc::new(StoreWatch::new(Arc::clone(&store), revision, cache, preflight, Arc::clone(&sessions)));
+        let watch = Arc::new(StoreWatch::new(Arc::clone(&store), cache, preflight, Arc::clone(&sessions)));
+        // The filter of known keys and the preflight index, streamed from the store.
+        watch.load().await?;
         // In process: the limiter itself, or the fallback of the shared one.
         let limiter = MemoryLimiter::new();
         let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {
@@ -56,7 +55,7 @@ impl App {
         let pipeline = Arc::new(Pipeline::new(
             &config,
             Arc::clone(&store),
-            Arc::clone(&watch.cache),
+            Arc::clone(&watch),
             shared,
             limiter.clone(),
             sessions,

@@ -5,12 +5,16 @@
 //! key by its hash, a changed tenant's keys through a tenant → hashes index. Nothing else moves,
 //! so an admin write costs the same with ten keys or ten million.
 //!
-//! Unknown hashes are remembered in a cache of their own, so a flood of well-formed but unknown
-//! keys costs one store read each at most, and never pushes a real key out.
+//! Unknown keys cost no store read: a Bloom filter of every existing key's hash (`KnownKeys`,
+//! built by streaming the store at start, and fed each key the change feed reports) answers
+//! "certainly unknown" for nearly all of them. The rare false positive is looked up once and
+//! remembered in a cache of its own, so unknown keys never push a real key out.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use fastbloom::AtomicBloomFilter;
 
 use foldhash::HashMap;
 use quick_cache::sync::Cache;
@@ -25,7 +29,54 @@ const CAPACITY: usize = 100_000;
 /// Unknown hashes remembered, apart from the real keys.
 const UNKNOWN_CAPACITY: usize = 100_000;
 
-pub type CachedKey = Option<Arc<KeyWithTenant>>;
+/// The filter's false-positive rate: the share of unknown keys that still cost a store read.
+const FALSE_POSITIVE_RATE: f64 = 0.001;
+/// The filter is sized for twice the keys there are (at least this many), and rebuilt when more
+/// have been added than it was sized for.
+const MIN_FILTER_ITEMS: usize = 100_000;
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    Known(Arc<KeyWithTenant>),
+    /// Looked up (or remembered as looked up): no such key.
+    Unknown,
+    /// The filter of known keys rules it out, without a store read. A key created a moment ago
+    /// on another instance is ruled out too, until its change arrives.
+    RuledOut,
+}
+
+/// The hashes of every key in the store, in a Bloom filter (a few bytes a key).
+pub struct KnownKeys {
+    filter: AtomicBloomFilter<foldhash::fast::RandomState>,
+    capacity: usize,
+    added: AtomicUsize,
+}
+
+impl KnownKeys {
+    /// An empty filter with room for `keys` keys, and as many again.
+    pub fn with_room_for(keys: u64) -> Self {
+        let capacity = (keys as usize).saturating_mul(2).max(MIN_FILTER_ITEMS);
+        let filter = AtomicBloomFilter::with_false_pos(FALSE_POSITIVE_RATE)
+            .hasher(foldhash::fast::RandomState::default())
+            .expected_items(capacity);
+        Self { filter, capacity, added: AtomicUsize::new(0) }
+    }
+
+    pub fn insert(&self, hash: &SecretHash) {
+        self.filter.insert(hash);
+        self.added.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn may_hold(&self, hash: &SecretHash) -> bool {
+        self.filter.contains(hash)
+    }
+
+    /// More keys were added than it was sized for: its false-positive rate is climbing.
+    fn is_full(&self) -> bool {
+        self.added.load(Ordering::Relaxed) > self.capacity
+    }
+}
 
 /// The hashes of each tenant's cached keys.
 type TenantIndex = Arc<Mutex<HashMap<String, HashSet<SecretHash, foldhash::fast::RandomState>>>>;
@@ -56,6 +107,8 @@ type Entries = Cache<SecretHash, Arc<KeyWithTenant>, UnitWeighter, DefaultHashBu
 
 pub struct KeyCache {
     entries: Entries,
+    /// `None` until first loaded: every hash may then be a key.
+    known: RwLock<Option<KnownKeys>>,
     unknown: Cache<SecretHash, ()>,
     by_tenant: TenantIndex,
     /// Bumped by every change applied; a store read that started under an older generation is
@@ -76,6 +129,7 @@ impl Default for KeyCache {
         );
         Self {
             entries,
+            known: RwLock::new(None),
             unknown: Cache::new(UNKNOWN_CAPACITY),
             by_tenant,
             generation: AtomicU64::new(0),
@@ -86,14 +140,18 @@ impl Default for KeyCache {
 
 impl KeyCache {
     /// The key with this secret hash: from the cache, else from the store (and then cached).
-    pub async fn find(&self, store: &dyn Store, hash: &SecretHash) -> Result<CachedKey, StoreError> {
+    pub async fn find(&self, store: &dyn Store, hash: &SecretHash) -> Result<Lookup, StoreError> {
         if let Some(hit) = self.entries.get(hash) {
             crate::metrics::key_cache(true);
-            return Ok(Some(hit));
+            return Ok(Lookup::Known(hit));
+        }
+        if !self.may_exist(hash) {
+            crate::metrics::key_filtered();
+            return Ok(Lookup::RuledOut);
         }
         if self.unknown.get(hash).is_some() {
             crate::metrics::key_cache(true);
-            return Ok(None);
+            return Ok(Lookup::Unknown);
         }
         crate::metrics::key_cache(false);
         let generation = self.generation.load(Ordering::Acquire);
@@ -110,12 +168,16 @@ impl KeyCache {
                 None => self.unknown.insert(*hash, ()),
             }
         }
-        Ok(found)
+        Ok(found.map_or(Lookup::Unknown, Lookup::Known))
     }
 
-    /// A key changed (or was created): it leaves the cache, known or unknown.
-    pub fn forget_key(&self, hash: &SecretHash) {
+    /// A key changed (or was created): it leaves the cache, known or unknown, and is known to
+    /// exist from now on.
+    pub fn key_changed(&self, hash: &SecretHash) {
         let _fill = self.begin_change();
+        if let Some(known) = self.known.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            known.insert(hash);
+        }
         self.unknown.remove(hash);
         if let Some((_, record)) = self.entries.remove(hash) {
             unindex(&self.by_tenant, &record.tenant.id, hash);
@@ -137,6 +199,20 @@ impl KeyCache {
         self.entries.clear();
         self.unknown.clear();
         self.by_tenant.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Puts a freshly built filter of known keys in place.
+    pub fn replace_known(&self, known: KnownKeys) {
+        *self.known.write().unwrap_or_else(|p| p.into_inner()) = Some(known);
+    }
+
+    /// The filter of known keys needs rebuilding (it holds more keys than it was sized for).
+    pub fn known_is_full(&self) -> bool {
+        self.known.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_some_and(KnownKeys::is_full)
+    }
+
+    fn may_exist(&self, hash: &SecretHash) -> bool {
+        self.known.read().unwrap_or_else(|p| p.into_inner()).as_ref().is_none_or(|known| known.may_hold(hash))
     }
 
     /// Holds off fills and makes every read already under way skip caching its result.

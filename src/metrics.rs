@@ -145,6 +145,11 @@ impl Drop for OpenConnection {
     }
 }
 
+/// A well-formed key the filter of known keys ruled out, without a store read.
+pub fn key_filtered() {
+    metrics::counter!("keygate_unknown_keys_filtered_total").increment(1);
+}
+
 pub fn key_cache(hit: bool) {
     if hit {
         metrics::counter!("keygate_key_cache_hits_total").increment(1);

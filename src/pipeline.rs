@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
-use crate::cache::KeyCache;
+use crate::cache::Lookup;
 use crate::config::{Config, OnBackendError};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
@@ -22,6 +22,7 @@ use crate::session::{SessionError, Sessions};
 use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis};
 use crate::usage::UsageRecorder;
+use crate::watch::StoreWatch;
 
 pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
 
@@ -117,7 +118,8 @@ pub struct Decision {
 
 pub struct Pipeline {
     store: Arc<dyn Store>,
-    cache: Arc<KeyCache>,
+    /// The key cache, and the change feed that keeps it current.
+    watch: Arc<StoreWatch>,
     limiter: Arc<dyn RateLimiter>,
     /// Used instead of a failing shared limiter when `on_backend_error = "local"`.
     local_limiter: MemoryLimiter,
@@ -140,7 +142,7 @@ impl Pipeline {
     pub fn new(
         config: &Config,
         store: Arc<dyn Store>,
-        cache: Arc<KeyCache>,
+        watch: Arc<StoreWatch>,
         limiter: Arc<dyn RateLimiter>,
         local_limiter: MemoryLimiter,
         sessions: Arc<Sessions>,
@@ -148,7 +150,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             store,
-            cache,
+            watch,
             limiter,
             local_limiter,
             on_backend_error: config.rate_limit.on_backend_error,
@@ -211,9 +213,19 @@ impl Pipeline {
         if !is_well_formed(&self.key_prefix, secret) {
             return Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid"));
         }
-        match self.cache.find(self.store.as_ref(), &hash_secret(secret)).await {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid")),
+        let hash = hash_secret(secret);
+        let mut found = self.watch.cache.find(self.store.as_ref(), &hash).await;
+        // Ruled out by the filter, but the key may have been created a moment ago elsewhere (by
+        // the CLI, say): catch up with the feed (at most every few ms across all requests), and
+        // look once more if it brought anything.
+        if matches!(found, Ok(Lookup::RuledOut)) && self.watch.refresh_for_unknown_key().await {
+            found = self.watch.cache.find(self.store.as_ref(), &hash).await;
+        }
+        match found {
+            Ok(Lookup::Known(record)) => Ok(record),
+            Ok(Lookup::Unknown | Lookup::RuledOut) => {
+                Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid"))
+            }
             Err(error @ StoreError::Corrupt(_)) => {
                 tracing::error!(%error, "corrupt key in the store");
                 Err(ApiError::internal())

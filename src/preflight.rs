@@ -15,8 +15,8 @@
 //! attacker cannot know); the actual request is always checked against its own key's
 //! allowlist, so a wrong preflight answer opens nothing.
 //!
-//! The index is built by streaming the store's allowlists at start and after a missed stretch
-//! of the change feed, and kept current key by key by the feed (`watch.rs`).
+//! The index is built by streaming the store's keys at start and after a missed stretch of the
+//! change feed, and kept current key by key by the feed (`watch.rs`).
 
 use std::hash::BuildHasher;
 use std::sync::RwLock;
@@ -25,55 +25,82 @@ use foldhash::HashMap;
 use foldhash::fast::RandomState;
 
 use crate::origin::{Origin, OriginPattern};
-use crate::store::{KeyAllowlist, Store, StoreError};
+use crate::store::KeyAllowlist;
 use crate::time::Millis;
 
 /// A key's expiry, `Millis::MAX` for none: the key allows its entries while `now` is below it.
 type Holder = (u64, Millis);
 
+/// The index proper; [`PreflightIndex`] shares it between readers and the change feed.
 #[derive(Default)]
-struct Index {
+pub struct Index {
+    tags: RandomState,
     holders: HashMap<u64, Vec<Holder>>,
     entries_of: HashMap<u64, Box<[u64]>>,
 }
 
+#[derive(Default)]
 pub struct PreflightIndex {
-    tags: RandomState,
     index: RwLock<Index>,
 }
 
-impl Default for PreflightIndex {
-    fn default() -> Self {
-        Self { tags: RandomState::default(), index: RwLock::new(Index::default()) }
-    }
-}
-
 impl PreflightIndex {
-    /// Rebuilds the index from the store, streaming; the old one answers until the new is
-    /// complete.
-    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let mut fresh = Index::default();
-        store.visit_allowlists(&mut |allowlist| self.insert(&mut fresh, &allowlist)).await?;
+    /// An empty index to fill (from a stream of the store's allowlists) and then
+    /// [`replace`](Self::replace) this one with; the current one answers meanwhile.
+    pub fn fresh(&self) -> Index {
+        Index::default()
+    }
+
+    pub fn replace(&self, mut fresh: Index) {
         fresh.holders.shrink_to_fit();
         fresh.entries_of.shrink_to_fit();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-        Ok(())
     }
 
     /// Replaces what key `key_id` contributes: `allowlist` is its current state, or `None`
     /// once it is revoked, allows nothing or is gone.
     pub fn update_key(&self, key_id: &str, allowlist: Option<&KeyAllowlist>) {
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        self.remove(&mut index, key_id);
+        index.remove(key_id);
         if let Some(allowlist) = allowlist {
-            self.insert(&mut index, allowlist);
+            index.insert(allowlist);
         }
     }
 
     /// True when a key that is neither revoked nor expired at `now` allows `origin`.
     pub fn allows(&self, origin: &Origin, now: Millis) -> bool {
-        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-        let live = |tag: u64| index.holders.get(&tag).is_some_and(|keys| keys.iter().any(|(_, until)| now < *until));
+        self.index.read().unwrap_or_else(|p| p.into_inner()).allows(origin, now)
+    }
+}
+
+impl Index {
+    pub fn insert(&mut self, allowlist: &KeyAllowlist) {
+        let key = self.tags.hash_one(allowlist.key_id.as_str());
+        let until = allowlist.expires_at.unwrap_or(Millis::MAX);
+        let mut tags: Vec<u64> = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
+        tags.sort_unstable();
+        tags.dedup();
+        for tag in &tags {
+            self.holders.entry(*tag).or_default().push((key, until));
+        }
+        self.entries_of.insert(key, tags.into_boxed_slice());
+    }
+
+    fn remove(&mut self, key_id: &str) {
+        let key = self.tags.hash_one(key_id);
+        let Some(tags) = self.entries_of.remove(&key) else { return };
+        for tag in tags.iter() {
+            if let Some(holders) = self.holders.get_mut(tag) {
+                holders.retain(|(holder, _)| *holder != key);
+                if holders.is_empty() {
+                    self.holders.remove(tag);
+                }
+            }
+        }
+    }
+
+    fn allows(&self, origin: &Origin, now: Millis) -> bool {
+        let live = |tag: u64| self.holders.get(&tag).is_some_and(|keys| keys.iter().any(|(_, until)| now < *until));
         if live(self.exact_tag(origin.as_str())) {
             return true;
         }
@@ -81,31 +108,6 @@ impl PreflightIndex {
         host.match_indices('.')
             .filter(|(at, _)| *at > 0)
             .any(|(at, _)| live(self.wildcard_tag(origin.scheme(), &host[at + 1..], origin.port_part())))
-    }
-
-    fn insert(&self, index: &mut Index, allowlist: &KeyAllowlist) {
-        let key = self.tags.hash_one(allowlist.key_id.as_str());
-        let until = allowlist.expires_at.unwrap_or(Millis::MAX);
-        let mut tags: Vec<u64> = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
-        tags.sort_unstable();
-        tags.dedup();
-        for tag in &tags {
-            index.holders.entry(*tag).or_default().push((key, until));
-        }
-        index.entries_of.insert(key, tags.into_boxed_slice());
-    }
-
-    fn remove(&self, index: &mut Index, key_id: &str) {
-        let key = self.tags.hash_one(key_id);
-        let Some(tags) = index.entries_of.remove(&key) else { return };
-        for tag in tags.iter() {
-            if let Some(holders) = index.holders.get_mut(tag) {
-                holders.retain(|(holder, _)| *holder != key);
-                if holders.is_empty() {
-                    index.holders.remove(tag);
-                }
-            }
-        }
     }
 
     fn pattern_tag(&self, pattern: &OriginPattern) -> u64 {

@@ -10,9 +10,10 @@
 //! it in `keygate_feed_resyncs_total`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
-use crate::cache::KeyCache;
+use crate::cache::{KeyCache, KnownKeys};
 use crate::preflight::PreflightIndex;
 use crate::session::Sessions;
 use crate::store::{CHANGES_CHANNEL, Change, ChangeKind, Feed, KeyAllowlist, Store, StoreError};
@@ -26,6 +27,10 @@ pub const POLL_WHILE_LISTENING: Duration = Duration::from_secs(5);
 /// After a failure to listen, how long before trying again (polling goes on meanwhile).
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);
 
+/// Unknown keys trigger a catch-up with the feed at most this often (see
+/// [`StoreWatch::refresh_for_unknown_key`]).
+const PROBE_SPACING: Duration = Duration::from_millis(5);
+
 /// Changes read from the feed at a time.
 const BATCH: u32 = 500;
 
@@ -36,19 +41,90 @@ pub struct StoreWatch {
     sessions: Arc<Sessions>,
     /// The last revision applied. The lock also keeps two catch-ups from interleaving.
     seen: tokio::sync::Mutex<i64>,
+    /// `seen`, readable without the lock.
+    seen_now: AtomicI64,
+    /// When the last catch-up for an unknown key began; the lock queues the requests waiting
+    /// for the next one.
+    last_probe: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl StoreWatch {
-    /// Keeps `cache`, `preflight` and `sessions` current from revision `since` on: the
-    /// store's revision read before they were loaded.
+    /// Keeps `cache`, `preflight` and `sessions` current; [`load`](Self::load) them first.
     pub fn new(
         store: Arc<dyn Store>,
-        since: i64,
         cache: Arc<KeyCache>,
         preflight: Arc<PreflightIndex>,
         sessions: Arc<Sessions>,
     ) -> Self {
-        Self { store, cache, preflight, sessions, seen: tokio::sync::Mutex::new(since) }
+        Self {
+            store,
+            cache,
+            preflight,
+            sessions,
+            seen: tokio::sync::Mutex::new(0),
+            seen_now: AtomicI64::new(0),
+            last_probe: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Loads everything the feed keeps current, as of the store's revision now.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let mut seen = self.seen.lock().await;
+        self.load_from_revision(&mut seen).await
+    }
+
+    async fn load_from_revision(&self, seen: &mut i64) -> Result<(), StoreError> {
+        // Read first: a change made while loading is applied again by the next catch-up.
+        let revision = self.store.revision().await?;
+        self.rebuild().await?;
+        self.sessions.reload(self.store.as_ref()).await?;
+        self.advance(seen, revision);
+        Ok(())
+    }
+
+    fn advance(&self, seen: &mut i64, revision: i64) {
+        *seen = revision;
+        self.seen_now.store(revision, Ordering::Release);
+    }
+
+    /// For a key the filter ruled out: waits for a catch-up with the feed that began after the
+    /// request arrived (the key may have been created a moment ago, by the CLI say). True when
+    /// the feed moved, so the key is worth looking up again.
+    ///
+    /// Catch-ups for unknown keys are spaced [`PROBE_SPACING`] apart and shared by every
+    /// request waiting for one: a flood of unknown keys, however large, costs one revision read
+    /// per spacing, and each of its answers waits a few milliseconds at most.
+    pub async fn refresh_for_unknown_key(&self) -> bool {
+        let before = self.seen_now.load(Ordering::Acquire);
+        let arrived = Instant::now();
+        let mut last_probe = self.last_probe.lock().await;
+        if last_probe.is_none_or(|began| began <= arrived) {
+            if let Some(began) = *last_probe {
+                tokio::time::sleep_until((began + PROBE_SPACING).into()).await;
+            }
+            *last_probe = Some(Instant::now());
+            self.catch_up().await;
+        }
+        drop(last_probe);
+        self.seen_now.load(Ordering::Acquire) != before
+    }
+
+    /// Streams every key once, into a new filter of known keys and a new preflight index, then
+    /// puts both in place. Key by key, never holding the whole set.
+    async fn rebuild(&self) -> Result<(), StoreError> {
+        let known = KnownKeys::with_room_for(self.store.key_count().await?);
+        let mut preflight = self.preflight.fresh();
+        self.store
+            .visit_keys(&mut |sketch| {
+                known.insert(&sketch.hash);
+                if let Some(allowlist) = &sketch.allowlist {
+                    preflight.insert(allowlist);
+                }
+            })
+            .await?;
+        self.cache.replace_known(known);
+        self.preflight.replace(preflight);
+        Ok(())
     }
 
     /// Applies every change recorded since the last call.
@@ -63,7 +139,14 @@ impl StoreWatch {
                         tracing::warn!(%error, "could not apply the change feed");
                         return;
                     }
-                    *seen = last;
+                    self.advance(&mut seen, last);
+                    if self.cache.known_is_full() {
+                        // Changes after `seen` are applied again by later catch-ups: no gap.
+                        tracing::info!("the filter of known keys is full: rebuilding it");
+                        if let Err(error) = self.rebuild().await {
+                            tracing::warn!(%error, "could not rebuild the filter of known keys");
+                        }
+                    }
                     if changes.len() < BATCH as usize {
                         return;
                     }
@@ -86,7 +169,7 @@ impl StoreWatch {
             match change.kind {
                 ChangeKind::Key => {
                     if let Some(hash) = &change.key_hash {
-                        self.cache.forget_key(hash);
+                        self.cache.key_changed(hash);
                     }
                     let key = self.store.key(&change.subject).await?;
                     let allowlist = key.as_ref().and_then(KeyAllowlist::of);
@@ -105,24 +188,11 @@ impl StoreWatch {
     /// Drops every cached key and reloads what the feed would have kept current.
     async fn resync(&self, seen: &mut i64) {
         crate::metrics::feed_resync();
-
-        let revision = match self.store.revision().await {
-            Ok(revision) => revision,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the store revision to resync");
-                return;
-            }
-        };
-        tracing::warn!(from = *seen, to = revision, "missed part of the change feed: resyncing in full");
+        tracing::warn!(from = *seen, "missed part of the change feed: resyncing in full");
         self.cache.invalidate();
-        let reloaded = match self.preflight.reload(self.store.as_ref()).await {
-            Ok(()) => self.sessions.reload(self.store.as_ref()).await,
-            Err(error) => Err(error),
-        };
-        match reloaded {
-            Ok(()) => *seen = revision,
+        if let Err(error) = self.load_from_revision(seen).await {
             // `seen` stays behind, so the next catch-up resyncs again.
-            Err(error) => tracing::warn!(%error, "resync failed; retrying at the next poll"),
+            tracing::warn!(%error, "resync failed; retrying at the next poll");
         }
     }
 

@@ -74,7 +74,15 @@ impl KeyAllowlist {
     }
 }
 
-pub type AllowlistVisitor<'a> = &'a mut (dyn FnMut(KeyAllowlist) + Send);
+/// What start-up and a full resync read of each key: its hash (for the filter of known keys)
+/// and what it contributes to preflights.
+#[derive(Debug, Clone)]
+pub struct KeySketch {
+    pub hash: SecretHash,
+    pub allowlist: Option<KeyAllowlist>,
+}
+
+pub type KeyVisitor<'a> = &'a mut (dyn FnMut(KeySketch) + Send);
 
 /// What an admin write changed, as recorded in the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +153,9 @@ pub trait Store: Send + Sync + 'static {
     async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError>;
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError>;
+    /// Many tenants and keys in one transaction (`keygate seed`). The feed records no change for
+    /// them, so running instances see a gap and resync in full.
+    async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError>;
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
     /// A tenant's keys ordered by id, those after `after`.
     async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
@@ -154,9 +165,10 @@ pub trait Store: Send + Sync + 'static {
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError>;
     /// Write-behind of `lastUsedAt`, many keys in one transaction; never moves a time back.
     async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError>;
-    /// Streams the allowlist of every key that is not revoked and allows some origin, one key
-    /// at a time: the whole set is never held at once.
-    async fn visit_allowlists(&self, visit: AllowlistVisitor<'_>) -> Result<(), StoreError>;
+    /// How many keys there are, revoked ones included.
+    async fn key_count(&self) -> Result<u64, StoreError>;
+    /// Streams a sketch of every key, one at a time: the whole set is never held at once.
+    async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;

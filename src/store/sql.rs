@@ -14,8 +14,8 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
 
 use super::{
-    AllowlistVisitor, CHANGES_CHANNEL, Change, ChangeKind, Edit, FEED_RETENTION, Feed, KeyAllowlist, SigningKeyRecord,
-    Store, StoreError,
+    CHANGES_CHANNEL, Change, ChangeKind, Edit, FEED_RETENTION, Feed, KeyAllowlist, KeySketch, KeyVisitor,
+    SigningKeyRecord, Store, StoreError,
 };
 use crate::model::{ApiKey, KeyWithTenant, RateLimit, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
@@ -184,6 +184,47 @@ impl SqlStore {
         Ok(())
     }
 
+    async fn insert_tenant_row(tx: &mut sqlx::AnyConnection, tenant: &Tenant) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, status, subscription, modules, rate_limit, rate_limit_window, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&tenant.id)
+        .bind(&tenant.name)
+        .bind(tenant.status.as_str())
+        .bind(tenant.subscription.as_str())
+        .bind(json_list(&tenant.modules))
+        .bind(tenant.rate_limit.map(|r| r.limit as i64))
+        .bind(tenant.rate_limit.map(|r| r.window_seconds as i64))
+        .bind(tenant.created_at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_key_row(tx: &mut sqlx::AnyConnection, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, expires_at, \
+             revoked_at, rate_limit, rate_limit_window, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&key.id)
+        .bind(&key.tenant_id)
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(hash.to_vec())
+        .bind(json_list(&key.scopes))
+        .bind(json_list(&key.allowed_origins))
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .bind(key.rate_limit.map(|r| r.limit as i64))
+        .bind(key.rate_limit.map(|r| r.window_seconds as i64))
+        .bind(key.created_at)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
     async fn write_key(tx: &mut sqlx::AnyConnection, key: &ApiKey) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE api_keys SET name = $1, scopes = $2, allowed_origins = $3, expires_at = $4, revoked_at = $5, \
@@ -248,20 +289,7 @@ impl Store for SqlStore {
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO tenants (id, name, status, subscription, modules, rate_limit, rate_limit_window, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&tenant.id)
-        .bind(&tenant.name)
-        .bind(tenant.status.as_str())
-        .bind(tenant.subscription.as_str())
-        .bind(json_list(&tenant.modules))
-        .bind(tenant.rate_limit.map(|r| r.limit as i64))
-        .bind(tenant.rate_limit.map(|r| r.window_seconds as i64))
-        .bind(tenant.created_at)
-        .execute(&mut *tx)
-        .await?;
+        Self::insert_tenant_row(&mut tx, tenant).await?;
         self.record_change(&mut tx, ChangeKind::Tenant, &tenant.id).await?;
         tx.commit().await?;
         Ok(())
@@ -314,20 +342,22 @@ impl Store for SqlStore {
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, created_at) \
-             VALUES ($1, $2, $3, $4, $5, '[]', '[]', $6)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant_id)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(hash.to_vec())
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await?;
-        Self::write_key(&mut tx, key).await?;
+        Self::insert_key_row(&mut tx, key, hash).await?;
         self.record_change(&mut tx, ChangeKind::Key, &key.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for tenant in tenants {
+            Self::insert_tenant_row(&mut tx, tenant).await?;
+        }
+        for (key, hash) in keys {
+            Self::insert_key_row(&mut tx, key, hash).await?;
+        }
+        // A revision with no change recorded: instances see a gap in the feed and resync.
+        sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -393,18 +423,29 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn visit_allowlists(&self, visit: AllowlistVisitor<'_>) -> Result<(), StoreError> {
+    async fn key_count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
+    async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
         use futures_util::TryStreamExt;
-        let mut rows = sqlx::query(
-            "SELECT id, allowed_origins, expires_at FROM api_keys WHERE revoked_at IS NULL AND allowed_origins <> '[]'",
-        )
-        .fetch(&self.pool);
+        let mut rows = sqlx::query("SELECT id, secret_hash, allowed_origins, expires_at, revoked_at FROM api_keys")
+            .fetch(&self.pool);
         while let Some(row) = rows.try_next().await? {
-            visit(KeyAllowlist {
-                key_id: row.try_get("id")?,
-                patterns: parse_list(&row.try_get::<String, _>("allowed_origins")?, OriginPattern::parse)?,
-                expires_at: row.try_get("expires_at")?,
-            });
+            let hash: Vec<u8> = row.try_get("secret_hash")?;
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            let origins: String = row.try_get("allowed_origins")?;
+            let allowlist = match revoked_at.is_none() && origins != "[]" {
+                true => Some(KeyAllowlist {
+                    key_id: row.try_get("id")?,
+                    patterns: parse_list(&origins, OriginPattern::parse)?,
+                    expires_at: row.try_get("expires_at")?,
+                }),
+                false => None,
+            };
+            let hash = hash.try_into().map_err(|_| StoreError::Corrupt("secret_hash length".to_owned()))?;
+            visit(KeySketch { hash, allowlist });
         }
         Ok(())
     }
