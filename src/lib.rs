@@ -16,6 +16,7 @@
 //! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
 //!   [`metrics`]: Prometheus metrics; [`openapi`]: the API document.
 //! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
+//! - [`seed`]: many tenants and keys at once, for load tests (`keygate seed`).
 //! - [`error`]: the one table of wire error codes and the error envelope.
 
 pub mod admin;
@@ -38,6 +39,7 @@ pub mod quickstart;
 pub mod ratelimit;
 pub mod scope;
 pub mod secret;
+pub mod seed;
 pub mod session;
 pub mod store;
 pub mod time;

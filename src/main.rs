@@ -39,6 +39,15 @@ enum Command {
     /// Manage the keys that sign session tokens.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Fill the store with many tenants and keys, for load tests. No secret is printed.
+    Seed {
+        /// How many keys.
+        #[arg(long)]
+        keys: usize,
+        /// How many tenants (seed-0, seed-1, …) the keys are spread over.
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -278,6 +287,14 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
                 KeyCommand::Update { id, fields } => to_json(admin.update_key(&id, &fields.body(false)).await),
                 KeyCommand::Revoke { id } => to_json(admin.revoke_key(&id).await),
             }))
+        }
+        Command::Seed { keys, tenants } => {
+            let store = keygate::store::open(&config).await?;
+            let started = std::time::Instant::now();
+            let seeded = keygate::seed::seed(store.as_ref(), keys, tenants, &config.keys.prefix).await;
+            Ok(print(seeded.map_err(keygate::admin::store_error).map(|seeded| {
+                json!({ "tenants": seeded.tenants, "keys": seeded.keys, "seconds": started.elapsed().as_secs_f64() })
+            })))
         }
         Command::SigningKey(command) => {
             let algorithm = config.sessions.algorithm;

@@ -158,3 +158,41 @@ async fn a_running_keygate_picks_up_cli_changes_within_a_second() {
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     app.mint(secret, Some(ORIGIN)).await.assert_error(403, "SUBSCRIPTION_PAST_DUE");
 }
+
+#[tokio::test]
+async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
+    let cli = cli().await;
+    let ran = cli.run(&["seed", "--keys", "300", "--tenants", "3"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!((ran.stdout["tenants"].as_u64(), ran.stdout["keys"].as_u64()), (Some(3), Some(300)));
+    assert!(!ran.stdout.to_string().contains("secret"), "{}", ran.stdout);
+
+    let listed = cli.ok(&["key", "list", "seed-1", "--limit", "1000"]);
+    let keys = listed["data"].as_array().unwrap();
+    assert_eq!(keys.len(), 100);
+    for key in keys {
+        let origins = key["allowedOrigins"].as_array().unwrap().len();
+        assert!((1..=3).contains(&origins), "{key}");
+        assert!(key.get("secret").is_none());
+    }
+
+    // A keygate started on the seeded store preflights the seeded origins, exact and wildcard.
+    let app = spawn_in(Arc::clone(&cli.store), |_| {}).await;
+    for (origin, status) in
+        [("https://app.t2.example", 204), ("https://x.t2.example", 204), ("https://app.t9.example", 403)]
+    {
+        let response = app
+            .client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/v1/sessions", app.public))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{origin}");
+    }
+    // Seeding twice into one store is refused, not doubled.
+    let again = cli.run(&["seed", "--keys", "10", "--tenants", "3"]);
+    assert_eq!(again.code, 1);
+    assert!(again.stderr.contains("CONFLICT"), "{}", again.stderr);
+}

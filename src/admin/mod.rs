@@ -61,7 +61,8 @@ pub struct Admin {
     watch: Option<Arc<StoreWatch>>,
 }
 
-fn store_error(error: StoreError) -> ApiError {
+/// A store failure as the admin API answers it.
+pub fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "a resource with this id already exists"),
         StoreError::Unavailable(_) => {
