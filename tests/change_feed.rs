@@ -161,19 +161,6 @@ async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() 
     eprintln!("propagation times: {took:?}");
 }
 
-/// A preflight of `POST /api/v1/sessions` from `origin` on `app`: its status.
-async fn preflight(app: &TestApp, origin: &str) -> u16 {
-    let response = app
-        .client
-        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/sessions", app.public))
-        .header("origin", origin)
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    response.status().as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preflights_on_the_other_instance_follow_every_key_change() {
     let a = spawn_app().await;
@@ -189,7 +176,7 @@ async fn preflights_on_the_other_instance_follow_every_key_change() {
         let b = &b;
         async move {
             for (origin, status) in &cases {
-                if preflight(b, origin).await != *status {
+                if b.preflight_status(origin).await != *status {
                     return false;
                 }
             }
@@ -222,6 +209,6 @@ async fn preflights_on_the_other_instance_follow_every_key_change() {
 
     // Expiry needs no change at all: the index holds each key's expiry.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(preflight(&b, "https://soon.example:8443").await, 403, "the key expired");
-    assert_eq!(preflight(&a, "https://soon.example:8443").await, 403);
+    assert_eq!(b.preflight_status("https://soon.example:8443").await, 403, "the key expired");
+    assert_eq!(a.preflight_status("https://soon.example:8443").await, 403);
 }

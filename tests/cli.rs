@@ -181,15 +181,7 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     for (origin, status) in
         [("https://app.t2.example", 204), ("https://x.t2.example", 204), ("https://app.t9.example", 403)]
     {
-        let response = app
-            .client
-            .request(reqwest::Method::OPTIONS, format!("{}/api/v1/sessions", app.public))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), status, "{origin}");
+        assert_eq!(app.preflight_status(origin).await, status, "{origin}");
     }
     // Seeding twice into one store is refused, not doubled.
     let again = cli.run(&["seed", "--keys", "10", "--tenants", "3"]);

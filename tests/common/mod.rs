@@ -319,6 +319,19 @@ impl TestApp {
         metric_value(&response.expect("metrics").text().await.expect("metrics text"), name_and_labels)
     }
 
+    /// The status of a CORS preflight of `POST /api/v1/sessions` from `origin`.
+    pub async fn preflight_status(&self, origin: &str) -> u16 {
+        let response = self
+            .client
+            .request(Method::OPTIONS, format!("{}/api/v1/sessions", self.public))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .expect("preflight");
+        response.status().as_u16()
+    }
+
     pub async fn get(&self, path: &str) -> Seen {
         Seen::from(self.client.get(format!("{}{path}", self.public)).send().await.expect("get")).await
     }
