@@ -57,6 +57,15 @@ impl Dialect {
         }
     }
 
+    /// For bulk loads: SQLite's default page cache (2 MiB) makes every insert into the random
+    /// hash and id indexes of a large table a read from the OS; 256 MiB keeps them in memory.
+    fn bulk_cache(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => Some("PRAGMA cache_size = -262144"),
+            Self::Postgres => None,
+        }
+    }
+
     fn greatest(self) -> &'static str {
         match self {
             Self::Sqlite => "MAX",
@@ -202,26 +211,41 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn insert_key_row(tx: &mut sqlx::AnyConnection, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, expires_at, \
-             revoked_at, rate_limit, rate_limit_window, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(&key.id)
-        .bind(&key.tenant_id)
-        .bind(&key.name)
-        .bind(&key.prefix)
-        .bind(hash.to_vec())
-        .bind(json_list(&key.scopes))
-        .bind(json_list(&key.allowed_origins))
-        .bind(key.expires_at)
-        .bind(key.revoked_at)
-        .bind(key.rate_limit.map(|r| r.limit as i64))
-        .bind(key.rate_limit.map(|r| r.window_seconds as i64))
-        .bind(key.created_at)
-        .execute(tx)
-        .await?;
+    /// Inserts `keys` with every column, many rows a statement.
+    async fn insert_key_rows(tx: &mut sqlx::AnyConnection, keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
+        const COLUMNS: usize = 12;
+        // 10 rows a statement. More is slower on SQLite: sqlx looks each bound value's name up
+        // with `sqlite3_bind_parameter_name`, a scan, so a statement costs the square of its
+        // values (measured: 100,000 keys in 2.7 s at 10 rows, 2.8 s at 40, 10 s at 500).
+        for chunk in keys.chunks(10) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let values: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", row * COLUMNS + c)).collect();
+                    format!("({})", values.join(", "))
+                })
+                .collect();
+            let mut query = dynamic(format!(
+                "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, expires_at, \
+                 revoked_at, rate_limit, rate_limit_window, created_at) VALUES {}",
+                rows.join(", ")
+            ));
+            for (key, hash) in chunk {
+                query = query
+                    .bind(key.id.clone())
+                    .bind(key.tenant_id.clone())
+                    .bind(key.name.clone())
+                    .bind(key.prefix.clone())
+                    .bind(hash.to_vec())
+                    .bind(json_list(&key.scopes))
+                    .bind(json_list(&key.allowed_origins))
+                    .bind(key.expires_at)
+                    .bind(key.revoked_at)
+                    .bind(key.rate_limit.map(|r| r.limit as i64))
+                    .bind(key.rate_limit.map(|r| r.window_seconds as i64))
+                    .bind(key.created_at);
+            }
+            query.execute(&mut *tx).await?;
+        }
         Ok(())
     }
 
@@ -342,7 +366,7 @@ impl Store for SqlStore {
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        Self::insert_key_row(&mut tx, key, hash).await?;
+        Self::insert_key_rows(&mut tx, &[(key.clone(), *hash)]).await?;
         self.record_change(&mut tx, ChangeKind::Key, &key.id).await?;
         tx.commit().await?;
         Ok(())
@@ -350,12 +374,13 @@ impl Store for SqlStore {
 
     async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        if let Some(pragma) = self.dialect.bulk_cache() {
+            sqlx::query(pragma).execute(&mut *tx).await?;
+        }
         for tenant in tenants {
             Self::insert_tenant_row(&mut tx, tenant).await?;
         }
-        for (key, hash) in keys {
-            Self::insert_key_row(&mut tx, key, hash).await?;
-        }
+        Self::insert_key_rows(&mut tx, keys).await?;
         // A revision with no change recorded: instances see a gap in the feed and resync.
         sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await?;
         tx.commit().await?;

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# "Scale with the work": keygate with 1,000,000 keys of 10,000 tenants, on SQLite and on
+# PostgreSQL, release build, on this machine. Prints each target of the issue with its figure,
+# met or missed. See docs/performance.md.
+#
+#   bench/scale.sh                      # both engines, 1M keys
+#   KEYS=100000 ENGINES=sqlite bench/scale.sh
+#
+# Needs wrk, curl, python3 and (for PostgreSQL) Debian's postgresql; installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KEYS=${KEYS:-1000000}
+TENANTS=${TENANTS:-10000}
+ENGINES=${ENGINES:-sqlite postgres}
+UNKNOWN=${UNKNOWN:-100000}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+missing=()
+command -v wrk > /dev/null || missing+=(wrk)
+command -v curl > /dev/null || missing+=(curl)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || missing+=(postgresql)
+if ((${#missing[@]})); then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo build --release --quiet
+bin=$PWD/target/release/keygate
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
+  [ -n "${pg_bin:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# wrk scripts: a preflight, a session mint (a guarded request: key, limit, origin, scope), and
+# a flood of distinct well-formed unknown keys read from a file.
+cat > "$work/preflight.lua" << 'LUA'
+wrk.method = "OPTIONS"
+wrk.headers["Origin"] = os.getenv("ORIGIN")
+wrk.headers["Access-Control-Request-Method"] = "POST"
+LUA
+cat > "$work/mint.lua" << 'LUA'
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET")
+wrk.headers["Origin"] = "https://bench.example"
+LUA
+cat > "$work/unknown.lua" << 'LUA'
+local keys, i = {}, 0
+for line in io.lines(os.getenv("KEYS_FILE")) do keys[#keys + 1] = line end
+wrk.method = "POST"
+wrk.headers["Origin"] = "https://bench.example"
+request = function()
+  i = i % #keys + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. keys[i] })
+end
+LUA
+python3 - "$work/unknown.keys" "$UNKNOWN" << 'PY'
+import secrets, string, sys, zlib
+alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+def base62(n, width):
+    out = []
+    for _ in range(width):
+        out.append(alphabet[n % 62]); n //= 62
+    return "".join(reversed(out))
+with open(sys.argv[1], "w") as f:
+    for _ in range(int(sys.argv[2])):
+        body = "kg_" + "".join(secrets.choice(alphabet) for _ in range(40))
+        f.write(body + base62(zlib.crc32(body.encode()), 6) + "\n")
+PY
+
+# p99 of wrk --latency output, in milliseconds.
+wrk_p99() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
+wrk_rps() { awk '/^Requests\/sec:/ { print $2 }'; }
+median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$1" "$2" "$3"; }
+# admin_writes COUNT PER_SECOND URL: PATCHes a key's name COUNT times over one kept-alive
+# connection, PER_SECOND a second (0: as fast as it goes).
+admin_writes() {
+  python3 - "$@" "$KEYGATE_SERVER_ADMIN_TOKEN" << 'PY'
+import http.client, json, sys, time, urllib.parse
+count, rate, url, token = int(sys.argv[1]), float(sys.argv[2]), urllib.parse.urlsplit(sys.argv[3]), sys.argv[4]
+connection = http.client.HTTPConnection(url.hostname, url.port)
+headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+started = time.monotonic()
+for i in range(count):
+    if rate:
+        time.sleep(max(0.0, started + i / rate - time.monotonic()))
+    connection.request("PATCH", url.path, json.dumps({"name": "write %d" % i}), headers)
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 200, response.status
+PY
+}
+report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }
+
+for engine in $ENGINES; do
+  echo "== $engine: $KEYS keys of $TENANTS tenants"
+  if [ "$engine" = postgres ]; then
+    pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+    pg_port=$(free_port)
+    [ "$(id -u)" = 0 ] && chown postgres "$work"
+    as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 > /dev/null
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start > /dev/null
+    as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres keygate
+    store="postgres://postgres@127.0.0.1:$pg_port/keygate"
+  else
+    store="sqlite://$work/keygate.db"
+  fi
+  port=$(free_port)
+  admin_port=$(free_port)
+  export KEYGATE_STORE_URL=$store KEYGATE_SERVER_LISTEN=127.0.0.1:$port KEYGATE_SERVER_ADMIN_LISTEN=127.0.0.1:$admin_port
+  export KEYGATE_SERVER_ADMIN_TOKEN=bench-admin-token-0123456789 KEYGATE_RATE_LIMIT_LIMIT=1000000000 KEYGATE_LOG=warn
+  public=http://127.0.0.1:$port
+  admin=http://127.0.0.1:$admin_port
+  auth=(-H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" -H "Content-Type: application/json")
+
+  "$bin" migrate 2> /dev/null
+  seeded=$("$bin" seed --keys "$KEYS" --tenants "$TENANTS")
+  echo "  seeded in $(python3 -c 'import json, sys; print(round(json.loads(sys.argv[1])["seconds"], 1))' "$seeded") s"
+  "$bin" tenant create --id bench --name Bench > /dev/null
+  secret=$("$bin" key create bench --name bench --scope sessions:create --origin https://bench.example |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+
+  started=$(now)
+  "$bin" serve > "$work/serve-$engine.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  until curl -sf "$public/readyz" > /dev/null; do sleep 0.01; done
+  ready=$(python3 -c "print(round($(now) - $started, 2))")
+  rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")
+  report "start until /readyz answers 200 (s)" "$ready" "<" 2
+  report "RSS after start (MiB)" "$rss" "<" 256
+
+  # Admin key creation, one at a time.
+  for i in $(seq 200); do
+    curl -s -o /dev/null -w '%{time_total}\n' "${auth[@]}" -X POST "$admin/admin/v1/tenants/bench/keys" \
+      -d '{"name":"created","scopes":["orders:read"],"allowedOrigins":["https://created.example"]}'
+  done > "$work/create.times"
+  create_p99=$(python3 -c 'import sys; t = sorted(float(x) * 1000 for x in open(sys.argv[1])); print(round(t[int(len(t) * 0.99) - 1], 2))' "$work/create.times")
+  report "admin key creation p99 (ms)" "$create_p99" "<" 20
+
+  for origin in https://app.t7.example https://nobody.example; do
+    # One connection, one request at a time: the latency of a preflight, not of a queue.
+    p99=$(ORIGIN=$origin wrk -t1 -c1 -d5s --latency -s "$work/preflight.lua" "$public/api/v1/sessions" | wrk_p99)
+    report "preflight p99, $origin (ms)" "$p99" "<" 1
+  done
+
+  # Guarded throughput, alone and beside 10 admin writes a second; interleaved rounds.
+  key_id=$(curl -s "${auth[@]}" "$admin/admin/v1/tenants/bench/keys?limit=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  alone=() beside=()
+  for round in 1 2 3; do
+    alone+=("$(SECRET=$secret wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)")
+    admin_writes 80 10 "$admin/admin/v1/keys/$key_id" &
+    writer=$!
+    beside+=("$(SECRET=$secret wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)")
+    wait "$writer"
+  done
+  ratio=$(python3 -c "print(round($(median "${beside[@]}") / $(median "${alone[@]}"), 3))")
+  echo "  guarded req/s alone: ${alone[*]}; beside 10 admin writes/s: ${beside[*]}"
+  report "guarded throughput beside 10 admin writes/s (ratio)" "$ratio" ">=" 0.9
+
+  admin_writes 1000 0 "$admin/admin/v1/keys/$key_id"
+  rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")
+  report "RSS after 1,000 more admin writes (MiB)" "$rss" "<" 256
+
+  # A flood of distinct unknown keys, then the real key: still a cache hit.
+  metric() { curl -s "${auth[@]}" "$admin/metrics" | awk -v name="$1" '$1 == name { print $2 }'; }
+  misses_before=$(metric keygate_key_cache_misses_total)
+  KEYS_FILE=$work/unknown.keys wrk -t2 -c64 -d"$((UNKNOWN / 8000 + 2))"s -s "$work/unknown.lua" "$public/api/v1/sessions" > "$work/unknown.out"
+  misses_after=$(metric keygate_key_cache_misses_total)
+  filtered=$(metric keygate_unknown_keys_filtered_total)
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" "$public/api/v1/sessions"
+  misses_real=$(python3 -c "print(int(float('$(metric keygate_key_cache_misses_total)') - float('$misses_after')))")
+  echo "  unknown-key flood: $(wrk_rps < "$work/unknown.out") req/s, ${filtered%.*} ruled out by the filter, $(python3 -c "print(int(float('$misses_after') - float('$misses_before')))") store reads"
+  report "store reads for the real key after the flood" "$misses_real" "<" 1
+
+  kill "$pid"
+  wait "$pid" 2> /dev/null || true
+  if [ "$engine" = postgres ]; then
+    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null
+    pg_bin=
+  fi
+done
