@@ -46,9 +46,14 @@ pub enum Lookup {
     RuledOut,
 }
 
+/// A SHA-256 is already uniform: its first 8 bytes serve as the filter's hash as they are.
+fn source_hash(hash: &SecretHash) -> u64 {
+    u64::from_le_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]])
+}
+
 /// The hashes of every key in the store, in a Bloom filter (a few bytes a key).
 pub struct KnownKeys {
-    filter: AtomicBloomFilter<foldhash::fast::RandomState>,
+    filter: AtomicBloomFilter,
     capacity: usize,
     added: AtomicUsize,
 }
@@ -57,19 +62,17 @@ impl KnownKeys {
     /// An empty filter with room for `keys` keys, and as many again.
     pub fn with_room_for(keys: u64) -> Self {
         let capacity = (keys as usize).saturating_mul(2).max(MIN_FILTER_ITEMS);
-        let filter = AtomicBloomFilter::with_false_pos(FALSE_POSITIVE_RATE)
-            .hasher(foldhash::fast::RandomState::default())
-            .expected_items(capacity);
+        let filter = AtomicBloomFilter::with_false_pos(FALSE_POSITIVE_RATE).expected_items(capacity);
         Self { filter, capacity, added: AtomicUsize::new(0) }
     }
 
     pub fn insert(&self, hash: &SecretHash) {
-        self.filter.insert(hash);
+        self.filter.insert_hash(source_hash(hash));
         self.added.fetch_add(1, Ordering::Relaxed);
     }
 
     fn may_hold(&self, hash: &SecretHash) -> bool {
-        self.filter.contains(hash)
+        self.filter.contains_hash(source_hash(hash))
     }
 
     /// More keys were added than it was sized for: its false-positive rate is climbing.

@@ -24,7 +24,7 @@ use std::sync::RwLock;
 use foldhash::HashMap;
 use foldhash::fast::RandomState;
 
-use crate::origin::{Origin, OriginPattern};
+use crate::origin::Origin;
 use crate::store::KeyAllowlist;
 use crate::time::Millis;
 
@@ -110,13 +110,15 @@ impl Index {
             .any(|(at, _)| live(self.wildcard_tag(origin.scheme(), &host[at + 1..], origin.port_part())))
     }
 
-    fn pattern_tag(&self, pattern: &OriginPattern) -> u64 {
-        match pattern {
-            OriginPattern::Exact(origin) => self.exact_tag(origin.as_str()),
-            OriginPattern::Wildcard { scheme, base, port } => {
-                let port_part = port.map(|port| format!(":{port}")).unwrap_or_default();
-                self.wildcard_tag(scheme, base, &port_part)
+    /// The tag of an entry in its normal form: `scheme://host[:port]` or
+    /// `scheme://*.base[:port]` (a wildcard's base is a DNS name, so a `:` starts its port).
+    fn pattern_tag(&self, pattern: &str) -> u64 {
+        match pattern.split_once("://*.") {
+            Some((scheme, rest)) => {
+                let (base, port_part) = rest.rfind(':').map_or((rest, ""), |at| rest.split_at(at));
+                self.wildcard_tag(scheme, base, port_part)
             }
+            None => self.exact_tag(pattern),
         }
     }
 
@@ -133,11 +135,12 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::OriginPattern;
 
     fn allowlist(key_id: &str, patterns: &[&str], expires_at: Option<Millis>) -> KeyAllowlist {
         KeyAllowlist {
             key_id: key_id.to_owned(),
-            patterns: patterns.iter().map(|p| OriginPattern::parse(p).unwrap()).collect(),
+            patterns: patterns.iter().map(|p| OriginPattern::parse(p).unwrap().to_string()).collect(),
             expires_at,
         }
     }

@@ -162,14 +162,16 @@ async fn a_running_keygate_picks_up_cli_changes_within_a_second() {
 #[tokio::test]
 async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     let cli = cli().await;
-    let ran = cli.run(&["seed", "--keys", "300", "--tenants", "3"]);
+    // More keys than one page of the start-up scan (5,000), so every page is read.
+    let ran = cli.run(&["seed", "--keys", "12000", "--tenants", "3"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
-    assert_eq!((ran.stdout["tenants"].as_u64(), ran.stdout["keys"].as_u64()), (Some(3), Some(300)));
+    assert_eq!((ran.stdout["tenants"].as_u64(), ran.stdout["keys"].as_u64()), (Some(3), Some(12000)));
     assert!(!ran.stdout.to_string().contains("secret"), "{}", ran.stdout);
 
     let listed = cli.ok(&["key", "list", "seed-1", "--limit", "1000"]);
     let keys = listed["data"].as_array().unwrap();
-    assert_eq!(keys.len(), 100);
+    assert_eq!(keys.len(), 1000);
+    assert!(listed["nextCursor"].is_string());
     for key in keys {
         let origins = key["allowedOrigins"].as_array().unwrap().len();
         assert!((1..=3).contains(&origins), "{key}");
@@ -178,9 +180,14 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
 
     // A keygate started on the seeded store preflights the seeded origins, exact and wildcard.
     let app = spawn_in(Arc::clone(&cli.store), |_| {}).await;
-    for (origin, status) in
-        [("https://app.t2.example", 204), ("https://x.t2.example", 204), ("https://app.t9.example", 403)]
-    {
+    for (origin, status) in [
+        ("https://app.t2.example", 204),
+        ("https://x.t2.example", 204),
+        ("https://k5.t2.example:8443", 204),
+        ("https://k11999.t2.example:8443", 204),
+        ("https://k11999.t1.example:8443", 403),
+        ("https://app.t9.example", 403),
+    ] {
         assert_eq!(app.preflight_status(origin).await, status, "{origin}");
     }
     // Seeding twice into one store is refused, not doubled.

@@ -13,7 +13,6 @@ use async_trait::async_trait;
 
 use crate::config::Config;
 use crate::model::{ApiKey, KeyWithTenant, Tenant};
-use crate::origin::OriginPattern;
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
@@ -58,7 +57,9 @@ impl std::fmt::Debug for SigningKeyRecord {
 #[derive(Debug, Clone)]
 pub struct KeyAllowlist {
     pub key_id: String,
-    pub patterns: Vec<OriginPattern>,
+    /// The entries in their normal form, as stored (`OriginPattern`'s `Display`): entries are
+    /// validated and normalised when saved, so loading need not parse them again.
+    pub patterns: Vec<String>,
     pub expires_at: Option<Millis>,
 }
 
@@ -68,7 +69,7 @@ impl KeyAllowlist {
         let usable = key.revoked_at.is_none() && !key.allowed_origins.is_empty();
         usable.then(|| Self {
             key_id: key.id.clone(),
-            patterns: key.allowed_origins.clone(),
+            patterns: key.allowed_origins.iter().map(ToString::to_string).collect(),
             expires_at: key.expires_at,
         })
     }

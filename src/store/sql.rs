@@ -66,6 +66,29 @@ impl Dialect {
         }
     }
 
+    /// A page of keys after a page key, packed by the engine into one text of a line per key
+    /// (`hash-hex id expires-at allowed-origins`, the origins `[]` once revoked), with the
+    /// page's last key. One row a page: a row per key costs the driver a conversion and a
+    /// hand-off between threads each (measured: 13 s for 1,000,000 keys on SQLite, row by
+    /// row). Pages follow the table's own order: rowid on SQLite (its `id` index would make
+    /// every row a random read), the primary key on PostgreSQL. No field holds a space or a
+    /// newline: ids are `key_` and base62, origins are validated when saved.
+    fn key_page(self) -> &'static str {
+        match self {
+            Self::Sqlite => {
+                "SELECT CAST(MAX(rowid) AS TEXT) AS page_key, COUNT(*) AS keys, group_concat(hex(secret_hash) || ' ' \
+                 || id || ' ' || COALESCE(expires_at, '') || ' ' || CASE WHEN revoked_at IS NULL THEN allowed_origins \
+                 ELSE '[]' END, char(10)) AS page FROM (SELECT rowid, * FROM api_keys WHERE rowid > CAST($1 AS INTEGER) \
+                 ORDER BY rowid LIMIT $2)"
+            }
+            Self::Postgres => {
+                "SELECT MAX(id) AS page_key, COUNT(*) AS keys, string_agg(encode(secret_hash, 'hex') || ' ' || id || ' ' \
+                 || COALESCE(expires_at::text, '') || ' ' || CASE WHEN revoked_at IS NULL THEN allowed_origins \
+                 ELSE '[]' END, E'\\n') AS page FROM (SELECT * FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2) AS p"
+            }
+        }
+    }
+
     fn greatest(self) -> &'static str {
         match self {
             Self::Sqlite => "MAX",
@@ -454,23 +477,26 @@ impl Store for SqlStore {
     }
 
     async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
-        use futures_util::TryStreamExt;
-        let mut rows = sqlx::query("SELECT id, secret_hash, allowed_origins, expires_at, revoked_at FROM api_keys")
-            .fetch(&self.pool);
-        while let Some(row) = rows.try_next().await? {
-            let hash: Vec<u8> = row.try_get("secret_hash")?;
-            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-            let origins: String = row.try_get("allowed_origins")?;
-            let allowlist = match revoked_at.is_none() && origins != "[]" {
-                true => Some(KeyAllowlist {
-                    key_id: row.try_get("id")?,
-                    patterns: parse_list(&origins, OriginPattern::parse)?,
-                    expires_at: row.try_get("expires_at")?,
-                }),
-                false => None,
-            };
-            let hash = hash.try_into().map_err(|_| StoreError::Corrupt("secret_hash length".to_owned()))?;
-            visit(KeySketch { hash, allowlist });
+        // The next page is read while this one is visited.
+        let page_sql = self.dialect.key_page();
+        let fetch = |after: String| {
+            let pool = self.pool.clone();
+            tokio::spawn(async move { sqlx::query(page_sql).bind(after).bind(KEY_PAGE).fetch_one(&pool).await })
+        };
+        let mut next = Some(fetch(String::new()));
+        while let Some(pending) = next.take() {
+            let row = pending.await.map_err(|e| StoreError::Unavailable(e.to_string()))??;
+            let keys: i64 = row.try_get("keys")?;
+            if keys == 0 {
+                break;
+            }
+            if keys == KEY_PAGE {
+                next = Some(fetch(row.try_get("page_key")?));
+            }
+            let page: String = row.try_get("page")?;
+            for line in page.lines() {
+                visit(key_sketch(line)?);
+            }
         }
         Ok(())
     }
@@ -560,6 +586,46 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         rate_limit: rate_limit(row.try_get("t_rate_limit")?, row.try_get("t_rate_limit_window")?),
         created_at: row.try_get("t_created_at")?,
     })
+}
+
+/// Keys read a page at a time when streaming them all.
+const KEY_PAGE: i64 = 5_000;
+
+/// One line of a key page (see `Dialect::key_page`).
+fn key_sketch(line: &str) -> Result<KeySketch, StoreError> {
+    let corrupt = || StoreError::Corrupt("a key page line".to_owned());
+    let mut fields = line.splitn(4, ' ');
+    let (Some(hash), Some(id), Some(expires_at), Some(origins)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(corrupt());
+    };
+    let hash = decode_hex(hash).ok_or_else(corrupt)?;
+    let allowlist = match origins {
+        "[]" => None,
+        _ => Some(KeyAllowlist {
+            key_id: id.to_owned(),
+            patterns: serde_json::from_str(origins).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            expires_at: match expires_at {
+                "" => None,
+                at => Some(at.parse().map_err(|_| corrupt())?),
+            },
+        }),
+    };
+    Ok(KeySketch { hash, allowlist })
+}
+
+fn decode_hex(text: &str) -> Option<SecretHash> {
+    let bytes = text.as_bytes();
+    let mut hash = [0u8; 32];
+    if bytes.len() != 64 {
+        return None;
+    }
+    for (i, byte) in hash.iter_mut().enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        *byte = (digit(bytes[2 * i])? * 16 + digit(bytes[2 * i + 1])?) as u8;
+    }
+    Some(hash)
 }
 
 fn change_from_row(row: &AnyRow) -> Result<Change, StoreError> {
