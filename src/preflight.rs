@@ -23,6 +23,7 @@ use std::sync::RwLock;
 
 use foldhash::HashMap;
 use foldhash::fast::RandomState;
+use smallvec::SmallVec;
 
 use crate::origin::Origin;
 use crate::store::KeyAllowlist;
@@ -31,12 +32,17 @@ use crate::time::Millis;
 /// A key's expiry, `Millis::MAX` for none: the key allows its entries while `now` is below it.
 type Holder = (u64, Millis);
 
+/// The keys holding one entry. Most entries are a single key's own: inline, no allocation.
+type Holders = SmallVec<[Holder; 1]>;
+/// One key's entries: up to three inline.
+type Entries = SmallVec<[u64; 3]>;
+
 /// The index proper; [`PreflightIndex`] shares it between readers and the change feed.
 #[derive(Default)]
 pub struct Index {
     tags: RandomState,
-    holders: HashMap<u64, Vec<Holder>>,
-    entries_of: HashMap<u64, Box<[u64]>>,
+    holders: HashMap<u64, Holders>,
+    entries_of: HashMap<u64, Entries>,
 }
 
 #[derive(Default)]
@@ -52,6 +58,7 @@ impl PreflightIndex {
     }
 
     pub fn replace(&self, mut fresh: Index) {
+        fresh.holders.values_mut().for_each(SmallVec::shrink_to_fit);
         fresh.holders.shrink_to_fit();
         fresh.entries_of.shrink_to_fit();
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
@@ -77,13 +84,13 @@ impl Index {
     pub fn insert(&mut self, allowlist: &KeyAllowlist) {
         let key = self.tags.hash_one(allowlist.key_id.as_str());
         let until = allowlist.expires_at.unwrap_or(Millis::MAX);
-        let mut tags: Vec<u64> = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
+        let mut tags: Entries = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
         tags.sort_unstable();
         tags.dedup();
         for tag in &tags {
             self.holders.entry(*tag).or_default().push((key, until));
         }
-        self.entries_of.insert(key, tags.into_boxed_slice());
+        self.entries_of.insert(key, tags);
     }
 
     fn remove(&mut self, key_id: &str) {
