@@ -66,25 +66,18 @@ impl Dialect {
         }
     }
 
-    /// A page of keys after a page key, packed by the engine into one text of a line per key
-    /// (`hash-hex id expires-at allowed-origins`, the origins `[]` once revoked), with the
-    /// page's last key. One row a page: a row per key costs the driver a conversion and a
-    /// hand-off between threads each (measured: 13 s for 1,000,000 keys on SQLite, row by
-    /// row). Pages follow the table's own order: rowid on SQLite (its `id` index would make
-    /// every row a random read), the primary key on PostgreSQL. No field holds a space or a
-    /// newline: ids are `key_` and base62, origins are validated when saved.
-    fn key_page(self) -> &'static str {
+    /// A key as one line of text, built by the engine: `hash-hex id expires-at
+    /// allowed-origins`, the origins `[]` once revoked. No field holds a space or a newline:
+    /// ids are `key_` and base62, origins are validated when saved.
+    fn key_line(self) -> &'static str {
         match self {
             Self::Sqlite => {
-                "SELECT CAST(MAX(rowid) AS TEXT) AS page_key, COUNT(*) AS keys, group_concat(hex(secret_hash) || ' ' \
-                 || id || ' ' || COALESCE(expires_at, '') || ' ' || CASE WHEN revoked_at IS NULL THEN allowed_origins \
-                 ELSE '[]' END, char(10)) AS page FROM (SELECT rowid, * FROM api_keys WHERE rowid > CAST($1 AS INTEGER) \
-                 ORDER BY rowid LIMIT $2)"
+                "hex(secret_hash) || ' ' || id || ' ' || COALESCE(expires_at, '') || ' ' || \
+                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
             }
             Self::Postgres => {
-                "SELECT MAX(id) AS page_key, COUNT(*) AS keys, string_agg(encode(secret_hash, 'hex') || ' ' || id || ' ' \
-                 || COALESCE(expires_at::text, '') || ' ' || CASE WHEN revoked_at IS NULL THEN allowed_origins \
-                 ELSE '[]' END, E'\\n') AS page FROM (SELECT * FROM api_keys WHERE id > $1 ORDER BY id LIMIT $2) AS p"
+                "encode(secret_hash, 'hex') || ' ' || id || ' ' || COALESCE(expires_at::text, '') || ' ' || \
+                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
             }
         }
     }
@@ -268,6 +261,52 @@ impl SqlStore {
                     .bind(key.created_at);
             }
             query.execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// SQLite: pages of keys, each packed by SQLite into one text of a line per key (see
+    /// `Dialect::key_line`), the next page read while this one is visited. Row by row, SQLite's driver
+    /// hands every row from its thread to ours (measured: 13 s for 1,000,000 keys; paged: 1.2 s).
+    /// Pages follow rowid, the table's own order: its `id` index would make every row a
+    /// random read.
+    async fn visit_key_pages(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
+        const PAGE: i64 = 5_000;
+        let sql = format!(
+            "SELECT MAX(rowid) AS last, COUNT(*) AS keys, group_concat({}, char(10)) AS page \
+             FROM (SELECT rowid, * FROM api_keys WHERE rowid > $1 ORDER BY rowid LIMIT $2)",
+            self.dialect.key_line()
+        );
+        let fetch = |after: i64| {
+            let (pool, sql) = (self.pool.clone(), sql.clone());
+            tokio::spawn(async move { dynamic(sql).bind(after).bind(PAGE).fetch_one(&pool).await })
+        };
+        let mut next = Some(fetch(0));
+        while let Some(pending) = next.take() {
+            let row = pending.await.map_err(|e| StoreError::Unavailable(e.to_string()))??;
+            let keys: i64 = row.try_get("keys")?;
+            if keys == 0 {
+                break;
+            }
+            if keys == PAGE {
+                next = Some(fetch(row.try_get("last")?));
+            }
+            for line in row.try_get::<String, _>("page")?.lines() {
+                visit(key_sketch(line)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: one query, streamed in the table's physical order, a line per key. Pages
+    /// in key order would read the heap at random (measured: 3.2 s for 1,000,000 keys against
+    /// 1.6 s streamed).
+    async fn visit_key_stream(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        let sql = format!("SELECT {} AS line FROM api_keys", self.dialect.key_line());
+        let mut rows = dynamic(sql).fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            visit(key_sketch(&row.try_get::<String, _>("line")?)?);
         }
         Ok(())
     }
@@ -477,28 +516,10 @@ impl Store for SqlStore {
     }
 
     async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
-        // The next page is read while this one is visited.
-        let page_sql = self.dialect.key_page();
-        let fetch = |after: String| {
-            let pool = self.pool.clone();
-            tokio::spawn(async move { sqlx::query(page_sql).bind(after).bind(KEY_PAGE).fetch_one(&pool).await })
-        };
-        let mut next = Some(fetch(String::new()));
-        while let Some(pending) = next.take() {
-            let row = pending.await.map_err(|e| StoreError::Unavailable(e.to_string()))??;
-            let keys: i64 = row.try_get("keys")?;
-            if keys == 0 {
-                break;
-            }
-            if keys == KEY_PAGE {
-                next = Some(fetch(row.try_get("page_key")?));
-            }
-            let page: String = row.try_get("page")?;
-            for line in page.lines() {
-                visit(key_sketch(line)?);
-            }
+        match self.dialect {
+            Dialect::Sqlite => self.visit_key_pages(visit).await,
+            Dialect::Postgres => self.visit_key_stream(visit).await,
         }
-        Ok(())
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
@@ -588,10 +609,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
     })
 }
 
-/// Keys read a page at a time when streaming them all.
-const KEY_PAGE: i64 = 5_000;
-
-/// One line of a key page (see `Dialect::key_page`).
+/// One line of `Dialect::key_line`.
 fn key_sketch(line: &str) -> Result<KeySketch, StoreError> {
     let corrupt = || StoreError::Corrupt("a key page line".to_owned());
     let mut fields = line.splitn(4, ' ');
