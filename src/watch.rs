@@ -185,6 +185,11 @@ impl StoreWatch {
         Ok(())
     }
 
+    async fn resync_now(&self) {
+        let mut seen = self.seen.lock().await;
+        self.resync(&mut seen).await;
+    }
+
     /// Drops every cached key and reloads what the feed would have kept current.
     async fn resync(&self, seen: &mut i64) {
         crate::metrics::feed_resync();
@@ -219,9 +224,11 @@ impl StoreWatch {
         });
     }
 
-    /// Catches up at every notification. A dropped connection is made again, and then caught
-    /// up from the feed: notifications sent meanwhile are lost, the changes are not.
+    /// Catches up at every notification. A dropped connection is made again, and the instance
+    /// then resyncs in full: notifications sent meanwhile are lost, and a connection that
+    /// dropped may hide a longer outage (the project's rule; see docs/design.md).
     async fn listen(self: Arc<Self>, url: String, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut dropped = false;
         loop {
             let connected = async {
                 let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
@@ -241,19 +248,25 @@ impl StoreWatch {
                 },
                 _ = shutdown.changed() => return,
             };
-            self.catch_up().await;
+            if dropped {
+                self.resync_now().await;
+            } else {
+                self.catch_up().await;
+            }
             loop {
                 tokio::select! {
                     received = listener.try_recv() => match received {
                         Ok(Some(_)) => self.catch_up().await,
                         Ok(None) => {
-                            tracing::warn!("the store notification connection dropped; catching up from the feed");
+                            // sqlx has made the connection again already.
+                            tracing::warn!("the store notification connection dropped and was made again");
                             crate::metrics::notification_reconnect();
-                            self.catch_up().await;
+                            self.resync_now().await;
                         }
                         Err(error) => {
                             tracing::warn!(%error, "the store notification connection failed; listening again");
                             crate::metrics::notification_reconnect();
+                            dropped = true;
                             break;
                         }
                     },
