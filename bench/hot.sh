@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# "Hot path": keygate's cost per request beside the references, in one run on this machine
+# (docs/performance.md). Starts, side by side:
+#   - bare:   a bare hyper server answering a small JSON (examples/bare_server.rs);
+#   - nginx:  Debian's nginx as a plain proxy_pass to it, its default access log on, with
+#             upstream keep-alive (as keygate pools its upstream connections; without it nginx
+#             opens a connection per request and runs out of ports within a few rounds);
+#   - keygate: `keygate serve` with its default request log on, a route to the bare server.
+# Drives each scenario with wrk in interleaved rounds and prints the medians (req/s, p50, p99)
+# and the ratios the issue sets targets for.
+#
+#   bench/hot.sh                         # 3 rounds of 8 s, 64 connections
+#   ROUNDS=5 SECONDS_EACH=10 CONNECTIONS=256 bench/hot.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SECONDS_EACH=${SECONDS_EACH:-8}
+CONNECTIONS=${CONNECTIONS:-64}
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+missing=()
+command -v wrk > /dev/null || missing+=(wrk)
+command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+command -v curl > /dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo build --release --quiet --bin keygate --example bare_server
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+bare_port=$(free_port)
+nginx_port=$(free_port)
+keygate_port=$(free_port)
+admin_port=$(free_port)
+target/release/examples/bare_server "127.0.0.1:$bare_port" &
+pids+=($!)
+
+cat > "$work/nginx.conf" << CONF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log $work/nginx-access.log;
+  upstream bare { server 127.0.0.1:$bare_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://bare;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+/usr/sbin/nginx -c "$work/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+cat > "$work/keygate.toml" << CONF
+[server]
+listen = "127.0.0.1:$keygate_port"
+admin_listen = "127.0.0.1:$admin_port"
+[store]
+url = "sqlite://$work/keygate.db"
+[rate_limit]
+limit = 1000000000
+[[routes]]
+prefix = "/api/v1/orders"
+methods = ["GET", "POST"]
+upstream = "http://127.0.0.1:$bare_port"
+module = "orders"
+scope = "orders:write"
+CONF
+export KEYGATE_CONFIG=$work/keygate.toml
+target/release/keygate tenant create --id bench --name Bench --module orders > /dev/null
+secret=$(target/release/keygate key create bench --name bench --scope orders:write --scope sessions:create \
+  --origin https://bench.example | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+target/release/keygate serve 2> "$work/keygate-requests.log" &
+pids+=($!)
+for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/" "http://127.0.0.1:$keygate_port/healthz"; do
+  until curl -s -o /dev/null "$url"; do sleep 0.05; done
+done
+
+cat > "$work/post.lua" << 'LUA'
+wrk.method = "POST"
+wrk.body = '{"item":"tea","qty":12345}'
+wrk.headers["Content-Type"] = "application/json"
+if os.getenv("SECRET") ~= "" then wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET") end
+if os.getenv("ORIGIN") ~= "" then wrk.headers["Origin"] = os.getenv("ORIGIN") end
+LUA
+
+# scenario NAME URL SECRET ORIGIN
+scenarios=(
+  "bare|http://127.0.0.1:$bare_port/api/v1/orders||"
+  "nginx|http://127.0.0.1:$nginx_port/api/v1/orders||"
+  "keygate guarded POST|http://127.0.0.1:$keygate_port/api/v1/orders|$secret|"
+  "keygate mint|http://127.0.0.1:$keygate_port/api/v1/sessions|$secret|https://bench.example"
+)
+to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
+declare -A results
+for round in $(seq "$ROUNDS"); do
+  for entry in "${scenarios[@]}"; do
+    IFS='|' read -r name url key origin <<< "$entry"
+    out=$(SECRET=$key ORIGIN=$origin wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s "$work/post.lua" "$url")
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<< "$out")
+    p50=$(awk '$1 == "50%" { print $2 }' <<< "$out" | to_ms)
+    p99=$(awk '$1 == "99%" { print $2 }' <<< "$out" | to_ms)
+    non2xx=$(awk '/Non-2xx/ { print $4 }' <<< "$out")
+    [ -z "$non2xx" ] || { echo "$name: $non2xx answers were not 2xx" >&2; exit 1; }
+    results[$name]+="$rps $p50 $p99;"
+    echo "  round $round  $name: $rps req/s, p50 $p50 ms, p99 $p99 ms"
+  done
+done
+
+python3 - "${scenarios[@]%%|*}" << PY
+import statistics, sys
+raw = {$(for name in "${!results[@]}"; do printf '"%s": "%s", ' "$name" "${results[$name]}"; done)}
+medians = {}
+for name, rounds in raw.items():
+    runs = [tuple(map(float, r.split())) for r in rounds.strip(";").split(";")]
+    medians[name] = tuple(statistics.median(run[i] for run in runs) for i in range(3))
+print("\nmedians of $ROUNDS rounds, $CONNECTIONS connections:")
+for name in sys.argv[1:]:
+    rps, p50, p99 = medians[name]
+    print(f"  {name:22} {rps:10.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+ratio = lambda a, b: medians[a][0] / medians[b][0]
+print(f"\n  keygate mint / bare           {ratio('keygate mint', 'bare'):.2f}   (target >= 0.8)")
+print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):.2f}   (target >= 1.0)")
+print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
+PY
