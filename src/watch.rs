@@ -6,8 +6,8 @@
 //! revision seen — a key leaves the cache by its hash and its preflight entries are replaced
 //! by its current ones (one store read), a tenant's keys leave the cache by the tenant index, a
 //! signing key change reloads the (small) signing key set. When part of the feed is gone (this
-//! instance fell further behind than the store keeps), it resyncs in full, logs it and counts
-//! it in `keygate_feed_resyncs_total`.
+//! instance fell further behind than the store keeps), or its PostgreSQL `LISTEN` connection
+//! dropped, it resyncs in full, logs it and counts it in `keygate_feed_resyncs_total`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
