@@ -85,11 +85,18 @@ export KEYGATE_CONFIG=$work/keygate.toml
 target/release/keygate tenant create --id bench --name Bench --module orders > /dev/null
 secret=$(target/release/keygate key create bench --name bench --scope orders:write --scope sessions:create \
   --origin https://bench.example | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+# A key allowed one request a day: every request after the first is a 429.
+limited=$(target/release/keygate key create bench --name limited --scope orders:write --rate-limit 1 \
+  --window-seconds 86400 | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
 target/release/keygate serve 2> "$work/keygate-requests.log" &
 pids+=($!)
 for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/" "http://127.0.0.1:$keygate_port/healthz"; do
   until curl -s -o /dev/null "$url"; do sleep 0.05; done
 done
+# Spend the limited key's one request, so every one the benchmark sends is a 429.
+curl -s -o /dev/null -X POST -H "Authorization: Bearer $limited" "http://127.0.0.1:$keygate_port/api/v1/orders"
+session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
+  "http://127.0.0.1:$keygate_port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
 
 cat > "$work/post.lua" << 'LUA'
 wrk.method = "POST"
@@ -97,26 +104,42 @@ wrk.body = '{"item":"tea","qty":12345}'
 wrk.headers["Content-Type"] = "application/json"
 if os.getenv("SECRET") ~= "" then wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET") end
 if os.getenv("ORIGIN") ~= "" then wrk.headers["Origin"] = os.getenv("ORIGIN") end
+if os.getenv("SESSION") ~= "" then wrk.headers["X-Session-Token"] = os.getenv("SESSION") end
 LUA
 
-# scenario NAME URL SECRET ORIGIN
+# NAME|URL|KEY|ORIGIN|SESSION|EXPECTED: the answers are 2xx, or all of the EXPECTED status.
+keygate=http://127.0.0.1:$keygate_port
 scenarios=(
-  "bare|http://127.0.0.1:$bare_port/api/v1/orders||"
-  "nginx|http://127.0.0.1:$nginx_port/api/v1/orders||"
-  "keygate guarded POST|http://127.0.0.1:$keygate_port/api/v1/orders|$secret|"
-  "keygate mint|http://127.0.0.1:$keygate_port/api/v1/sessions|$secret|https://bench.example"
+  "bare|http://127.0.0.1:$bare_port/api/v1/orders||||2xx"
+  "nginx|http://127.0.0.1:$nginx_port/api/v1/orders||||2xx"
+  "keygate guarded POST|$keygate/api/v1/orders|$secret|||2xx"
+  "keygate mint|$keygate/api/v1/sessions|$secret|https://bench.example||2xx"
+  "keygate browser write|$keygate/api/v1/orders|$secret|https://bench.example|$session|2xx"
+  "keygate 401|$keygate/api/v1/orders|kg_not_a_key|||401"
+  "keygate 429|$keygate/api/v1/orders|$limited|||429"
 )
 to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 declare -A results
 for round in $(seq "$ROUNDS"); do
   for entry in "${scenarios[@]}"; do
-    IFS='|' read -r name url key origin <<< "$entry"
-    out=$(SECRET=$key ORIGIN=$origin wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency -s "$work/post.lua" "$url")
+    IFS='|' read -r name url key origin session expected <<< "$entry"
+    out=$(SECRET=$key ORIGIN=$origin SESSION=$session wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_EACH}s" --latency \
+      -s "$work/post.lua" "$url")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<< "$out")
     p50=$(awk '$1 == "50%" { print $2 }' <<< "$out" | to_ms)
     p99=$(awk '$1 == "99%" { print $2 }' <<< "$out" | to_ms)
-    non2xx=$(awk '/Non-2xx/ { print $4 }' <<< "$out")
-    [ -z "$non2xx" ] || { echo "$name: $non2xx answers were not 2xx" >&2; exit 1; }
+    non2xx=$(awk '/Non-2xx/ { print $5 }' <<< "$out")
+    total=$(awk '/requests in/ { print $1 }' <<< "$out")
+    if [ "$expected" = 2xx ] && [ -n "$non2xx" ]; then
+      echo "$name: $non2xx answers were not 2xx" >&2
+      exit 1
+    fi
+    if [ "$expected" != 2xx ]; then
+      # wrk does not tell statuses apart: check one answer, and that none was a 2xx.
+      [ "$non2xx" = "$total" ] || { echo "$name: $non2xx of $total answers were not 2xx" >&2; exit 1; }
+      status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $key" "$url")
+      [ "$status" = "$expected" ] || { echo "$name: answered $status, not $expected" >&2; exit 1; }
+    fi
     results[$name]+="$rps $p50 $p99;"
     echo "  round $round  $name: $rps req/s, p50 $p50 ms, p99 $p99 ms"
   done
@@ -132,9 +155,10 @@ for name, rounds in raw.items():
 print("\nmedians of $ROUNDS rounds, $CONNECTIONS connections:")
 for name in sys.argv[1:]:
     rps, p50, p99 = medians[name]
-    print(f"  {name:22} {rps:10.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    print(f"  {name:24} {rps:10.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
 ratio = lambda a, b: medians[a][0] / medians[b][0]
 print(f"\n  keygate mint / bare           {ratio('keygate mint', 'bare'):.2f}   (target >= 0.8)")
 print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):.2f}   (target >= 1.0)")
+print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate guarded POST'):.2f}   (target >= 0.9)")
 print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
 PY
