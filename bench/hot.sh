@@ -11,6 +11,7 @@
 #
 #   bench/hot.sh                         # 3 rounds of 8 s, 64 connections
 #   ROUNDS=5 SECONDS_EACH=10 CONNECTIONS=256 bench/hot.sh
+#   BASELINE_BIN=/tmp/keygate-old bench/hot.sh   # an older build, side by side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,15 +34,13 @@ cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)
 pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
+  for pid in "${pids[@]}" $(cat "$work/pids" 2> /dev/null); do kill "$pid" 2> /dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 bare_port=$(free_port)
 nginx_port=$(free_port)
-keygate_port=$(free_port)
-admin_port=$(free_port)
 target/release/examples/bare_server "127.0.0.1:$bare_port" &
 pids+=($!)
 
@@ -66,12 +65,19 @@ CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-cat > "$work/keygate.toml" << CONF
+# start_keygate BINARY NAME: a keygate from BINARY with its own store, a route to the bare
+# server and its request log on; prints "port key limited-key session".
+start_keygate() {
+  local bin=$1 name=$2 port admin secret limited session
+  port=$(free_port)
+  admin=$(free_port)
+  mkdir -p "$work/$name"
+  cat > "$work/$name/keygate.toml" << CONF
 [server]
-listen = "127.0.0.1:$keygate_port"
-admin_listen = "127.0.0.1:$admin_port"
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$admin"
 [store]
-url = "sqlite://$work/keygate.db"
+url = "sqlite://$work/$name/keygate.db"
 [rate_limit]
 limit = 1000000000
 [[routes]]
@@ -81,22 +87,26 @@ upstream = "http://127.0.0.1:$bare_port"
 module = "orders"
 scope = "orders:write"
 CONF
-export KEYGATE_CONFIG=$work/keygate.toml
-target/release/keygate tenant create --id bench --name Bench --module orders > /dev/null
-secret=$(target/release/keygate key create bench --name bench --scope orders:write --scope sessions:create \
-  --origin https://bench.example | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
-# A key allowed one request a day: every request after the first is a 429.
-limited=$(target/release/keygate key create bench --name limited --scope orders:write --rate-limit 1 \
-  --window-seconds 86400 | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
-target/release/keygate serve 2> "$work/keygate-requests.log" &
-pids+=($!)
-for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/" "http://127.0.0.1:$keygate_port/healthz"; do
+  export KEYGATE_CONFIG=$work/$name/keygate.toml
+  "$bin" tenant create --id bench --name Bench --module orders > /dev/null
+  secret=$("$bin" key create bench --name bench --scope orders:write --scope sessions:create \
+    --origin https://bench.example | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+  # A key allowed one request a day: every request after the first is a 429.
+  limited=$("$bin" key create bench --name limited --scope orders:write --rate-limit 1 \
+    --window-seconds 86400 | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+  "$bin" serve 2> "$work/$name/requests.log" &
+  echo $! >> "$work/pids"
+  until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.05; done
+  # Spend the limited key's one request, so every one the benchmark sends is a 429.
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $limited" "http://127.0.0.1:$port/api/v1/orders"
+  session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
+    "http://127.0.0.1:$port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
+  echo "$port $secret $limited $session"
+}
+for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/"; do
   until curl -s -o /dev/null "$url"; do sleep 0.05; done
 done
-# Spend the limited key's one request, so every one the benchmark sends is a 429.
-curl -s -o /dev/null -X POST -H "Authorization: Bearer $limited" "http://127.0.0.1:$keygate_port/api/v1/orders"
-session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
-  "http://127.0.0.1:$keygate_port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
+read -r keygate_port secret limited session < <(start_keygate target/release/keygate keygate)
 
 cat > "$work/post.lua" << 'LUA'
 wrk.method = "POST"
@@ -118,6 +128,16 @@ scenarios=(
   "keygate 401|$keygate/api/v1/orders|kg_not_a_key|||401"
   "keygate 429|$keygate/api/v1/orders|$limited|||429"
 )
+# BASELINE_BIN: another build of keygate (say, the last release), measured in the same rounds.
+if [ -n "${BASELINE_BIN:-}" ]; then
+  read -r base_port base_secret _ base_session < <(start_keygate "$BASELINE_BIN" baseline)
+  base=http://127.0.0.1:$base_port
+  scenarios+=(
+    "baseline guarded POST|$base/api/v1/orders|$base_secret|||2xx"
+    "baseline mint|$base/api/v1/sessions|$base_secret|https://bench.example||2xx"
+    "baseline browser write|$base/api/v1/orders|$base_secret|https://bench.example|$base_session|2xx"
+  )
+fi
 to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 declare -A results
 for round in $(seq "$ROUNDS"); do
@@ -161,4 +181,7 @@ print(f"\n  keygate mint / bare           {ratio('keygate mint', 'bare'):.2f}   
 print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):.2f}   (target >= 1.0)")
 print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate guarded POST'):.2f}   (target >= 0.9)")
 print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
+for scenario in ("guarded POST", "mint", "browser write"):
+    if "baseline " + scenario in medians:
+        print(f"  {scenario} / baseline's {'':14}"[:30] + f" {ratio('keygate ' + scenario, 'baseline ' + scenario):.2f}")
 PY
