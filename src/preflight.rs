@@ -51,12 +51,8 @@ pub struct PreflightIndex {
 }
 
 impl PreflightIndex {
-    /// An empty index to fill (from a stream of the store's allowlists) and then
-    /// [`replace`](Self::replace) this one with; the current one answers meanwhile.
-    pub fn fresh(&self) -> Index {
-        Index::default()
-    }
-
+    /// Puts `fresh`, an index filled from a stream of the store's keys, in place of this
+    /// one, which answered meanwhile.
     pub fn replace(&self, mut fresh: Index) {
         fresh.holders.values_mut().for_each(SmallVec::shrink_to_fit);
         fresh.holders.shrink_to_fit();

@@ -113,7 +113,7 @@ impl StoreWatch {
     /// puts both in place. Key by key, never holding the whole set.
     async fn rebuild(&self) -> Result<(), StoreError> {
         let known = KnownKeys::with_room_for(self.store.key_count().await?);
-        let mut preflight = self.preflight.fresh();
+        let mut preflight = crate::preflight::Index::default();
         self.store
             .visit_keys(&mut |sketch| {
                 known.insert(&sketch.hash);

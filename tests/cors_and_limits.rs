@@ -8,25 +8,12 @@ use serde_json::json;
 
 const EXPOSED: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id";
 
-async fn preflight(app: &TestApp, path: &str, origin: &str) -> Seen {
-    let response = app
-        .client
-        .request(Method::OPTIONS, format!("{}{path}", app.public))
-        .header("origin", origin)
-        .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization")
-        .send()
-        .await
-        .unwrap();
-    Seen::from(response).await
-}
-
 #[tokio::test]
 async fn preflight_from_a_known_origin_is_204_with_cors_headers() {
     let app = spawn_app().await;
     app.browser_key("acme", &["sessions:create"]).await;
     for path in ["/api/v1/sessions", "/api/v1/no-route-here"] {
-        let seen = preflight(&app, path, "HTTP://localhost:3000").await;
+        let seen = app.preflight(path, "HTTP://localhost:3000", "POST").await;
         assert_eq!(seen.status, 204, "{path}");
         assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
         assert_eq!(seen.header("vary"), Some("Origin"));
@@ -46,13 +33,13 @@ async fn preflight_from_an_unknown_origin_is_403_without_cors_headers() {
     let app = spawn_app().await;
     let (key, _) = app.browser_key("acme", &["sessions:create"]).await;
     for origin in ["https://evil.example", "null", "http://localhost:3000/"] {
-        let seen = preflight(&app, "/api/v1/sessions", origin).await;
+        let seen = app.preflight("/api/v1/sessions", origin, "POST").await;
         seen.assert_error(403, "ORIGIN_NOT_ALLOWED");
         assert!(!seen.has_cors(), "{origin}");
     }
     // Only keys that can still be used count: a revoked key's origins no longer preflight.
     app.admin_request(Method::POST, &format!("/admin/v1/keys/{}/revoke", key["id"].as_str().unwrap()), None).await;
-    preflight(&app, "/api/v1/sessions", ORIGIN).await.assert_error(403, "ORIGIN_NOT_ALLOWED");
+    app.preflight("/api/v1/sessions", ORIGIN, "POST").await.assert_error(403, "ORIGIN_NOT_ALLOWED");
 }
 
 #[tokio::test]

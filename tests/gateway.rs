@@ -252,15 +252,7 @@ async fn a_down_upstream_is_502_and_a_slow_one_504() {
 async fn preflight_lists_the_methods_of_the_routes_at_the_path() {
     let (app, _) = spawn_gateway(|_| {}).await;
     app.orders_key("acme", &["orders:read"]).await;
-    let response = app
-        .client
-        .request(Method::OPTIONS, format!("{}/api/v1/orders/7", app.public))
-        .header("origin", ORIGIN)
-        .header("access-control-request-method", "PATCH")
-        .send()
-        .await
-        .unwrap();
-    let seen = Seen::from(response).await;
+    let seen = app.preflight("/api/v1/orders/7", ORIGIN, "PATCH").await;
     assert_eq!(seen.status, 204);
     assert_eq!(seen.header("access-control-allow-methods"), Some("GET, POST, PUT, PATCH, DELETE, PURGE"));
     assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));

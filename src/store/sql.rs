@@ -57,15 +57,6 @@ impl Dialect {
         }
     }
 
-    /// For bulk loads: SQLite's default page cache (2 MiB) makes every insert into the random
-    /// hash and id indexes of a large table a read from the OS; 256 MiB keeps them in memory.
-    fn bulk_cache(self) -> Option<&'static str> {
-        match self {
-            Self::Sqlite => Some("PRAGMA cache_size = -262144"),
-            Self::Postgres => None,
-        }
-    }
-
     /// A key as one line of text, built by the engine: `hash-hex id expires-at
     /// allowed-origins`, the origins `[]` once revoked. No field holds a space or a newline:
     /// ids are `key_` and base62, origins are validated when saved.
@@ -436,9 +427,6 @@ impl Store for SqlStore {
 
     async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        if let Some(pragma) = self.dialect.bulk_cache() {
-            sqlx::query(pragma).execute(&mut *tx).await?;
-        }
         for tenant in tenants {
             Self::insert_tenant_row(&mut tx, tenant).await?;
         }

@@ -319,17 +319,23 @@ impl TestApp {
         metric_value(&response.expect("metrics").text().await.expect("metrics text"), name_and_labels)
     }
 
-    /// The status of a CORS preflight of `POST /api/v1/sessions` from `origin`.
-    pub async fn preflight_status(&self, origin: &str) -> u16 {
+    /// A CORS preflight of `method` on `path` from `origin`, asking for `Authorization`.
+    pub async fn preflight(&self, path: &str, origin: &str, method: &str) -> Seen {
         let response = self
             .client
-            .request(Method::OPTIONS, format!("{}/api/v1/sessions", self.public))
+            .request(Method::OPTIONS, format!("{}{path}", self.public))
             .header("origin", origin)
-            .header("access-control-request-method", "POST")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "authorization")
             .send()
             .await
             .expect("preflight");
-        response.status().as_u16()
+        Seen::from(response).await
+    }
+
+    /// The status of a CORS preflight of `POST /api/v1/sessions` from `origin`.
+    pub async fn preflight_status(&self, origin: &str) -> u16 {
+        self.preflight("/api/v1/sessions", origin, "POST").await.status.as_u16()
     }
 
     pub async fn get(&self, path: &str) -> Seen {
