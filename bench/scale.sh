@@ -80,16 +80,19 @@ wrk_p99() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~
 wrk_rps() { awk '/^Requests\/sec:/ { print $2 }'; }
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$1" "$2" "$3"; }
-# admin_writes COUNT PER_SECOND URL: PATCHes a key's name COUNT times over one kept-alive
-# connection, PER_SECOND a second (0: as fast as it goes).
+# admin_writes COUNT PER_SECOND URL [SECONDS]: PATCHes a key's name COUNT times over one
+# kept-alive connection, PER_SECOND a second (0: as fast as it goes), stopping after SECONDS.
 admin_writes() {
   python3 - "$@" "$KEYGATE_SERVER_ADMIN_TOKEN" << 'PY'
 import http.client, json, sys, time, urllib.parse
-count, rate, url, token = int(sys.argv[1]), float(sys.argv[2]), urllib.parse.urlsplit(sys.argv[3]), sys.argv[4]
+count, rate, url = int(sys.argv[1]), float(sys.argv[2]), urllib.parse.urlsplit(sys.argv[3])
+limit, token = (float(sys.argv[4]), sys.argv[5]) if len(sys.argv) > 5 else (float("inf"), sys.argv[4])
 connection = http.client.HTTPConnection(url.hostname, url.port)
 headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 started = time.monotonic()
 for i in range(count):
+    if time.monotonic() - started > limit:
+        break
     if rate:
         time.sleep(max(0.0, started + i / rate - time.monotonic()))
     connection.request("PATCH", url.path, json.dumps({"name": "write %d" % i}), headers)
@@ -183,6 +186,48 @@ for engine in $ENGINES; do
 
   kill "$pid"
   wait "$pid" 2> /dev/null || true
+
+  # BASELINE_BIN (SQLite): an older build on a copy of the same store, measured in this run.
+  # The copy loses the change feed's migration, which older builds do not know. Each of its
+  # admin writes reloads every allowlist, so it gets 10 key creations, not 200, and no
+  # 1,000-write or unknown-key runs.
+  if [ -n "${BASELINE_BIN:-}" ] && [ "$engine" = sqlite ]; then
+    echo "  -- baseline: $BASELINE_BIN, on a copy of the same store"
+    python3 - "$work/keygate.db" "$work/baseline.db" << 'PY'
+import sqlite3, sys
+source, copy = sqlite3.connect(sys.argv[1]), sqlite3.connect(sys.argv[2])
+source.backup(copy)
+copy.executescript("DROP TABLE changes; DELETE FROM _sqlx_migrations WHERE version > 1;")
+copy.close()
+PY
+    export KEYGATE_STORE_URL=sqlite://$work/baseline.db
+    started=$(now)
+    "$BASELINE_BIN" serve > "$work/serve-baseline.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    until curl -sf "$public/readyz" > /dev/null; do sleep 0.01; done
+    report "baseline: start until /readyz answers 200 (s)" "$(python3 -c "print(round($(now) - $started, 2))")" "<" 2
+    report "baseline: RSS after start (MiB)" "$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")" "<" 256
+    for i in $(seq 10); do
+      curl -s -o /dev/null -w '%{time_total}\n' "${auth[@]}" -X POST "$admin/admin/v1/tenants/bench/keys" \
+        -d '{"name":"created","scopes":["orders:read"],"allowedOrigins":["https://created.example"]}'
+    done > "$work/create-baseline.times"
+    create_max=$(python3 -c 'import sys; print(round(max(float(x) * 1000 for x in open(sys.argv[1])), 1))' "$work/create-baseline.times")
+    report "baseline: admin key creation, slowest of 10 (ms)" "$create_max" "<" 20
+    for origin in https://app.t7.example https://nobody.example; do
+      p99=$(ORIGIN=$origin wrk -t1 -c1 -d5s --latency -s "$work/preflight.lua" "$public/api/v1/sessions" | wrk_p99)
+      report "baseline: preflight p99, $origin (ms)" "$p99" "<" 1
+    done
+    alone=$(SECRET=$secret wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)
+    admin_writes 80 10 "$admin/admin/v1/keys/$key_id" 8 &
+    writer=$!
+    beside=$(SECRET=$secret wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)
+    wait "$writer"
+    echo "  baseline guarded req/s alone: $alone; beside admin writes (as many as it took in 8 s): $beside"
+    report "baseline: guarded throughput beside admin writes (ratio)" "$(python3 -c "print(round($beside / $alone, 3))")" ">=" 0.9
+    kill "$pid"
+    wait "$pid" 2> /dev/null || true
+  fi
   if [ "$engine" = postgres ]; then
     as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null
     pg_bin=

@@ -12,11 +12,6 @@ use keygate::config::Config;
 use keygate::error::ApiError;
 use serde_json::{Map, Value, json};
 
-/// mimalloc's per-thread heaps: glibc malloc's arena lock showed up as futex wake-ups under
-/// load (docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "keygate", version, about = "The access layer of a multi-tenant HTTP API")]
 struct Cli {
