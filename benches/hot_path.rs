@@ -192,7 +192,8 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
             head_deadline: Some(std::time::Duration::from_secs(10)),
             max_connections: 10_000,
         };
-        tokio::spawn(keygate::http::serve::serve("bench", listener, proxy, limits, stopped));
+        let threads = keygate::http::serve::Threads::Caller;
+        tokio::spawn(keygate::http::serve::serve("bench", listener, move || proxy.clone(), limits, stopped, threads));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

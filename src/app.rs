@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::Route;
 use crate::http;
+use crate::http::serve::Threads;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
@@ -86,14 +87,26 @@ impl App {
     /// keygate's own public routes — `POST /api/v1/sessions`, CORS preflight, health, JWKS —
     /// and the configured gateway routes. An axum application can mount it as its fallback.
     pub fn public_router(&self) -> Result<Router, StartError> {
+        Ok(self.public_routers()?())
+    }
+
+    /// Makes [`App::public_router`]s that share everything but their upstream connection pool:
+    /// one for each serving thread.
+    fn public_routers(&self) -> Result<impl Fn() -> Router + Send + Sync + 'static, StartError> {
         let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
-        Ok(http::public::router(Arc::new(http::public::PublicState::new(
-            &self.pipeline,
-            Arc::clone(&self.watch.preflight),
-            Arc::clone(&self.store),
-            routes,
-            Arc::new(Proxy::new(&self.config)),
-        ))))
+        let (pipeline, store, config) = (Arc::clone(&self.pipeline), Arc::clone(&self.store), self.config.clone());
+        let preflight = Arc::clone(&self.watch.preflight);
+        Ok(move || {
+            let proxy = Arc::new(Proxy::new(&config));
+            let state = http::public::PublicState::new(
+                &pipeline,
+                Arc::clone(&preflight),
+                Arc::clone(&store),
+                routes.clone(),
+                proxy,
+            );
+            http::public::router(Arc::new(state))
+        })
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
@@ -125,12 +138,21 @@ impl App {
             let _ = stop.send(true);
         });
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
+        let threads = Threads::from_config(&self.config);
         let public_server =
-            http::serve::serve("public", public, self.public_router()?, limits, background.stopped.clone());
+            http::serve::serve("public", public, self.public_routers()?, limits, background.stopped.clone(), threads);
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);
-                let admin_server = http::serve::serve("admin", listener, router, limits, background.stopped.clone());
+                // On the runtime that owns the store's connections: admin requests are few.
+                let admin_server = http::serve::serve(
+                    "admin",
+                    listener,
+                    move || router.clone(),
+                    limits,
+                    background.stopped.clone(),
+                    Threads::Caller,
+                );
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

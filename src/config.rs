@@ -102,6 +102,9 @@ pub struct ServerConfig {
     /// `X-Forwarded-Host` sent upstream; default: the request's `Host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_host: Option<String>,
+    /// Threads serving the public listener, each with its own upstream connections; 0: one
+    /// per core this process may use.
+    pub threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -113,6 +116,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             public_host: None,
+            threads: 0,
         }
     }
 }
@@ -232,6 +236,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "header_read_timeout_ms", Kind::Integer),
     ("server", "max_connections", Kind::Integer),
     ("server", "public_host", Kind::Text),
+    ("server", "threads", Kind::Integer),
     ("store", "url", Kind::Text),
     ("rate_limit", "url", Kind::Text),
     ("rate_limit", "limit", Kind::Integer),
@@ -307,6 +312,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return fail("server.max_connections", "must be between 1 and 1000000");
+        }
+        if self.server.threads > 1024 {
+            return fail("server.threads", "must be between 0 (one per core) and 1024");
         }
         if self.server.public_host.as_deref().is_some_and(|host| !is_host(host)) {
             return fail("server.public_host", "expected a host name with an optional port, such as api.example.com");
@@ -442,6 +450,7 @@ mod tests {
         assert!(load(&route("/api/v1/x;y", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/%78", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load("[server]\nmax_connections = 0\n", &[]).unwrap_err().contains("server.max_connections"));
+        assert!(load("[server]\nthreads = 5000\n", &[]).unwrap_err().contains("server.threads"));
         assert!(load("[server]\npublic_host = \"api.example.com:8443\"\n", &[]).is_ok());
         for bad in ["", "https://api.example.com", "api.example.com/x", "user@api.example.com", "a b"] {
             let text = format!("[server]\npublic_host = {bad:?}\n");

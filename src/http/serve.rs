@@ -3,18 +3,26 @@
 //! knowledge) under the head deadline. On shutdown the listener closes at once; in-flight
 //! requests finish.
 //!
+//! Where connections run is the caller's choice ([`Threads`]): on the calling runtime, or on
+//! serving threads, each a single-threaded runtime with its own copy of the router (and so its
+//! own upstream connection pool). A request then stays on one thread from its first byte to
+//! its last, upstream hop included, instead of being woken across the threads of a
+//! work-stealing runtime; see docs/performance.md for the figures. Connections are dealt to the
+//! threads in turn by the one accept loop, which keeps the cap and the drain in one place.
+//!
 //! hyper's HTTP/1 header-read timeout stays on as well: it arms a timer for every request head
 //! (see docs/performance.md), and it is what cuts off a client that trickles the head of a
 //! second request on a kept-alive connection.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::config::Config;
 use crate::http::connection;
@@ -40,22 +48,124 @@ impl ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` until `stopped` turns true. Each request carries the peer
-/// address as `ConnectInfo<SocketAddr>`. `name` labels the listener in metrics and logs.
+/// Where a listener's connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// As tasks of the runtime that calls [`serve`].
+    Caller,
+    /// On this many serving threads of their own, started by [`serve`] and ended when it
+    /// returns.
+    Own(usize),
+}
+
+impl Threads {
+    /// `server.threads` serving threads; 0: one per core this process may use.
+    pub fn from_config(config: &Config) -> Self {
+        match config.server.threads {
+            0 => Self::Own(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            threads => Self::Own(threads),
+        }
+    }
+}
+
+/// What one connection needs to be served: it holds a permit of the cap until it ends.
+struct Accepted {
+    /// Out of the accepting runtime's reactor, so the serving thread's own reactor drives it.
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Everything a connection is served with, whichever thread serves it.
+#[derive(Clone)]
+struct Serving {
+    name: &'static str,
+    builder: Arc<Builder<TokioExecutor>>,
+    router: Router,
+    limits: ConnectionLimits,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Serving {
+    fn spawn(&self, accepted: Accepted) {
+        let serving = self.clone();
+        tokio::spawn(async move {
+            let _open = crate::metrics::OpenConnection::new(serving.name);
+            let Accepted { stream, peer, permit } = accepted;
+            let Serving { builder, router, limits, stopped, .. } = serving;
+            match TcpStream::from_std(stream) {
+                Ok(stream) => {
+                    connection::serve_connection(&builder, stream, peer, router, limits.head_deadline, stopped).await;
+                }
+                Err(error) => tracing::warn!(%error, "could not serve an accepted connection"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves on `listener` until `stopped` turns true, with a router made by `make_router` for
+/// each serving thread. Each request carries the peer address as `ConnectInfo<SocketAddr>`.
+/// `name` labels the listener in metrics and logs.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
-    router: Router,
+    make_router: impl Fn() -> Router + Send + Sync + 'static,
     limits: ConnectionLimits,
-    stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
+    threads: Threads,
 ) -> std::io::Result<()> {
-    let mut stop_signal = stopped.clone();
+    let template =
+        Serving { name, builder: Arc::new(builder(limits)), router: Router::new(), limits, stopped: stopped.clone() };
+    let open = Arc::new(Semaphore::new(limits.max_connections as usize));
+    match threads {
+        Threads::Caller => {
+            let serving = Serving { router: make_router(), ..template };
+            accept(name, &listener, &open, limits, stopped, |accepted| serving.spawn(accepted)).await;
+            drain(&open, limits).await;
+        }
+        Threads::Own(count) => {
+            let make_router = Arc::new(make_router);
+            let mut senders = Vec::with_capacity(count);
+            let mut handles = Vec::with_capacity(count);
+            for index in 0..count {
+                let (make_router, template) = (Arc::clone(&make_router), template.clone());
+                let (sender, handle) =
+                    start_thread(name, index, move || Serving { router: make_router(), ..template })?;
+                senders.push(sender);
+                handles.push(handle);
+            }
+            let mut next = 0;
+            accept(name, &listener, &open, limits, stopped, |accepted| {
+                // In turn: keep-alive connections are long-lived, so turns even out the load.
+                let _ = senders[next].send(accepted);
+                next = (next + 1) % senders.len();
+            })
+            .await;
+            drain(&open, limits).await;
+            // Their senders gone, the serving threads end.
+            drop(senders);
+            for handle in handles {
+                let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Accepts until `stopped` turns true, handing each connection within the cap to `dispatch`.
+async fn accept(
+    name: &'static str,
+    listener: &TcpListener,
+    open: &Arc<Semaphore>,
+    limits: ConnectionLimits,
+    mut stopped: watch::Receiver<bool>,
+    mut dispatch: impl FnMut(Accepted),
+) {
     let stop = async move {
-        let _ = stop_signal.wait_for(|stop| *stop).await;
+        let _ = stopped.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stop);
-    let builder = Arc::new(builder(limits));
-    let open = Arc::new(Semaphore::new(limits.max_connections as usize));
     let mut last_cap_warning: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,7 +180,7 @@ pub async fn serve(
             },
             () = &mut stop => break,
         };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+        let Ok(permit) = Arc::clone(open).try_acquire_owned() else {
             // Over the cap: close at once, so the descriptor is free again.
             drop(stream);
             crate::metrics::connection_refused(name);
@@ -85,21 +195,42 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let builder = Arc::clone(&builder);
-        let router = router.clone();
-        let stopped = stopped.clone();
-        tokio::spawn(async move {
-            let _open = crate::metrics::OpenConnection::new(name);
-            connection::serve_connection(&builder, stream, peer, router, limits.head_deadline, stopped).await;
-            drop(permit);
-        });
+        match stream.into_std() {
+            Ok(stream) => dispatch(Accepted { stream, peer, permit }),
+            Err(error) => tracing::warn!(%error, listener = name, "could not hand over a connection"),
+        }
     }
-    drop(listener);
-    // Every connection holds a permit until it ends: having them all back means drained.
+}
+
+/// Starts serving thread `index`: a single-threaded runtime that serves the connections sent
+/// to it, until the sender is dropped.
+fn start_thread(
+    name: &'static str,
+    index: usize,
+    serving: impl FnOnce() -> Serving + Send + 'static,
+) -> std::io::Result<(mpsc::UnboundedSender<Accepted>, std::thread::JoinHandle<()>)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (sender, mut receiver) = mpsc::unbounded_channel::<Accepted>();
+    // Log where the caller logs, should it have a subscriber of its own (tests do).
+    let dispatch = tracing::dispatcher::get_default(Clone::clone);
+    let handle = std::thread::Builder::new().name(format!("keygate-{name}-{index}")).spawn(move || {
+        let _logging = tracing::dispatcher::set_default(&dispatch);
+        runtime.block_on(async move {
+            let serving = serving();
+            while let Some(accepted) = receiver.recv().await {
+                serving.spawn(accepted);
+            }
+        });
+    })?;
+    Ok((sender, handle))
+}
+
+/// Waits for the connections to finish: every one holds a permit until it ends, so having
+/// them all back means drained.
+async fn drain(open: &Semaphore, limits: ConnectionLimits) {
     if tokio::time::timeout(DRAIN_FOR, open.acquire_many(limits.max_connections)).await.is_err() {
         tracing::warn!("in-flight requests still running after {DRAIN_FOR:?}; stopping anyway");
     }
-    Ok(())
 }
 
 fn builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
