@@ -16,6 +16,7 @@
 //! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
 //!   [`metrics`]: Prometheus metrics; [`openapi`]: the API document.
 //! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
+//! - [`logging`]: where log lines go; the request log is buffered.
 //! - [`seed`]: many tenants and keys at once, for load tests (`keygate seed`).
 //! - [`error`]: the one table of wire error codes and the error envelope.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod layer;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

@@ -228,17 +228,11 @@ impl PageArgs {
     }
 }
 
-fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let serving = matches!(cli.command, Command::Serve | Command::Quickstart);
-    init_logging(if serving { "info" } else { "warn" });
+    keygate::logging::init(if serving { "info" } else { "warn" });
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(error) => {
@@ -246,13 +240,16 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(cli.command, config).await {
+    let code = match run(cli.command, config).await {
         Ok(code) => code,
         Err(error) => {
+            keygate::logging::flush();
             eprintln!("keygate: {error}");
             ExitCode::FAILURE
         }
-    }
+    };
+    keygate::logging::flush();
+    code
 }
 
 async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{SessionAlgorithm, SessionsConfig};
 use crate::model::ApiKey;
 use crate::origin::Origin;
-use crate::secret::random_base62;
+use crate::secret::{random_base62, random_id};
 use crate::store::{SigningKeyRecord, Store, StoreError};
 use crate::time::{Millis, now_millis};
 
@@ -169,7 +169,7 @@ impl Sessions {
             origin: origin.as_str().to_owned(),
             iat,
             exp,
-            jti: random_base62(22),
+            jti: random_id(22),
         };
         let mut header = Header::new(jwt_algorithm(self.algorithm));
         header.typ = Some("JWT".to_owned());

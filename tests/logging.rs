@@ -4,6 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 
@@ -59,4 +60,65 @@ async fn each_request_logs_one_line_without_secrets() {
     assert_eq!(public[1]["fields"]["code"], "ORIGIN_NOT_ALLOWED");
     assert_eq!(public[2]["fields"]["code"], "API_KEY_INVALID");
     assert!(public[2]["fields"].get("key_id").is_none());
+}
+
+/// `keygate serve` as a child process, its stderr lines sent to the returned channel.
+fn serve_binary(store: &TestStore) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .arg("serve")
+        .env("KEYGATE_STORE_URL", &store.url)
+        .env("KEYGATE_SERVER_LISTEN", "127.0.0.1:0")
+        .env_remove("KEYGATE_SERVER_ADMIN_TOKEN")
+        .env_remove("KEYGATE_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let listening =
+        received.iter().find(|line| line.contains("keygate listening")).expect("keygate logs where it listens");
+    let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
+    (child, line["fields"]["public"].as_str().unwrap().to_owned(), received)
+}
+
+/// The request lines among `lines`, waiting at most `wait` for more.
+fn request_lines(lines: &std::sync::mpsc::Receiver<String>, wait: std::time::Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut found = Vec::new();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        if line.contains("\"keygate::request\"") {
+            found.push(line);
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn request_lines_are_written_within_a_second_and_all_of_them_by_exit() {
+    let store = TestStore::new().await;
+    let (mut child, public, lines) = serve_binary(&store);
+    let client = reqwest::Client::new();
+    let get = |path: &'static str| client.get(format!("http://{public}{path}")).send();
+    for _ in 0..3 {
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    }
+    assert_eq!(request_lines(&lines, Duration::from_secs(1)).len(), 3, "written while serving");
+
+    // Requests answered just before SIGTERM: their lines are written before the process exits.
+    for _ in 0..5 {
+        assert_eq!(get("/.well-known/jwks.json").await.unwrap().status(), 200);
+    }
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    assert!(child.wait().unwrap().success());
+    let written = request_lines(&lines, Duration::from_secs(5));
+    assert_eq!(written.len(), 5, "{written:?}");
+    assert!(written.iter().all(|line| line.contains("/.well-known/jwks.json")));
 }

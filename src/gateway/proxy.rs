@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use smallvec::SmallVec;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
@@ -208,34 +209,27 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 /// Keeps only end-to-end headers — dropping the hop-by-hop ones and every header the
-/// `Connection` header names — and of those, the ones `also_drop` does not pick. One pass over
-/// the headers present, rather than a removal per name that might be.
+/// `Connection` header names — and of those, the ones `also_drop` does not pick. In place: one
+/// look at each name present, and a removal for each dropped one (usually two or three).
 fn keep_end_to_end(headers: &mut HeaderMap, also_drop: impl Fn(&str) -> bool) {
-    let named_by_connection: Vec<String> = headers
+    let named_by_connection: SmallVec<[HeaderName; 4]> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
+        // Parsing lower-cases the name; an empty or invalid one names nothing.
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let mut kept = HeaderMap::with_capacity(headers.len() + 8);
-    let mut current: Option<HeaderName> = None;
-    for (name, value) in headers.drain() {
-        // `drain` names a header once, then yields its further values with `None`.
-        if let Some(name) = name {
-            current = Some(name);
-        }
-        let Some(name) = current.as_ref() else { continue };
-        let name_text = name.as_str();
-        let drop = HOP_BY_HOP.contains(&name_text)
-            || named_by_connection.iter().any(|named| named == name_text)
-            || also_drop(name_text);
-        if !drop {
-            kept.append(name.clone(), value);
-        }
+    let dropped: SmallVec<[HeaderName; 8]> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(&name.as_str()) || named_by_connection.contains(name) || also_drop(name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
     }
-    *headers = kept;
 }
 
 /// Connect timeouts are 504 like response timeouts; a body over the cap is 413; any other

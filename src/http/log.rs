@@ -47,7 +47,7 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
     let identity = response.extensions().get::<LoggedIdentity>();
     tracing::info!(
-        target: "keygate::request",
+        target: crate::logging::REQUEST_LOG_TARGET,
         listener,
         request_id,
         %method,

@@ -1,0 +1,175 @@
+//! Where keygate's log lines go: JSON lines on stderr, the request log buffered.
+//!
+//! One line per request is keygate's busiest output. Written one `write` each, it cost about
+//! 8% of a session mint under load (the syscall, and the serving threads contending for
+//! stderr's lock; docs/performance.md). So request lines gather in one buffer, written out when
+//! it holds [`FLUSH_AT`] bytes, every [`FLUSH_EVERY`], at once whenever any other line is
+//! logged (a warning never waits, and order is kept), and on exit. This is what nginx's
+//! `access_log … buffer= flush=` and Envoy's access-log flush interval do; a crash loses at most
+//! the last [`FLUSH_EVERY`] of request lines, never a warning.
+
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The request log's target: its lines are the ones buffered.
+pub const REQUEST_LOG_TARGET: &str = "keygate::request";
+
+/// A buffer this full is written out at once.
+const FLUSH_AT: usize = 32 * 1024;
+
+/// A request line waits at most about this long to be written.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Log lines on their way to `out`.
+pub struct LogSink {
+    state: Mutex<Pending>,
+}
+
+struct Pending {
+    buffer: Vec<u8>,
+    out: Box<dyn Write + Send>,
+}
+
+impl LogSink {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { state: Mutex::new(Pending { buffer: Vec::with_capacity(FLUSH_AT * 2), out }) }
+    }
+
+    /// Writes out every buffered line.
+    pub fn flush(&self) {
+        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.write_out();
+    }
+
+    fn append(&self, line: &[u8], urgent: bool) {
+        let mut pending = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        pending.buffer.extend_from_slice(line);
+        if urgent || pending.buffer.len() >= FLUSH_AT {
+            pending.write_out();
+        }
+    }
+}
+
+impl Pending {
+    fn write_out(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        // Nowhere to report a failure to write the log; the lines are dropped, not retried.
+        let _ = self.out.write_all(&self.buffer);
+        let _ = self.out.flush();
+        self.buffer.clear();
+    }
+}
+
+/// One event's writer: tracing's formatter hands it the whole line in one `write_all`.
+pub struct LineWriter<'a> {
+    sink: &'a LogSink,
+    urgent: bool,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.sink.append(bytes, self.urgent);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MakeWriter<'_> for &'static LogSink {
+    type Writer = LineWriter<'static>;
+
+    fn make_writer(&self) -> Self::Writer {
+        LineWriter { sink: self, urgent: true }
+    }
+
+    fn make_writer_for(&self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter { sink: self, urgent: meta.target() != REQUEST_LOG_TARGET }
+    }
+}
+
+static STDERR: OnceLock<LogSink> = OnceLock::new();
+
+fn stderr_sink() -> &'static LogSink {
+    STDERR.get_or_init(|| LogSink::new(Box::new(std::io::stderr())))
+}
+
+/// Installs the process's subscriber: JSON lines on stderr, filtered by `KEYGATE_LOG` (or
+/// `default_filter`), with request lines buffered and written at least every [`FLUSH_EVERY`].
+pub fn init(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let sink = stderr_sink();
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(sink).init();
+    let _ = std::thread::Builder::new().name("keygate-log".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            sink.flush();
+        }
+    });
+}
+
+/// Writes out the buffered request lines; called before the process exits.
+pub fn flush() {
+    if let Some(sink) = STDERR.get() {
+        sink.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn written(out: &Shared) -> String {
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn request_lines_wait_and_any_other_line_writes_them_out_in_order() {
+        let out = Shared::default();
+        let sink = LogSink::new(Box::new(out.clone()));
+        sink.append(b"request 1\n", false);
+        sink.append(b"request 2\n", false);
+        assert_eq!(written(&out), "", "request lines wait");
+        sink.append(b"warning\n", true);
+        assert_eq!(written(&out), "request 1\nrequest 2\nwarning\n");
+        sink.append(b"request 3\n", false);
+        sink.flush();
+        assert_eq!(written(&out), "request 1\nrequest 2\nwarning\nrequest 3\n");
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_out_at_once() {
+        let out = Shared::default();
+        let sink = LogSink::new(Box::new(out.clone()));
+        let line = [b'x'; 1000];
+        let lines = FLUSH_AT.div_ceil(line.len());
+        for _ in 1..lines {
+            sink.append(&line, false);
+        }
+        assert_eq!(written(&out), "", "not full yet");
+        sink.append(&line, false);
+        assert_eq!(written(&out).len(), lines * line.len());
+    }
+}
