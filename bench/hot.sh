@@ -14,6 +14,7 @@
 #   bench/hot.sh                         # 3 rounds of 8 s, 64 connections
 #   ROUNDS=5 SECONDS_EACH=10 CONNECTIONS=256 bench/hot.sh
 #   BASELINE_BIN=/tmp/keygate-old bench/hot.sh   # an older build, side by side
+#   CANDIDATE_BIN=/tmp/keygate-new bench/hot.sh   # a build other than this tree's
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -112,8 +113,9 @@ for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/"; do
   until curl -s -o /dev/null "$url"; do sleep 0.05; done
 done
 until redis-cli -p "$redis_port" ping > /dev/null 2>&1; do sleep 0.05; done
-read -r keygate_port secret limited session < <(start_keygate target/release/keygate keygate)
-read -r redis_kg_port redis_secret redis_limited _ < <(start_keygate target/release/keygate redis \
+keygate_bin=${CANDIDATE_BIN:-target/release/keygate}
+read -r keygate_port secret limited session < <(start_keygate "$keygate_bin" keygate)
+read -r redis_kg_port redis_secret redis_limited _ < <(start_keygate "$keygate_bin" redis \
   "redis://127.0.0.1:$redis_port")
 
 cat > "$work/post.lua" << 'LUA'

@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{SessionAlgorithm, SessionsConfig};
@@ -44,10 +45,19 @@ pub enum SessionError {
     Expired,
 }
 
+/// How many tokens whose signature checked out are remembered, with their claims. A browser
+/// sends its token with every write for up to an hour, and checking the signature is most of
+/// what a session costs (an HMAC, two base64 and two JSON decodes; far more for EdDSA). The
+/// claims are still checked against the key, origin and clock on every request.
+const VERIFIED_TOKENS: usize = 10_000;
+
 struct KeyRing {
     signer: Option<(String, EncodingKey)>,
     verifiers: HashMap<String, DecodingKey>,
     jwks: serde_json::Value,
+    /// Tokens signed by this ring's keys, by the exact token text. It goes with the ring: a
+    /// rotated or retired key leaves no token verified by it behind.
+    verified: Cache<String, Arc<Claims>>,
 }
 
 pub struct Sessions {
@@ -96,7 +106,12 @@ impl KeyRing {
     /// Builds the ring from the stored keys of `algorithm`: the newest unretired key signs,
     /// every unretired key verifies.
     fn build(algorithm: SessionAlgorithm, records: &[SigningKeyRecord]) -> Self {
-        let mut ring = KeyRing { signer: None, verifiers: HashMap::new(), jwks: serde_json::json!({ "keys": [] }) };
+        let mut ring = KeyRing {
+            signer: None,
+            verifiers: HashMap::new(),
+            jwks: serde_json::json!({ "keys": [] }),
+            verified: Cache::new(VERIFIED_TOKENS),
+        };
         let mut published = Vec::new();
         let usable = records.iter().filter(|r| r.algorithm == algorithm.as_str() && r.retired_at.is_none());
         for record in usable {
@@ -180,6 +195,20 @@ impl Sessions {
 
     /// Checks a presented token against the authenticated key and the request's origin.
     pub fn verify(&self, token: &str, key: &ApiKey, origin: &Origin, now: Millis) -> Result<(), SessionError> {
+        let ring = self.current();
+        let claims = match ring.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.verify_signature(&ring, token)?);
+                ring.verified.insert(token.to_owned(), Arc::clone(&claims));
+                claims
+            }
+        };
+        self.check_claims(&claims, key, origin, now)
+    }
+
+    /// The token's claims, if its header follows the contract and a key of `ring` signed it.
+    fn verify_signature(&self, ring: &KeyRing, token: &str) -> Result<Claims, SessionError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| SessionError::Invalid)?;
         let algorithm = jwt_algorithm(self.algorithm);
         let header_ok = header.alg == algorithm
@@ -192,18 +221,20 @@ impl Sessions {
         if !header_ok {
             return Err(SessionError::Invalid);
         }
-        let ring = self.current();
         let decoding = header.kid.as_deref().and_then(|kid| ring.verifiers.get(kid)).ok_or(SessionError::Invalid)?;
 
-        // Expiry and audience are checked below, after every other rule.
+        // Expiry and audience are checked by `check_claims`, after every other rule.
         let mut validation = Validation::new(algorithm);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.leeway = 0;
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, decoding, &validation).map_err(|_| SessionError::Invalid)?.claims;
+        Ok(jsonwebtoken::decode::<Claims>(token, decoding, &validation).map_err(|_| SessionError::Invalid)?.claims)
+    }
 
+    /// Every claim rule of the contract, against the authenticated key, the request's origin
+    /// and the clock.
+    fn check_claims(&self, claims: &Claims, key: &ApiKey, origin: &Origin, now: Millis) -> Result<(), SessionError> {
         let now_seconds = now.div_euclid(1000);
         let claims_ok = claims.iss == self.issuer
             && claims.aud == AUDIENCE
@@ -217,5 +248,63 @@ impl Sessions {
             return Err(SessionError::Invalid);
         }
         if now_seconds >= claims.exp { Err(SessionError::Expired) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(id: &str) -> ApiKey {
+        ApiKey {
+            id: id.to_owned(),
+            tenant_id: "acme".to_owned(),
+            name: "k".to_owned(),
+            prefix: "kg_abc".to_owned(),
+            scopes: Vec::new(),
+            allowed_origins: Vec::new(),
+            expires_at: None,
+            revoked_at: None,
+            rate_limit: None,
+            created_at: 0,
+            last_used_at: None,
+        }
+    }
+
+    fn sessions(records: &[SigningKeyRecord]) -> Sessions {
+        Sessions {
+            algorithm: SessionAlgorithm::HS256,
+            issuer: "keygate".to_owned(),
+            ttl_seconds: 60,
+            ring: RwLock::new(Arc::new(KeyRing::build(SessionAlgorithm::HS256, records))),
+        }
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_against_key_origin_and_clock_every_time() {
+        let record = generate_key(SessionAlgorithm::HS256, 0).unwrap();
+        let sessions = sessions(std::slice::from_ref(&record));
+        let (alice, bob) = (key("key_alice"), key("key_bob"));
+        let origin = Origin::parse("https://app.example").unwrap();
+        let now = 1_000_000_000;
+        let minted = sessions.mint(&alice, &origin, now).unwrap();
+
+        assert_eq!(sessions.verify(&minted.token, &alice, &origin, now), Ok(()));
+        assert_eq!(sessions.current().verified.len(), 1, "its signature is checked once");
+        assert_eq!(sessions.verify(&minted.token, &alice, &origin, now + 1_000), Ok(()));
+        let elsewhere = Origin::parse("https://evil.example").unwrap();
+        assert_eq!(sessions.verify(&minted.token, &alice, &elsewhere, now), Err(SessionError::Invalid));
+        assert_eq!(sessions.verify(&minted.token, &bob, &origin, now), Err(SessionError::Invalid));
+        let expired = minted.expires_at * 1000;
+        assert_eq!(sessions.verify(&minted.token, &alice, &origin, expired), Err(SessionError::Expired));
+
+        // A forged token is never remembered.
+        let forged = format!("{}x", minted.token);
+        assert_eq!(sessions.verify(&forged, &alice, &origin, now), Err(SessionError::Invalid));
+        assert_eq!(sessions.current().verified.len(), 1);
+
+        // A ring without the key that signed it (the key retired) knows no token of it.
+        *sessions.ring.write().unwrap() = Arc::new(KeyRing::build(SessionAlgorithm::HS256, &[]));
+        assert_eq!(sessions.verify(&minted.token, &alice, &origin, now), Err(SessionError::Invalid));
     }
 }

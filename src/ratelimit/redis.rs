@@ -3,6 +3,9 @@
 //! clock (`TIME`), so instances with skewed clocks still agree; the counter and its expiry are
 //! set in one step (`SET … EXAT`).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,8 +37,18 @@ return {count, now_ms}
 ";
 
 pub struct RedisLimiter {
-    connection: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Tells this limiter's connections from another's (tests run many in one process).
+    id: u64,
     script: Script,
+}
+
+thread_local! {
+    /// Each thread's own connection of each limiter. A serving thread's requests then wait on
+    /// a connection that the same thread drives, never on one driven by another thread (the
+    /// serving model of docs/design.md); a thread's connections end with it.
+    static CONNECTIONS: RefCell<HashMap<u64, ConnectionManager>> = RefCell::new(HashMap::new());
 }
 
 fn failed(error: impl std::fmt::Display) -> LimitError {
@@ -51,15 +64,31 @@ impl RedisLimiter {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
-        Ok(Self { connection, script: Script::new(SCRIPT) })
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let limiter = Self { client, config, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), script: Script::new(SCRIPT) };
+        // A bad URL is refused here, at start-up, rather than on the first request.
+        limiter.connection()?;
+        Ok(limiter)
+    }
+
+    /// This thread's connection, made (lazily: it connects on first use) if it has none.
+    fn connection(&self) -> Result<ConnectionManager, LimitError> {
+        CONNECTIONS.with_borrow_mut(|connections| {
+            if let Some(connection) = connections.get(&self.id) {
+                return Ok(connection.clone());
+            }
+            let connection =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()).map_err(failed)?;
+            connections.insert(self.id, connection.clone());
+            Ok(connection)
+        })
     }
 }
 
 #[async_trait]
 impl RateLimiter for RedisLimiter {
     async fn hit(&self, key_id: &str, rate: RateLimit) -> Result<Quota, LimitError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection()?;
         let mut invocation = self.script.prepare_invoke();
         invocation.key(format!("keygate:rl:{{{key_id}}}")).arg(rate.limit).arg(rate.window_seconds);
         let call = invocation.invoke_async::<(u64, i64)>(&mut connection);
@@ -70,7 +99,7 @@ impl RateLimiter for RedisLimiter {
     }
 
     async fn ping(&self) -> Result<(), LimitError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection()?;
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
         tokio::time::timeout(TIMEOUT, ping).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
