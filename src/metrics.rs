@@ -16,7 +16,7 @@ const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.0
 
 /// Installs the recorder once; `None` if another recorder was installed first.
 pub fn install() -> Option<&'static PrometheusHandle> {
-    HANDLE
+    let handle = HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("keygate_request_duration_seconds".to_owned()), LATENCY_BUCKETS)
@@ -26,7 +26,30 @@ pub fn install() -> Option<&'static PrometheusHandle> {
             metrics::set_global_recorder(recorder).ok()?;
             Some(handle)
         })
-        .as_ref()
+        .as_ref();
+    // Whichever recorder is in now gets these.
+    HOT.get_or_init(HotCounters::register);
+    handle
+}
+
+/// Counters bumped on most requests, registered once: a registry lookup per request costs a
+/// hash and a lock that the serving threads share.
+struct HotCounters {
+    key_cache_hits: Counter,
+    key_cache_misses: Counter,
+    sessions_minted: Counter,
+}
+
+static HOT: OnceLock<HotCounters> = OnceLock::new();
+
+impl HotCounters {
+    fn register() -> Self {
+        Self {
+            key_cache_hits: metrics::counter!("keygate_key_cache_hits_total"),
+            key_cache_misses: metrics::counter!("keygate_key_cache_misses_total"),
+            sessions_minted: metrics::counter!("keygate_sessions_minted_total"),
+        }
+    }
 }
 
 /// Drains buffered histogram samples every few seconds until `shutdown` fires. Without it the
@@ -94,7 +117,9 @@ impl RouteMetrics {
 }
 
 pub fn session_minted() {
-    metrics::counter!("keygate_sessions_minted_total").increment(1);
+    if let Some(hot) = HOT.get() {
+        hot.sessions_minted.increment(1);
+    }
 }
 
 /// An upstream failure: `timeout`, `unavailable` or `too_large`.
@@ -151,10 +176,8 @@ pub fn key_filtered() {
 }
 
 pub fn key_cache(hit: bool) {
-    if hit {
-        metrics::counter!("keygate_key_cache_hits_total").increment(1);
-    } else {
-        metrics::counter!("keygate_key_cache_misses_total").increment(1);
+    if let Some(hot) = HOT.get() {
+        if hit { &hot.key_cache_hits } else { &hot.key_cache_misses }.increment(1);
     }
 }
 

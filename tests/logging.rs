@@ -26,7 +26,8 @@ impl Write for Buffer {
 async fn each_request_logs_one_line_without_secrets() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt().json().with_writer(move || writer.clone()).finish();
+    let subscriber =
+        tracing_subscriber::fmt().event_format(keygate::logging::JsonLine).with_writer(move || writer.clone()).finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let app = spawn_app().await;
