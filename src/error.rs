@@ -158,8 +158,15 @@ impl IntoResponse for ApiError {
 
 /// A `{"data": …}` success body with the given status.
 pub fn data_response<T: Serialize>(status: StatusCode, data: &T) -> Response {
-    match serde_json::to_value(data) {
-        Ok(value) => (status, json_body(&serde_json::json!({ "data": value }))).into_response(),
+    #[derive(Serialize)]
+    struct Envelope<'a, T> {
+        data: &'a T,
+    }
+    // Straight to bytes: no `Value` tree built on the way.
+    match serde_json::to_vec(&Envelope { data }) {
+        Ok(body) => {
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+        }
         Err(_) => ApiError::internal().into_response(),
     }
 }

@@ -21,7 +21,8 @@ use crate::time::{Millis, now_millis};
 
 pub const AUDIENCE: &str = "keygate:session";
 
-#[derive(Debug, Serialize, Deserialize)]
+/// A token's claims, as read back.
+#[derive(Debug, Deserialize)]
 struct Claims {
     iss: String,
     aud: String,
@@ -30,7 +31,22 @@ struct Claims {
     origin: String,
     iat: i64,
     exp: i64,
-    jti: String,
+    /// Required, though nothing is looked up by it: a token without one is not keygate's.
+    #[serde(rename = "jti")]
+    _jti: String,
+}
+
+/// The claims of a token being minted; borrowed, so minting copies no string to sign it.
+#[derive(Serialize)]
+struct NewClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    tid: &'a str,
+    origin: &'a str,
+    iat: i64,
+    exp: i64,
+    jti: &'a str,
 }
 
 /// A freshly minted token; `expires_at` is Unix seconds.
@@ -176,15 +192,16 @@ impl Sessions {
         let iat = now.div_euclid(1000);
         let key_end = key.expires_at.map_or(i64::MAX, |at| at.div_euclid(1000));
         let exp = (iat + self.ttl_seconds).min(key_end);
-        let claims = Claims {
-            iss: self.issuer.clone(),
-            aud: AUDIENCE.to_owned(),
-            sub: key.id.clone(),
-            tid: key.tenant_id.clone(),
-            origin: origin.as_str().to_owned(),
+        let jti = random_id(22);
+        let claims = NewClaims {
+            iss: &self.issuer,
+            aud: AUDIENCE,
+            sub: &key.id,
+            tid: &key.tenant_id,
+            origin: origin.as_str(),
             iat,
             exp,
-            jti: random_id(22),
+            jti: &jti,
         };
         let mut header = Header::new(jwt_algorithm(self.algorithm));
         header.typ = Some("JWT".to_owned());

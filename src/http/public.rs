@@ -139,10 +139,13 @@ fn mint_session(sessions: &Sessions, request: &Request) -> Response {
     });
     let Some(session) = minted else { return ApiError::internal().into_response() };
     crate::metrics::session_minted();
-    let body = serde_json::json!({
-        "sessionToken": session.token,
-        "expiresAt": format_rfc3339(session.expires_at * 1000),
-    });
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Minted<'a> {
+        session_token: &'a str,
+        expires_at: String,
+    }
+    let body = Minted { session_token: &session.token, expires_at: format_rfc3339(session.expires_at * 1000) };
     let mut response = data_response(StatusCode::CREATED, &body);
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
