@@ -190,6 +190,7 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
         std::mem::forget(stop);
         let limits = keygate::http::serve::ConnectionLimits {
             head_deadline: Some(std::time::Duration::from_secs(10)),
+            max_header_bytes: 32 * 1024,
             max_connections: 10_000,
         };
         let threads = keygate::http::serve::Threads::Caller;

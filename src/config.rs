@@ -99,6 +99,8 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Open client connections per listener; over it, a new connection is closed at once.
     pub max_connections: u32,
+    /// The largest request head (request line and headers) keygate reads; over it: 431.
+    pub max_header_bytes: usize,
     /// `X-Forwarded-Host` sent upstream; default: the request's `Host`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_host: Option<String>,
@@ -115,6 +117,7 @@ impl Default for ServerConfig {
             admin_token: None,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
+            max_header_bytes: 32 * 1024,
             public_host: None,
             threads: 0,
         }
@@ -235,6 +238,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "admin_token", Kind::Text),
     ("server", "header_read_timeout_ms", Kind::Integer),
     ("server", "max_connections", Kind::Integer),
+    ("server", "max_header_bytes", Kind::Integer),
     ("server", "public_host", Kind::Text),
     ("server", "threads", Kind::Integer),
     ("store", "url", Kind::Text),
@@ -312,6 +316,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return fail("server.max_connections", "must be between 1 and 1000000");
+        }
+        if !(1024..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            return fail("server.max_header_bytes", "must be between 1024 and 1048576");
         }
         if self.server.threads > 1024 {
             return fail("server.threads", "must be between 0 (one per core) and 1024");
@@ -451,6 +458,7 @@ mod tests {
         assert!(load(&route("/api/v1/%78", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load("[server]\nmax_connections = 0\n", &[]).unwrap_err().contains("server.max_connections"));
         assert!(load("[server]\nthreads = 5000\n", &[]).unwrap_err().contains("server.threads"));
+        assert!(load("[server]\nmax_header_bytes = 100\n", &[]).unwrap_err().contains("server.max_header_bytes"));
         assert!(load("[server]\npublic_host = \"api.example.com:8443\"\n", &[]).is_ok());
         for bad in ["", "https://api.example.com", "api.example.com/x", "user@api.example.com", "a b"] {
             let text = format!("[server]\npublic_host = {bad:?}\n");

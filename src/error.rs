@@ -51,6 +51,7 @@ error_codes! {
     MethodNotAllowed => "METHOD_NOT_ALLOWED", METHOD_NOT_ALLOWED;
     Conflict => "CONFLICT", CONFLICT;
     PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
+    HeadersTooLarge => "HEADERS_TOO_LARGE", REQUEST_HEADER_FIELDS_TOO_LARGE;
     AdminTokenInvalid => "ADMIN_TOKEN_INVALID", UNAUTHORIZED;
     UpstreamUnavailable => "UPSTREAM_UNAVAILABLE", BAD_GATEWAY;
     UpstreamTimeout => "UPSTREAM_TIMEOUT", GATEWAY_TIMEOUT;

@@ -27,6 +27,7 @@ async fn the_admin_token_guards_every_route() {
     seen.assert_error(404, "NOT_FOUND");
     let seen = app.admin_request(Method::DELETE, "/admin/v1/tenants", None).await;
     seen.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(seen.header("allow"), Some("POST,GET,HEAD"), "axum lists the path's methods");
     // A path parameter that is not UTF-8 is refused by axum itself: still the envelope.
     let seen = app.admin_request(Method::GET, "/admin/v1/keys/%FF", None).await;
     seen.assert_error(400, "VALIDATION_ERROR");

@@ -118,6 +118,7 @@ async fn no_failure_of_the_pipeline_reaches_the_upstream() {
     app.create_tenant(json!({ "id": "nomods", "name": "No modules" })).await;
     let (_, no_module) = app.create_key("nomods", json!({ "name": "n", "scopes": ["*"] })).await;
     let unknown = keygate::secret::generate_secret("kg").secret;
+    let allowed_at_orders = "GET, HEAD, POST, PUT, PATCH, DELETE, PURGE";
     assert!(reader["id"].is_string());
 
     // (method, path, key, origin, session token, status, code)
@@ -141,6 +142,10 @@ async fn no_failure_of_the_pipeline_reaches_the_upstream() {
     for (method, path, secret, origin, session, status, code) in cases {
         let seen = app.call(method, path, secret, origin, session).await;
         seen.assert_error(status, code);
+        if status == 405 {
+            // Every method some route at the path answers, in the order the config names them.
+            assert_eq!(seen.header("allow"), Some(allowed_at_orders), "{method} {path}");
+        }
     }
     // The writer's one request a day goes through; the next is limited.
     assert_eq!(app.call("PATCH", "/api/v1/orders/1", &writer, None, None).await.status, 200);

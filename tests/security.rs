@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keygate::config::RouteConfig;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// `/api/v1/orders/internal` needs `orders:admin`; the broader `/api/v1/orders` only
@@ -235,4 +235,68 @@ async fn over_the_connection_cap_new_connections_are_closed_and_health_answers_o
 
     let refused = app.metric("keygate_connections_refused_total{listener=\"public\"}").await;
     assert!(refused >= CAP as f64, "{refused} connections refused");
+}
+
+#[tokio::test]
+async fn a_request_head_over_max_header_bytes_is_431_and_never_forwarded() {
+    let (app, upstream) = spawn_gateway(|c| c.server.max_header_bytes = 4096).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let big = "x".repeat(5000);
+
+    // Over the limit: the envelope, and the connection stays usable for the next request.
+    let mut stream = TcpStream::connect(raw::address(&app.public)).await.unwrap();
+    let host = raw::address(&app.public);
+    let head = |extra: &str| {
+        format!("GET /api/v1/orders HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n{extra}\r\n")
+    };
+    stream.write_all(head(&format!("X-Big: {big}\r\n")).as_bytes()).await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert_eq!(raw::status(&answer), 431, "{answer}");
+    assert!(answer.contains("\"code\":\"HEADERS_TOO_LARGE\""), "{answer}");
+    stream.write_all(head("").as_bytes()).await.unwrap();
+    let answer = read_response(&mut stream).await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.count(), 1, "only the request within the limit was forwarded");
+
+    // Far over it (past twice the limit), hyper stops reading: 431, and the connection closes.
+    let answer = raw::get(&app.public, "/api/v1/orders", &secret, &format!("X-Big: {}\r\n", "x".repeat(20_000))).await;
+    assert_eq!(raw::status(&answer), 431, "{answer}");
+    assert_eq!(upstream.count(), 1);
+
+    // HTTP/2 counts the same head the same way.
+    let mut curl = std::process::Command::new("curl");
+    curl.args(["-sS", "--http2-prior-knowledge", "-w", " %{http_code} %{http_version}"])
+        .args(["-H", &format!("Authorization: Bearer {secret}"), "-H", &format!("X-Big: {big}")])
+        .arg(format!("{}/api/v1/orders", app.public));
+    let output = tokio::task::spawn_blocking(move || curl.output()).await.unwrap().expect("curl runs");
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(answer.ends_with(" 431 2") && answer.contains("HEADERS_TOO_LARGE"), "{answer}");
+    assert_eq!(upstream.count(), 1);
+
+    // Just under the limit is served.
+    let answer = raw::get(&app.public, "/api/v1/orders", &secret, &format!("X-Big: {}\r\n", "x".repeat(3500))).await;
+    assert_eq!(raw::status(&answer), 200, "{answer}");
+    assert_eq!(upstream.count(), 2);
+}
+
+/// Reads one response with a `Content-Length` body from a kept-alive connection.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer)).await.unwrap().unwrap();
+        assert!(read > 0, "the connection closed early");
+        answer.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
 }

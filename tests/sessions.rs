@@ -265,7 +265,14 @@ async fn other_methods_and_paths_are_405_and_404_without_cors() {
             .unwrap();
         let seen = Seen::from(response).await;
         seen.assert_error(405, "METHOD_NOT_ALLOWED");
+        assert_eq!(seen.header("allow"), Some("POST"), "{method}");
         assert!(!seen.has_cors(), "{method}");
+    }
+    for path in ["/healthz", "/readyz", "/.well-known/jwks.json", "/openapi.json"] {
+        let response = app.client.post(format!("{}{path}", app.public)).send().await.unwrap();
+        let seen = Seen::from(response).await;
+        seen.assert_error(405, "METHOD_NOT_ALLOWED");
+        assert_eq!(seen.header("allow"), Some("GET, HEAD"), "{path}");
     }
     let seen = app.get("/api/v1/nothing-here").await;
     seen.assert_error(404, "NOT_FOUND");

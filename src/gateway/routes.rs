@@ -92,6 +92,18 @@ pub fn methods_at(routes: &[Route], path: &str) -> Vec<Method> {
     methods
 }
 
+/// The methods `path` answers, for a 405's `Allow`: the routes' methods, with `HEAD` after
+/// `GET` (a route that answers one answers both).
+pub fn allowed_at(routes: &[Route], path: &str) -> Vec<Method> {
+    let mut methods = methods_at(routes, path);
+    if let Some(get) = methods.iter().position(|m| m == Method::GET)
+        && !methods.contains(&Method::HEAD)
+    {
+        methods.insert(get + 1, Method::HEAD);
+    }
+    methods
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

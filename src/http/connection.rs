@@ -21,12 +21,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::http::serve::ConnectionLimits;
 
 /// After an idle connection is asked to close gracefully (HTTP/2 `GOAWAY`), how long it gets
 /// before it is dropped.
@@ -95,6 +99,17 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
+/// The size of a request's head as sent in HTTP/1.1: request line, and each header as
+/// `name: value` and a line break. An HTTP/2 request counts the same, so one limit means one
+/// thing whatever the protocol.
+fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
+    let target = request.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    let authority = request.uri().authority().map_or(0, |a| a.as_str().len());
+    let line = request.method().as_str().len() + target + authority + " HTTP/1.1\r\n ".len();
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    line + headers + 2
+}
+
 /// Serves one accepted connection until it ends, is closed by the head deadline, or — once
 /// `stopped` turns true — has finished its requests.
 pub async fn serve_connection(
@@ -102,9 +117,10 @@ pub async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    head_deadline: Option<Duration>,
+    limits: ConnectionLimits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    let head_deadline = limits.head_deadline;
     let activity = Arc::new(Activity {
         accepted: Instant::now(),
         in_flight: AtomicU32::new(0),
@@ -117,7 +133,13 @@ pub async fn serve_connection(
         let in_flight = tracked.begin();
         let router = router.clone();
         async move {
-            let Ok(response) = router.oneshot(request).await;
+            let response = if head_bytes(&request) > limits.max_header_bytes {
+                // Never routed, so never forwarded.
+                ApiError::new(ErrorCode::HeadersTooLarge, "the request head is too large").into_response()
+            } else {
+                let Ok(response) = router.oneshot(request).await;
+                response
+            };
             Ok::<_, Infallible>(response.map(|body| GuardedBody { body, _in_flight: in_flight }))
         }
     });

@@ -17,7 +17,7 @@ use tower::{Layer, ServiceExt, service_fn};
 use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::gateway::proxy::Proxy;
-use crate::gateway::routes::{Resolution, Route, methods_at, resolve};
+use crate::gateway::routes::{Resolution, Route, allowed_at, methods_at, resolve};
 use crate::http::log::log_request;
 use crate::layer::{RequireKey, normalize_request_path, path_refused};
 use crate::paths::SESSIONS_PATH;
@@ -109,12 +109,13 @@ async fn dispatch(State(state): State<Arc<PublicState>>, mut request: Request) -
         "/readyz" if is_read => return readiness(&state).await,
         "/.well-known/jwks.json" if is_read => return json_text(state.sessions.jwks().to_string()),
         "/openapi.json" if is_read => return json_text(crate::openapi::public().to_owned()),
-        SESSIONS_PATH | "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
-            return method_not_allowed();
+        SESSIONS_PATH => return method_not_allowed(&[Method::POST]),
+        "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
+            return method_not_allowed(&[Method::GET, Method::HEAD]);
         }
         _ => match resolve(&state.routes, path, method) {
             Resolution::Found(index) => state.handlers[index].clone(),
-            Resolution::MethodNotAllowed => return method_not_allowed(),
+            Resolution::MethodNotAllowed => return method_not_allowed(&allowed_at(&state.routes, path)),
             Resolution::NotFound => {
                 return ApiError::new(ErrorCode::NotFound, "no route for this path").into_response();
             }
@@ -127,8 +128,14 @@ async fn dispatch(State(state): State<Arc<PublicState>>, mut request: Request) -
     response
 }
 
-fn method_not_allowed() -> Response {
-    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response()
+/// 405, with the `Allow` header RFC 9110 requires: the methods the path does answer.
+fn method_not_allowed(methods: &[Method]) -> Response {
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response();
+    let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 /// `POST /api/v1/sessions`, once the pipeline allowed it: a token bound to the key and origin.

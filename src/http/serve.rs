@@ -40,11 +40,17 @@ pub struct ConnectionLimits {
     /// turns the deadline off.
     pub head_deadline: Option<Duration>,
     pub max_connections: u32,
+    /// The largest request head answered; over it, 431.
+    pub max_header_bytes: usize,
 }
 
 impl ConnectionLimits {
     pub fn from_config(config: &Config) -> Self {
-        Self { head_deadline: config.header_read_timeout(), max_connections: config.server.max_connections }
+        Self {
+            head_deadline: config.header_read_timeout(),
+            max_connections: config.server.max_connections,
+            max_header_bytes: config.server.max_header_bytes,
+        }
     }
 }
 
@@ -95,7 +101,7 @@ impl Serving {
             let Serving { builder, router, limits, stopped, .. } = serving;
             match TcpStream::from_std(stream) {
                 Ok(stream) => {
-                    connection::serve_connection(&builder, stream, peer, router, limits.head_deadline, stopped).await;
+                    connection::serve_connection(&builder, stream, peer, router, limits, stopped).await;
                 }
                 Err(error) => tracing::warn!(%error, "could not serve an accepted connection"),
             }
@@ -236,6 +242,13 @@ async fn drain(open: &Semaphore, limits: ConnectionLimits) {
 fn builder(limits: ConnectionLimits) -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http2().timer(TokioTimer::new());
+    // Up to twice `max_header_bytes`, a head is read and answered 431 in the envelope by
+    // `connection`, and the connection stays usable. Past that, hyper stops reading: a bare 431,
+    // and the HTTP/1 connection is closed (HTTP/2: that stream only). hyper reads no less than
+    // 8 KiB.
+    let hard_limit = (limits.max_header_bytes * 2).max(8192);
+    builder.http1().max_buf_size(hard_limit);
+    builder.http2().max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX));
     if let Some(deadline) = limits.head_deadline {
         builder.http1().timer(TokioTimer::new()).header_read_timeout(deadline);
         // Pings find a dead peer while requests are in flight; idle connections are closed by
