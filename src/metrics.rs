@@ -28,8 +28,45 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         })
         .as_ref();
     // Whichever recorder is in now gets these.
-    HOT.get_or_init(HotCounters::register);
+    HOT.get_or_init(|| {
+        describe();
+        HotCounters::register()
+    });
     handle
+}
+
+/// The `# HELP` line of each series.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("keygate_requests_total", "Judged requests, by route and outcome code (OK when allowed).");
+    describe_histogram!(
+        "keygate_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a request's arrival to its answer, by route, upstream included."
+    );
+    describe_counter!("keygate_rate_limited_total", "Requests refused with 429 RATE_LIMITED.");
+    describe_counter!("keygate_sessions_minted_total", "Browser session tokens minted.");
+    describe_counter!("keygate_upstream_errors_total", "Upstream failures, by kind: timeout, unavailable, too_large.");
+    describe_counter!(
+        "keygate_rate_limit_backend_errors_total",
+        "Rate-limit backend failures, by the on_backend_error policy applied."
+    );
+    describe_counter!("keygate_feed_resyncs_total", "Full reloads after missing part of the store's change feed.");
+    describe_counter!(
+        "keygate_store_notification_reconnects_total",
+        "PostgreSQL notification connections made again after dropping."
+    );
+    describe_counter!(
+        "keygate_connections_refused_total",
+        "Connections closed at once because the listener was at server.max_connections."
+    );
+    describe_gauge!("keygate_connections_open", "Open client connections, by listener.");
+    describe_counter!(
+        "keygate_unknown_keys_filtered_total",
+        "Well-formed keys ruled out by the filter of known keys, without a store read."
+    );
+    describe_counter!("keygate_key_cache_hits_total", "Key lookups answered from the cache.");
+    describe_counter!("keygate_key_cache_misses_total", "Key lookups that read the store.");
 }
 
 /// Counters bumped on most requests, registered once: a registry lookup per request costs a

@@ -55,6 +55,7 @@ async fn each_request_logs_one_line_without_secrets() {
         assert_eq!(line["fields"]["method"], "POST");
         assert_eq!(line["fields"]["path"], "/api/v1/sessions");
         assert_eq!(line["fields"]["status"], seen.status.as_u16());
+        assert_eq!(line["fields"]["client"], "127.0.0.1");
     }
     assert_eq!(public[0]["fields"]["tenant"], "acme");
     assert_eq!(public[0]["fields"]["key_id"], key["id"]);
@@ -106,11 +107,17 @@ async fn request_lines_are_written_within_a_second_and_all_of_them_by_exit() {
     let store = TestStore::new().await;
     let (mut child, public, lines) = serve_binary(&store);
     let client = reqwest::Client::new();
-    let get = |path: &'static str| client.get(format!("http://{public}{path}")).send();
+    // A client's user agent is logged as it came, quotes and all, up to 200 characters.
+    let agent = format!("probe \"1\" {}", "x".repeat(300));
+    let get = |path: &'static str| client.get(format!("http://{public}{path}")).header("user-agent", &agent).send();
     for _ in 0..3 {
         assert_eq!(get("/healthz").await.unwrap().status(), 200);
     }
-    assert_eq!(request_lines(&lines, Duration::from_secs(1)).len(), 3, "written while serving");
+    let written = request_lines(&lines, Duration::from_secs(1));
+    assert_eq!(written.len(), 3, "written while serving");
+    let line: serde_json::Value = serde_json::from_str(&written[0]).unwrap();
+    assert_eq!(line["fields"]["client"], "127.0.0.1");
+    assert_eq!(line["fields"]["user_agent"].as_str(), Some(&agent[..200]));
 
     // Requests answered just before SIGTERM: their lines are written before the process exits.
     for _ in 0..5 {

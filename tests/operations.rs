@@ -35,6 +35,12 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
         assert!(metric_value(&text, series) >= at_least, "{series} in\n{text}");
     }
     assert!(text.contains("keygate_request_duration_seconds_bucket{route=\"sessions\",le=\"0.005\"}"));
+    // Every series says what it counts.
+    let types: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    assert!(types.len() >= 8, "{text}");
+    for name in types {
+        assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name} in\n{text}");
+    }
 }
 
 #[tokio::test]

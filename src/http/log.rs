@@ -4,10 +4,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::Request;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use http::HeaderValue;
+use http::{HeaderValue, header};
 
 use crate::error::ErrorCode;
 use crate::model::KeyWithTenant;
@@ -18,6 +20,9 @@ use crate::secret::random_base62;
 pub struct LoggedIdentity(pub Arc<KeyWithTenant>);
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The most of a `User-Agent` a log line keeps.
+const USER_AGENT_CHARS: usize = 200;
 
 /// A request id unique across instances and restarts: a random prefix drawn once per process,
 /// then a counter. Cheaper than drawing randomness per request, and ids of one process sort.
@@ -34,6 +39,13 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
     let request_id = next_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The socket peer: with a proxy in front, `X-Forwarded-For` reaches the upstream, not this line.
+    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|agent| {
+        // Client-chosen: bounded, so one line stays one line's size.
+        let end = agent.char_indices().nth(USER_AGENT_CHARS).map_or(agent.len(), |(at, _)| at);
+        agent[..end].to_owned()
+    });
     let started = std::time::Instant::now();
     // Made once: stamped on the request (the upstream sees it) and on the response.
     let header = HeaderValue::from_str(&request_id).ok();
@@ -52,6 +64,8 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
         request_id,
         %method,
         path,
+        client = client.map(tracing::field::display),
+        user_agent,
         status = response.status().as_u16(),
         code,
         tenant = identity.map(|i| i.0.tenant.id.as_str()),
