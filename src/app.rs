@@ -25,6 +25,9 @@ use crate::watch::StoreWatch;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The listeners of an [`App`]: public, and admin when an admin token is set.
+pub type Listeners = (TcpListener, Option<TcpListener>);
+
 pub struct App {
     pub config: Config,
     pub store: Arc<dyn Store>,
@@ -67,10 +70,14 @@ impl App {
     }
 
     /// Binds the configured listeners; the admin one only when an admin token is set.
-    pub async fn bind(&self) -> std::io::Result<(TcpListener, Option<TcpListener>)> {
-        let public = TcpListener::bind(self.config.server.listen).await?;
+    /// A failure names the address and its setting.
+    pub async fn bind(&self) -> Result<Listeners, StartError> {
+        let bind = |address: std::net::SocketAddr, setting: &'static str| async move {
+            TcpListener::bind(address).await.map_err(|error| format!("cannot listen on {address} ({setting}): {error}"))
+        };
+        let public = bind(self.config.server.listen, "server.listen").await?;
         let admin = match self.config.server.admin_token {
-            Some(_) => Some(TcpListener::bind(self.config.server.admin_listen).await?),
+            Some(_) => Some(bind(self.config.server.admin_listen, "server.admin_listen").await?),
             None => {
                 tracing::warn!("no server.admin_token configured: the admin listener is not started");
                 None

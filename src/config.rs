@@ -54,9 +54,16 @@ impl RouteConfig {
         if self.methods.is_empty() {
             return Err("methods: must list at least one method".to_owned());
         }
+        const STANDARD: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"];
         self.methods
             .iter()
             .map(|raw| {
+                // Methods are case-sensitive, so `get` would be an extension method no client
+                // sends: every GET would get 405.
+                let upper = raw.to_ascii_uppercase();
+                if *raw != upper && STANDARD.contains(&upper.as_str()) {
+                    return Err(format!("methods: {raw:?} is not {upper:?}; methods are case-sensitive"));
+                }
                 http::Method::from_bytes(raw.as_bytes()).map_err(|_| format!("methods: {raw:?} is not a method"))
             })
             .collect()
@@ -466,6 +473,13 @@ mod tests {
         }
         assert!(load(&route("/api/v1/orders", "scope = \"bad scope\""), &[]).unwrap_err().contains("routes[0].scope"));
         assert!(load(&route("/api/v1/orders", "colour = 1"), &[]).unwrap_err().contains("colour"));
+        let methods = |list: &str| {
+            format!("[[routes]]\nprefix = \"/api/v1/o\"\nmethods = {list}\nupstream = \"http://127.0.0.1:3000\"\n")
+        };
+        let lower = load(&methods("[\"GET\", \"post\"]"), &[]).unwrap_err();
+        assert!(lower.contains("routes[0].methods"), "{lower}");
+        assert!(lower.contains("\"POST\""), "the message names the method meant: {lower}");
+        assert!(load(&methods("[\"PURGE\", \"GET\"]"), &[]).is_ok(), "extension methods stay allowed");
     }
 
     #[test]

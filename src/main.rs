@@ -254,10 +254,14 @@ async fn main() -> ExitCode {
 
 async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
     match command {
-        Command::Serve => serve(App::build(config).await?, |_, _| {}).await,
+        Command::Serve => {
+            let app = App::build(config).await?;
+            let listeners = app.bind().await?;
+            serve(app, listeners, |_, _| {}).await
+        }
         Command::Quickstart => {
-            let (app, demo) = keygate::quickstart::prepare(config).await?;
-            serve(app, |public, admin| demo.print(public, admin)).await
+            let (app, listeners, demo) = keygate::quickstart::prepare(config).await?;
+            serve(app, listeners, |public, admin| demo.print(public, admin)).await
         }
         Command::Migrate => {
             keygate::store::open(&config).await?;
@@ -306,8 +310,12 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
 }
 
 /// Binds, tells `listening` where, and serves until SIGTERM or Ctrl-C.
-async fn serve(app: App, listening: impl FnOnce(SocketAddr, Option<SocketAddr>)) -> Result<ExitCode, StartError> {
-    let (public, admin) = app.bind().await?;
+/// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C.
+async fn serve(
+    app: App,
+    (public, admin): keygate::app::Listeners,
+    listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
+) -> Result<ExitCode, StartError> {
     let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
     tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
     listening(public.local_addr()?, admin_address);

@@ -11,7 +11,7 @@ use axum::extract::Request;
 use serde_json::{Value, json};
 
 use crate::admin::{Admin, PageQuery};
-use crate::app::{App, StartError};
+use crate::app::{App, Listeners, StartError};
 use crate::config::{Config, RouteConfig};
 use crate::error::{ApiError, ErrorCode};
 use crate::secret::random_base62;
@@ -30,8 +30,10 @@ pub struct Demo {
 }
 
 /// Prepares the demo data (and, without configured routes, a demo upstream behind
-/// `/api/v1/orders`), and returns the app ready to serve.
-pub async fn prepare(mut config: Config) -> Result<(App, Demo), StartError> {
+/// `/api/v1/orders`), and returns the app ready to serve, with its listeners. They are bound
+/// before any key is touched: if an address is taken, the previous run's keys stay as they
+/// were.
+pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), StartError> {
     let generated_admin_token = config.server.admin_token.is_none().then(|| format!("kgadmin_{}", random_base62(32)));
     if let Some(token) = &generated_admin_token {
         config.server.admin_token = Some(token.clone());
@@ -40,6 +42,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Demo), StartError> {
         config.routes = demo_routes(&start_demo_upstream().await?);
     }
     let app = App::build(config).await?;
+    let listeners = app.bind().await?;
     let admin = &app.admin;
     ensure_tenant(admin, json!({ "id": "demo", "name": "Demo Inc.", "modules": ["orders"] })).await?;
     ensure_tenant(admin, json!({ "id": "demo-suspended", "name": "Suspended Ltd.", "status": "suspended" })).await?;
@@ -63,7 +66,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Demo), StartError> {
         generated_admin_token,
         store_url: app.config.store.url.clone(),
     };
-    Ok((app, demo))
+    Ok((app, listeners, demo))
 }
 
 impl Demo {

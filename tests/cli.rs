@@ -195,3 +195,27 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("CONFLICT"), "{}", again.stderr);
 }
+
+#[tokio::test]
+async fn a_taken_address_is_named_with_its_setting_and_quickstart_touches_no_key_before_it_listens() {
+    let cli = cli().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    for (command, setting) in [("serve", "KEYGATE_SERVER_LISTEN"), ("quickstart", "KEYGATE_SERVER_LISTEN")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .arg(command)
+            .env("KEYGATE_STORE_URL", &cli.store.url)
+            .env(setting, &address)
+            .env("KEYGATE_SERVER_ADMIN_LISTEN", "127.0.0.1:0")
+            .env_remove("KEYGATE_CONFIG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert!(stderr.contains(&format!("cannot listen on {address} (server.listen)")), "{command}: {stderr}");
+    }
+    // The quickstart stopped before making its demo tenant, so before any key of it.
+    let ran = cli.run(&["tenant", "get", "demo"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("NOT_FOUND"), "{}", ran.stderr);
+}
