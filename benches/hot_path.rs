@@ -193,8 +193,8 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
             max_header_bytes: 32 * 1024,
             max_connections: 10_000,
         };
-        let threads = keygate::http::serve::Threads::Caller;
-        tokio::spawn(keygate::http::serve::serve("bench", listener, move || proxy.clone(), limits, stopped, threads));
+        let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
+        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, stopped));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -10,14 +10,13 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::cache::KeyCache;
 use crate::config::Config;
-use crate::gateway::proxy::Proxy;
-use crate::gateway::routes::Route;
 use crate::http;
-use crate::http::serve::Threads;
+use crate::http::serve::{RouterSet, Routing};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
 use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
+use crate::reload::{PublicParts, Reloader};
 use crate::session::Sessions;
 use crate::store::{self, Store};
 use crate::usage::UsageRecorder;
@@ -94,26 +93,24 @@ impl App {
     /// keygate's own public routes — `POST /api/v1/sessions`, CORS preflight, health, JWKS —
     /// and the configured gateway routes. An axum application can mount it as its fallback.
     pub fn public_router(&self) -> Result<Router, StartError> {
-        Ok(self.public_routers()?())
+        Ok(self.public_parts().maker(&self.config)?())
     }
 
-    /// Makes [`App::public_router`]s that share everything but their upstream connection pool:
-    /// one for each serving thread.
-    fn public_routers(&self) -> Result<impl Fn() -> Router + Send + Sync + 'static, StartError> {
-        let routes = self.config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
-        let (pipeline, store, config) = (Arc::clone(&self.pipeline), Arc::clone(&self.store), self.config.clone());
-        let preflight = Arc::clone(&self.watch.preflight);
-        Ok(move || {
-            let proxy = Arc::new(Proxy::new(&config));
-            let state = http::public::PublicState::new(
-                &pipeline,
-                Arc::clone(&preflight),
-                Arc::clone(&store),
-                routes.clone(),
-                proxy,
-            );
-            http::public::router(Arc::new(state))
-        })
+    fn public_parts(&self) -> PublicParts {
+        PublicParts {
+            pipeline: Arc::clone(&self.pipeline),
+            preflight: Arc::clone(&self.watch.preflight),
+            store: Arc::clone(&self.store),
+        }
+    }
+
+    /// The public routers, one per serving thread, and what swaps a reloaded configuration
+    /// into them.
+    fn public_routing(&self) -> Result<(Arc<RouterSet>, Arc<Reloader>), StartError> {
+        let parts = self.public_parts();
+        let routers = Arc::new(RouterSet::new(http::serve::serving_threads(&self.config), parts.maker(&self.config)?));
+        let reloader = Arc::new(Reloader::new(parts, Arc::clone(&routers), self.config.clone()));
+        Ok((routers, reloader))
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
@@ -138,6 +135,20 @@ impl App {
         admin: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
+        self.serve_reloading(public, admin, shutdown, |_| {}).await
+    }
+
+    /// [`App::serve`], handing `reloading` what swaps a reloaded configuration in (the binary
+    /// reloads on SIGHUP) once the routers are made.
+    pub async fn serve_reloading(
+        self,
+        public: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        reloading: impl FnOnce(Arc<Reloader>),
+    ) -> Result<(), StartError> {
+        let (routers, reloader) = self.public_routing()?;
+        reloading(reloader);
         let background = self.start_background();
         let stop = background.stop.clone();
         tokio::spawn(async move {
@@ -145,21 +156,13 @@ impl App {
             let _ = stop.send(true);
         });
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
-        let threads = Threads::from_config(&self.config);
-        let public_server =
-            http::serve::serve("public", public, self.public_routers()?, limits, background.stopped.clone(), threads);
+        let public_server = http::serve::serve("public", public, routers.routing(), limits, background.stopped.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(Arc::clone(&self.admin), token);
                 // On the runtime that owns the store's connections: admin requests are few.
-                let admin_server = http::serve::serve(
-                    "admin",
-                    listener,
-                    move || router.clone(),
-                    limits,
-                    background.stopped.clone(),
-                    Threads::Caller,
-                );
+                let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
+                let admin_server = http::serve::serve("admin", listener, routing, limits, background.stopped.clone());
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

@@ -15,7 +15,8 @@
 //! - [`gateway`]: routes and the reverse proxy.
 //! - [`http`]: the public and admin listeners; [`cors`]: CORS headers and preflight;
 //!   [`metrics`]: Prometheus metrics; [`openapi`]: the API document.
-//! - [`config`]: TOML + environment configuration; [`app`]: wiring and serving.
+//! - [`config`]: TOML + environment configuration; [`reload`]: applying a changed one (SIGHUP);
+//!   [`app`]: wiring and serving.
 //! - [`logging`]: where log lines go; the request log is buffered.
 //! - [`seed`]: many tenants and keys at once, for load tests (`keygate seed`).
 //! - [`error`]: the one table of wire error codes and the error envelope.
@@ -39,6 +40,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod quickstart;
 pub mod ratelimit;
+pub mod reload;
 pub mod scope;
 pub mod secret;
 pub mod seed;

@@ -240,7 +240,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = match run(cli.command, config).await {
+    let code = match run(cli.command, config, cli.config).await {
         Ok(code) => code,
         Err(error) => {
             keygate::logging::flush();
@@ -252,16 +252,16 @@ async fn main() -> ExitCode {
     code
 }
 
-async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
+async fn run(command: Command, config: Config, source: Option<PathBuf>) -> Result<ExitCode, StartError> {
     match command {
         Command::Serve => {
             let app = App::build(config).await?;
             let listeners = app.bind().await?;
-            serve(app, listeners, |_, _| {}).await
+            serve(app, listeners, source, |_, _| {}).await
         }
         Command::Quickstart => {
             let (app, listeners, demo) = keygate::quickstart::prepare(config).await?;
-            serve(app, listeners, |public, admin| demo.print(public, admin)).await
+            serve(app, listeners, source, |public, admin| demo.print(public, admin)).await
         }
         Command::Migrate => {
             keygate::store::open(&config).await?;
@@ -310,17 +310,49 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, StartError> {
 }
 
 /// Binds, tells `listening` where, and serves until SIGTERM or Ctrl-C.
-/// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C.
+/// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C, reloading the
+/// configuration (from `source` and the environment, as at start) on SIGHUP.
 async fn serve(
     app: App,
     (public, admin): keygate::app::Listeners,
+    source: Option<PathBuf>,
     listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<ExitCode, StartError> {
     let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
     tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
     listening(public.local_addr()?, admin_address);
-    app.serve(public, admin, shutdown_signal()).await?;
+    app.serve_reloading(public, admin, shutdown_signal(), |reloader| reload_on_hangup(reloader, source)).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each SIGHUP reloads the configuration. One that does not load is refused, with a log line
+/// naming the setting, and the running one stays.
+fn reload_on_hangup(reloader: std::sync::Arc<keygate::reload::Reloader>, source: Option<PathBuf>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP: the configuration will not be reloaded");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let loaded = Config::load(source.as_deref(), std::env::vars()).map_err(|e| e.to_string());
+                match loaded.and_then(|config| reloader.reload(&config)) {
+                    Ok(needing_restart) => {
+                        tracing::info!("configuration reloaded");
+                        if !needing_restart.is_empty() {
+                            let settings = needing_restart.join(", ");
+                            tracing::warn!(settings, "changed settings that take effect only after a restart");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "configuration not reloaded: the running one stays"),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (reloader, source);
 }
 
 async fn admin(config: &Config) -> Result<Admin, StartError> {

@@ -7,6 +7,7 @@
 //! (once steps 1–3 passed) and the CORS origin (once the key is known and allows it).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
@@ -127,7 +128,29 @@ pub struct Pipeline {
     sessions: Arc<Sessions>,
     usage: UsageRecorder,
     key_prefix: String,
-    default_rate: RateLimit,
+    default_rate: DefaultRate,
+}
+
+/// `rate_limit.limit` and `window_seconds`, replaced together on reload: one atomic word
+/// (a limit of at most 10^9 fits in 32 bits, a window of at most a day in the other 32), so a
+/// request never sees one setting's new value beside the other's old one.
+struct DefaultRate(AtomicU64);
+
+impl DefaultRate {
+    fn new(rate: RateLimit) -> Self {
+        let this = Self(AtomicU64::new(0));
+        this.set(rate);
+        this
+    }
+
+    fn set(&self, rate: RateLimit) {
+        self.0.store(rate.limit << 32 | rate.window_seconds, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> RateLimit {
+        let word = self.0.load(Ordering::Relaxed);
+        RateLimit { limit: word >> 32, window_seconds: word & u64::from(u32::MAX) }
+    }
 }
 
 /// Facts gathered so far, for the parts of the answer that do not depend on the verdict.
@@ -157,11 +180,16 @@ impl Pipeline {
             sessions,
             usage,
             key_prefix: config.keys.prefix.clone(),
-            default_rate: RateLimit {
+            default_rate: DefaultRate::new(RateLimit {
                 limit: config.rate_limit.limit,
                 window_seconds: config.rate_limit.window_seconds,
-            },
+            }),
         }
+    }
+
+    /// Takes a reloaded `rate_limit.limit` and `window_seconds` (validated by the config).
+    pub fn set_default_rate(&self, rate: RateLimit) {
+        self.default_rate.set(rate);
     }
 
     pub fn sessions(&self) -> &Arc<Sessions> {
@@ -240,7 +268,7 @@ impl Pipeline {
     /// Step 4. Every request that passed steps 1–3 counts. `None` when the backend failed and
     /// the request is let through uncounted (`on_backend_error = "allow"`).
     async fn count_request(&self, record: &KeyWithTenant) -> Result<Option<Quota>, ApiError> {
-        let rate = record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or(self.default_rate);
+        let rate = record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or_else(|| self.default_rate.get());
         let quota = match self.limiter.hit(&record.key.id, rate).await {
             Ok(quota) => quota,
             Err(error) => match crate::metrics::limiter_failed(self.on_backend_error) {

@@ -56,19 +56,34 @@ async fn rate_limited_requests_are_counted() {
     assert!(metric_value(&text, "keygate_requests_total{route=\"sessions\",code=\"RATE_LIMITED\"}") >= 1.0);
 }
 
-/// Starts `keygate serve` as a child process; returns it with its public and admin addresses.
-fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, String, String) {
+/// Writes the config file of [`serve_binary`]: listeners, admin token and store, then `extra`.
+fn write_config(store: &TestStore, extra: &str) -> std::path::PathBuf {
     let config = store.dir.path().join("keygate.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
-             [store]\nurl = \"{}\"\n\
-             [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n",
+             [store]\nurl = \"{}\"\n{extra}",
             store.url
         ),
     )
     .unwrap();
+    config
+}
+
+/// Starts `keygate serve` as a child process; returns it with its public and admin addresses.
+fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, String, String) {
+    let (child, public, admin, _) = serve_binary_logging(store, upstream);
+    (child, public, admin)
+}
+
+/// [`serve_binary`], with the lines it logs after it listens.
+fn serve_binary_logging(
+    store: &TestStore,
+    upstream: &str,
+) -> (std::process::Child, String, String, std::sync::mpsc::Receiver<String>) {
+    let route = format!("[[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n");
+    let config = write_config(store, &route);
     let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
         .args(["--config", config.to_str().unwrap(), "serve"])
         .stderr(Stdio::piped())
@@ -81,11 +96,16 @@ fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, Stri
         .map_while(Result::ok)
         .find(|line| line.contains("keygate listening"))
         .expect("keygate logs where it listens");
-    std::thread::spawn(move || for _ in lines {});
+    let (send, logged) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
     let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
     let public = line["fields"]["public"].as_str().unwrap().to_owned();
     let admin = line["fields"]["admin"].as_str().unwrap().to_owned();
-    (child, public, admin)
+    (child, public, admin, logged)
 }
 
 /// `POST /admin/v1/tenants` on a keygate started by [`serve_binary`].
@@ -196,4 +216,66 @@ async fn without_an_admin_token_the_admin_listener_is_not_started_and_a_log_line
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(lines.iter().any(|line| line.contains("admin listener is not started")), "{lines:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_new_one_is_bad() {
+    let upstream = upstream::Upstream::start().await;
+    let store = TestStore::new().await;
+    let (mut child, public, admin, logged) = serve_binary_logging(&store, &upstream.url);
+    let client = reqwest::Client::new();
+    assert_eq!(create_tenant(&client, &admin, "acme").await, 201);
+    let key: serde_json::Value = client
+        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+    let get = |path: &str| client.get(format!("http://{public}{path}")).bearer_auth(&secret).send();
+    let hangup = || Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success();
+
+    // Under way when the reload comes: it finishes on the route it started with.
+    let in_flight = tokio::spawn(get("/api/v1/slow"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new config: `/api/v1/slow` gone, `/api/v1/open` added, 3 requests a minute by default.
+    let open = format!(
+        "[rate_limit]\nlimit = 3\n[[routes]]\nprefix = \"/api/v1/open\"\nmethods = [\"GET\"]\nupstream = \"{}\"\n",
+        upstream.url
+    );
+    write_config(&store, &open);
+    assert!(hangup());
+    let mut statuses = Vec::new();
+    for _ in 0..50 {
+        let status = get("/api/v1/open").await.unwrap().status().as_u16();
+        if status != 404 {
+            statuses.push(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(statuses, [200], "the new route answers");
+    assert_eq!(get("/api/v1/slow").await.unwrap().status(), 404, "the old one is gone");
+    assert_eq!(in_flight.await.unwrap().unwrap().status(), 200, "the request in flight finished");
+    // The slow request counted too: 2 of 3 spent, so one more passes and the next is limited.
+    assert_eq!(get("/api/v1/open").await.unwrap().status(), 200);
+    assert_eq!(get("/api/v1/open").await.unwrap().status(), 429, "the reloaded default limit");
+
+    // A config that does not load is refused, named, and the running one stays.
+    write_config(&store, "[[routes]]\nprefix = \"/api/v1/open\"\nmethods = []\nupstream = \"http://x\"\n");
+    assert!(hangup());
+    let refusal = logged
+        .iter()
+        .find(|line| line.contains("configuration not reloaded"))
+        .expect("a line says the configuration was not reloaded");
+    assert!(refusal.contains("routes[0].methods"), "{refusal}");
+    assert_eq!(get("/api/v1/open").await.unwrap().status(), 429, "the running routes and limit stay");
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not stop keygate");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -116,7 +116,7 @@ pub async fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    router: tokio::sync::watch::Receiver<Router>,
     limits: ConnectionLimits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -131,7 +131,8 @@ pub async fn serve_connection(
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
         let in_flight = tracked.begin();
-        let router = router.clone();
+        // The router current now: a reload reaches kept-alive connections at their next request.
+        let router = router.borrow().clone();
         async move {
             let response = if head_bytes(&request) > limits.max_header_bytes {
                 // Never routed, so never forwarded.

@@ -3,7 +3,7 @@
 //! knowledge) under the head deadline. On shutdown the listener closes at once; in-flight
 //! requests finish.
 //!
-//! Where connections run is the caller's choice ([`Threads`]): on the calling runtime, or on
+//! Where connections run is the caller's choice ([`Routing`]): on the calling runtime, or on
 //! serving threads, each a single-threaded runtime with its own copy of the router (and so its
 //! own upstream connection pool). A request then stays on one thread from its first byte to
 //! its last, upstream hop included, instead of being woken across the threads of a
@@ -54,22 +54,46 @@ impl ConnectionLimits {
     }
 }
 
-/// Where a listener's connections are served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Threads {
-    /// As tasks of the runtime that calls [`serve`].
-    Caller,
-    /// On this many serving threads of their own, started by [`serve`] and ended when it
-    /// returns.
-    Own(usize),
+/// `server.threads` serving threads; 0: one per core this process may use.
+pub fn serving_threads(config: &Config) -> usize {
+    match config.server.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        threads => threads,
+    }
 }
 
-impl Threads {
-    /// `server.threads` serving threads; 0: one per core this process may use.
-    pub fn from_config(config: &Config) -> Self {
-        match config.server.threads {
-            0 => Self::Own(std::thread::available_parallelism().map_or(1, |n| n.get())),
-            threads => Self::Own(threads),
+/// Where a listener's connections are served, and with which router. Each router is a watch:
+/// every request takes the current one, so a reload ([`RouterSet::replace`]) reaches kept-alive
+/// connections too, while a request already running finishes on the router it started with.
+pub enum Routing {
+    /// As tasks of the runtime that calls [`serve`].
+    Caller(watch::Receiver<Router>),
+    /// On serving threads of their own, one per router, started by [`serve`] and ended when it
+    /// returns.
+    Threads(Vec<watch::Receiver<Router>>),
+}
+
+/// The sending side of [`Routing::Threads`]: one router per serving thread, each with its own
+/// upstream connection pool.
+pub struct RouterSet {
+    senders: Vec<watch::Sender<Router>>,
+}
+
+impl RouterSet {
+    /// `count` routers, each made by `make`.
+    pub fn new(count: usize, make: impl Fn() -> Router) -> Self {
+        Self { senders: (0..count.max(1)).map(|_| watch::Sender::new(make())).collect() }
+    }
+
+    pub fn routing(&self) -> Routing {
+        Routing::Threads(self.senders.iter().map(watch::Sender::subscribe).collect())
+    }
+
+    /// Gives every serving thread a new router made by `make`.
+    pub fn replace(&self, make: impl Fn() -> Router) {
+        for sender in &self.senders {
+            // Requests running on the previous router keep it until they end.
+            let _previous = sender.send_replace(make());
         }
     }
 }
@@ -87,7 +111,7 @@ struct Accepted {
 struct Serving {
     name: &'static str,
     builder: Arc<Builder<TokioExecutor>>,
-    router: Router,
+    router: watch::Receiver<Router>,
     limits: ConnectionLimits,
     stopped: watch::Receiver<bool>,
 }
@@ -110,39 +134,35 @@ impl Serving {
     }
 }
 
-/// Serves on `listener` until `stopped` turns true, with a router made by `make_router` for
-/// each serving thread. Each request carries the peer address as `ConnectInfo<SocketAddr>`.
-/// `name` labels the listener in metrics and logs.
+/// Serves on `listener` until `stopped` turns true, where and with what `routing` says. Each
+/// request carries the peer address as `ConnectInfo<SocketAddr>`. `name` labels the listener in
+/// metrics and logs.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
-    make_router: impl Fn() -> Router + Send + Sync + 'static,
+    routing: Routing,
     limits: ConnectionLimits,
     stopped: watch::Receiver<bool>,
-    threads: Threads,
 ) -> std::io::Result<()> {
-    let template =
-        Serving { name, builder: Arc::new(builder(limits)), router: Router::new(), limits, stopped: stopped.clone() };
+    let builder = Arc::new(builder(limits));
+    let serving = |router| Serving { name, builder: Arc::clone(&builder), router, limits, stopped: stopped.clone() };
     let open = Arc::new(Semaphore::new(limits.max_connections as usize));
-    match threads {
-        Threads::Caller => {
-            let serving = Serving { router: make_router(), ..template };
-            accept(name, &listener, &open, limits, stopped, |accepted| serving.spawn(accepted)).await;
+    match routing {
+        Routing::Caller(router) => {
+            let serving = serving(router);
+            accept(name, &listener, &open, limits, stopped.clone(), |accepted| serving.spawn(accepted)).await;
             drain(&open, limits).await;
         }
-        Threads::Own(count) => {
-            let make_router = Arc::new(make_router);
-            let mut senders = Vec::with_capacity(count);
-            let mut handles = Vec::with_capacity(count);
-            for index in 0..count {
-                let (make_router, template) = (Arc::clone(&make_router), template.clone());
-                let (sender, handle) =
-                    start_thread(name, index, move || Serving { router: make_router(), ..template })?;
+        Routing::Threads(routers) => {
+            let mut senders = Vec::with_capacity(routers.len());
+            let mut handles = Vec::with_capacity(routers.len());
+            for (index, router) in routers.into_iter().enumerate() {
+                let (sender, handle) = start_thread(name, index, serving(router))?;
                 senders.push(sender);
                 handles.push(handle);
             }
             let mut next = 0;
-            accept(name, &listener, &open, limits, stopped, |accepted| {
+            accept(name, &listener, &open, limits, stopped.clone(), |accepted| {
                 // In turn: keep-alive connections are long-lived, so turns even out the load.
                 let _ = senders[next].send(accepted);
                 next = (next + 1) % senders.len();
@@ -213,7 +233,7 @@ async fn accept(
 fn start_thread(
     name: &'static str,
     index: usize,
-    serving: impl FnOnce() -> Serving + Send + 'static,
+    serving: Serving,
 ) -> std::io::Result<(mpsc::UnboundedSender<Accepted>, std::thread::JoinHandle<()>)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (sender, mut receiver) = mpsc::unbounded_channel::<Accepted>();
@@ -222,7 +242,6 @@ fn start_thread(
     let handle = std::thread::Builder::new().name(format!("keygate-{name}-{index}")).spawn(move || {
         let _logging = tracing::dispatcher::set_default(&dispatch);
         runtime.block_on(async move {
-            let serving = serving();
             while let Some(accepted) = receiver.recv().await {
                 serving.spawn(accepted);
             }

@@ -1,0 +1,127 @@
+//! Reloading the configuration without a restart (`kill -HUP`, SPEC §8). What a reload
+//! changes: the routes and their upstreams, the `[proxy]` settings, `server.public_host` and
+//! the default rate limit. They are swapped in at once: every serving thread gets a new
+//! router, and the default rate changes in one atomic step. A request already running
+//! finishes on the router it started with; a kept-alive connection takes the new one at its
+//! next request. Every other setting (listeners, store, limiter backend, sessions, key prefix)
+//! keeps its running value, and a changed one is named in a warning: it needs a restart.
+//!
+//! A configuration that does not load is refused before any of this, by [`crate::config`],
+//! with the message naming the setting; the running one stays.
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+
+use crate::config::Config;
+use crate::gateway::proxy::Proxy;
+use crate::gateway::routes::Route;
+use crate::http::public::{PublicState, router};
+use crate::http::serve::RouterSet;
+use crate::model::RateLimit;
+use crate::pipeline::Pipeline;
+use crate::preflight::PreflightIndex;
+use crate::store::Store;
+
+/// What the public listener's routers are made of, besides the configuration.
+#[derive(Clone)]
+pub struct PublicParts {
+    pub pipeline: Arc<Pipeline>,
+    pub preflight: Arc<PreflightIndex>,
+    pub store: Arc<dyn Store>,
+}
+
+impl PublicParts {
+    /// Makes public routers for `config`: they share everything but their upstream connection
+    /// pool, so that each serving thread has its own.
+    pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
+        let routes = config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
+        let (parts, config) = (self.clone(), config.clone());
+        Ok(move || {
+            let state = PublicState::new(
+                &parts.pipeline,
+                Arc::clone(&parts.preflight),
+                Arc::clone(&parts.store),
+                routes.clone(),
+                Arc::new(Proxy::new(&config)),
+            );
+            router(Arc::new(state))
+        })
+    }
+}
+
+/// Swaps a reloaded configuration into a running keygate.
+pub struct Reloader {
+    parts: PublicParts,
+    routers: Arc<RouterSet>,
+    running: Mutex<Config>,
+}
+
+impl Reloader {
+    pub fn new(parts: PublicParts, routers: Arc<RouterSet>, running: Config) -> Self {
+        Self { parts, routers, running: Mutex::new(running) }
+    }
+
+    /// Applies what `new` changes of the reloadable settings. Returns the settings it changes
+    /// that need a restart, which keep their running value.
+    pub fn reload(&self, new: &Config) -> Result<Vec<String>, String> {
+        let mut running = self.running.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut effective = running.clone();
+        effective.routes = new.routes.clone();
+        effective.proxy = new.proxy.clone();
+        effective.server.public_host = new.server.public_host.clone();
+        effective.rate_limit.limit = new.rate_limit.limit;
+        effective.rate_limit.window_seconds = new.rate_limit.window_seconds;
+        let make = self.parts.maker(&effective)?;
+        self.routers.replace(make);
+        self.parts.pipeline.set_default_rate(RateLimit {
+            limit: effective.rate_limit.limit,
+            window_seconds: effective.rate_limit.window_seconds,
+        });
+        let needing_restart = differences(&effective, new);
+        *running = effective;
+        Ok(needing_restart)
+    }
+}
+
+/// The settings (`section.key`) whose values differ between `a` and `b`.
+fn differences(a: &Config, b: &Config) -> Vec<String> {
+    let (Ok(toml::Value::Table(a)), Ok(toml::Value::Table(b))) = (toml::Value::try_from(a), toml::Value::try_from(b))
+    else {
+        return Vec::new();
+    };
+    let mut changed = Vec::new();
+    for (section, a_value) in &a {
+        let b_value = b.get(section);
+        match (a_value, b_value) {
+            (toml::Value::Table(a_table), Some(toml::Value::Table(b_table))) => {
+                let keys = a_table.keys().chain(b_table.keys().filter(|key| !a_table.contains_key(*key)));
+                for key in keys {
+                    if a_table.get(key) != b_table.get(key) {
+                        changed.push(format!("{section}.{key}"));
+                    }
+                }
+            }
+            (a_value, b_value) if Some(a_value) != b_value => changed.push(section.clone()),
+            _ => {}
+        }
+    }
+    changed.sort();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_name_each_changed_setting() {
+        let a = Config::default();
+        let mut b = a.clone();
+        assert!(differences(&a, &b).is_empty());
+        b.server.max_connections = 5;
+        b.store.url = "sqlite://other.db".to_owned();
+        b.server.admin_token = Some("a-token-of-16-characters".to_owned());
+        assert_eq!(differences(&a, &b), ["server.admin_token", "server.max_connections", "store.url"]);
+    }
+}
