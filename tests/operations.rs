@@ -120,13 +120,9 @@ async fn create_tenant(client: &reqwest::Client, admin: &str, id: &str) -> reqwe
     response.status()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_in_flight_requests_then_exits() {
-    let upstream = upstream::Upstream::start().await;
-    let store = TestStore::new().await;
-    let (mut child, public, admin) = serve_binary(&store, &upstream.url);
-    let client = reqwest::Client::new();
-    assert_eq!(create_tenant(&client, &admin, "acme").await, 201);
+/// Tenant `acme` and a key of it, on a keygate started by [`serve_binary`]; returns the secret.
+async fn tenant_with_key(client: &reqwest::Client, admin: &str) -> String {
+    assert_eq!(create_tenant(client, admin, "acme").await, 201);
     let key: serde_json::Value = client
         .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
         .bearer_auth(ADMIN_TOKEN)
@@ -137,7 +133,16 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
         .json()
         .await
         .unwrap();
-    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+    key["data"]["secret"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let upstream = upstream::Upstream::start().await;
+    let store = TestStore::new().await;
+    let (mut child, public, admin) = serve_binary(&store, &upstream.url);
+    let client = reqwest::Client::new();
+    let secret = tenant_with_key(&client, &admin).await;
 
     // A request the upstream takes 3 s to answer is in flight when SIGTERM arrives.
     let in_flight = tokio::spawn({
@@ -224,18 +229,7 @@ async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_
     let store = TestStore::new().await;
     let (mut child, public, admin, logged) = serve_binary_logging(&store, &upstream.url);
     let client = reqwest::Client::new();
-    assert_eq!(create_tenant(&client, &admin, "acme").await, 201);
-    let key: serde_json::Value = client
-        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+    let secret = tenant_with_key(&client, &admin).await;
     let get = |path: &str| client.get(format!("http://{public}{path}")).bearer_auth(&secret).send();
     let hangup = || Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success();
 
