@@ -101,7 +101,7 @@ where
                 Err(error) => error.clone().into_response(),
             };
             finish(&decision, &mut response);
-            metrics.record(response.extensions().get::<ErrorCode>().copied(), started);
+            metrics.record(response.extensions().get::<ErrorCode>().copied(), response.status(), started);
             Ok(response)
         })
     }

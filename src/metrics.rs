@@ -119,6 +119,10 @@ pub fn render() -> String {
 /// few atomic operations, with no label allocation or registry lookup on the hot path.
 pub struct RouteMetrics {
     ok: Counter,
+    /// Answered 4xx or 5xx by what keygate guards (the upstream, or the application behind the
+    /// layer), with no error code of keygate's: not "OK".
+    guarded_client_error: Counter,
+    guarded_server_error: Counter,
     /// By `ErrorCode as usize`, which follows `ErrorCode::ALL`.
     errors: Vec<Counter>,
     duration: Histogram,
@@ -130,15 +134,20 @@ impl RouteMetrics {
         let requests = |code: &'static str| metrics::counter!("keygate_requests_total", "route" => route.to_owned(), "code" => code);
         Self {
             ok: requests("OK"),
+            guarded_client_error: requests("UPSTREAM_4XX"),
+            guarded_server_error: requests("UPSTREAM_5XX"),
             errors: ErrorCode::ALL.iter().map(|code| requests(code.as_str())).collect(),
             duration: metrics::histogram!("keygate_request_duration_seconds", "route" => route.to_owned()),
             rate_limited: metrics::counter!("keygate_rate_limited_total"),
         }
     }
 
-    /// One judged request and its outcome code (`OK` when no error code was answered).
-    pub fn record(&self, code: Option<ErrorCode>, started: Instant) {
+    /// One request and its outcome: keygate's error code, or else by the status that what
+    /// keygate guards answered (`OK`, `UPSTREAM_4XX`, `UPSTREAM_5XX`).
+    pub fn record(&self, code: Option<ErrorCode>, status: http::StatusCode, started: Instant) {
         match code {
+            None if status.is_client_error() => self.guarded_client_error.increment(1),
+            None if status.is_server_error() => self.guarded_server_error.increment(1),
             None => self.ok.increment(1),
             Some(code) => {
                 if let Some(counter) = self.errors.get(code as usize) {

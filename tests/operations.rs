@@ -17,6 +17,12 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
     app.call("GET", "/api/v1/orders", &secret, None, None).await;
     app.call("POST", "/api/v1/orders", &secret, None, None).await.assert_error(403, "SCOPE_NOT_GRANTED");
     app.call("GET", "/api/v1/slow", &secret, None, None).await.assert_error(504, "UPSTREAM_TIMEOUT");
+    // Passed through from the upstream: counted by status class, not as "OK".
+    assert_eq!(app.call("GET", "/api/v1/open?status=501", &secret, None, None).await.status, 501);
+    assert_eq!(app.call("GET", "/api/v1/open?status=404", &secret, None, None).await.status, 404);
+    // Refused before any route: counted as route "unmatched".
+    app.get("/api/v1/nowhere").await.assert_error(404, "NOT_FOUND");
+    app.call("PUT", "/api/v1/slow", &secret, None, None).await.assert_error(405, "METHOD_NOT_ALLOWED");
 
     let response = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -31,6 +37,10 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
         ("keygate_key_cache_hits_total", 1.0),
         ("keygate_key_cache_misses_total", 1.0),
         ("keygate_request_duration_seconds_count{route=\"sessions\"}", 1.0),
+        ("keygate_requests_total{route=\"/api/v1/open\",code=\"UPSTREAM_5XX\"}", 1.0),
+        ("keygate_requests_total{route=\"/api/v1/open\",code=\"UPSTREAM_4XX\"}", 1.0),
+        ("keygate_requests_total{route=\"unmatched\",code=\"NOT_FOUND\"}", 1.0),
+        ("keygate_requests_total{route=\"unmatched\",code=\"METHOD_NOT_ALLOWED\"}", 1.0),
     ] {
         assert!(metric_value(&text, series) >= at_least, "{series} in\n{text}");
     }

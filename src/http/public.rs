@@ -20,6 +20,7 @@ use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::{Resolution, Route, allowed_at, methods_at, resolve};
 use crate::http::log::log_request;
 use crate::layer::{RequireKey, normalize_request_path, path_refused};
+use crate::metrics::RouteMetrics;
 use crate::paths::SESSIONS_PATH;
 use crate::pipeline::{Pipeline, Policy, Principal};
 use crate::preflight::PreflightIndex;
@@ -38,6 +39,8 @@ pub struct PublicState {
     routes: Vec<Route>,
     /// `handlers[i]` serves `routes[i]`.
     handlers: Vec<Handler>,
+    /// Requests refused before any route was found.
+    unmatched: RouteMetrics,
 }
 
 impl PublicState {
@@ -77,6 +80,7 @@ impl PublicState {
             create_session: BoxCloneSyncService::new(create_session),
             routes,
             handlers,
+            unmatched: RouteMetrics::new("unmatched"),
         }
     }
 }
@@ -92,40 +96,54 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-async fn dispatch(State(state): State<Arc<PublicState>>, mut request: Request) -> Response {
+async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    match route(&state, request).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            // 400, 404 and 405 are counted too, as route "unmatched".
+            let code = refusal.extensions().get::<ErrorCode>().copied();
+            state.unmatched.record(code, refusal.status(), started);
+            refusal
+        }
+    }
+}
+
+/// Routes a request and answers it; `Err` is a refusal before any route was found.
+async fn route(state: &PublicState, mut request: Request) -> Result<Response, Response> {
     if let Err(refusal) = normalize_request_path(&mut request) {
-        return refusal.into_response();
+        return Err(refusal.into_response());
     }
     let path = request.uri().path();
     let method = request.method();
     if under_api(path) && cors::is_preflight(method, request.headers()) {
         let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
-        return cors::preflight(request.headers(), &state.preflight, &methods, now_millis());
+        return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
     }
     let is_read = method == Method::GET || method == Method::HEAD;
     let handler = match path {
         SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
-        "/healthz" if is_read => return data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" })),
-        "/readyz" if is_read => return readiness(&state).await,
-        "/.well-known/jwks.json" if is_read => return json_text(state.sessions.jwks().to_string()),
-        "/openapi.json" if is_read => return json_text(crate::openapi::public().to_owned()),
-        SESSIONS_PATH => return method_not_allowed(&[Method::POST]),
+        "/healthz" if is_read => return Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        "/readyz" if is_read => return Ok(readiness(state).await),
+        "/.well-known/jwks.json" if is_read => return Ok(json_text(state.sessions.jwks().to_string())),
+        "/openapi.json" if is_read => return Ok(json_text(crate::openapi::public().to_owned())),
+        SESSIONS_PATH => return Err(method_not_allowed(&[Method::POST])),
         "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
-            return method_not_allowed(&[Method::GET, Method::HEAD]);
+            return Err(method_not_allowed(&[Method::GET, Method::HEAD]));
         }
         _ => match resolve(&state.routes, path, method) {
             Resolution::Found(index) => state.handlers[index].clone(),
-            Resolution::MethodNotAllowed => return method_not_allowed(&allowed_at(&state.routes, path)),
+            Resolution::MethodNotAllowed => return Err(method_not_allowed(&allowed_at(&state.routes, path))),
             Resolution::NotFound => {
-                return ApiError::new(ErrorCode::NotFound, "no route for this path").into_response();
+                return Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response());
             }
             Resolution::CaseMismatch => {
-                return path_refused("differs only in letter case from a more specific route").into_response();
+                return Err(path_refused("differs only in letter case from a more specific route").into_response());
             }
         },
     };
     let Ok(response) = handler.oneshot(request).await;
-    response
+    Ok(response)
 }
 
 /// 405, with the `Allow` header RFC 9110 requires: the methods the path does answer.

@@ -1,5 +1,5 @@
 //! A real upstream for gateway tests: a tiny axum app on 127.0.0.1:0 that records every request
-//! it receives. `/api/v1/slow…` answers after 3 s.
+//! it receives. `/api/v1/slow…` answers after 3 s; `?status=NNN` answers status NNN.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,5 +74,11 @@ async fn record(State(upstream): State<Upstream>, request: Request) -> Response 
         ("connection", "x-upstream-private"),
         ("x-upstream-private", "hop"),
     ];
-    (headers, axum::Json(serde_json::json!({ "ok": true, "bytes": body.len() }))).into_response()
+    // `?status=501` (or any status) answers with that status.
+    let status = target
+        .split_once("status=")
+        .and_then(|(_, rest)| rest.get(..3)?.parse::<u16>().ok())
+        .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+        .unwrap_or(axum::http::StatusCode::OK);
+    (status, headers, axum::Json(serde_json::json!({ "ok": true, "bytes": body.len() }))).into_response()
 }
