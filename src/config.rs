@@ -269,7 +269,33 @@ pub fn env_name(section: &str, key: &str) -> String {
     format!("KEYGATE_{}_{}", section.to_ascii_uppercase(), key.to_ascii_uppercase())
 }
 
+/// What a printed secret becomes.
+pub const REDACTED: &str = "<redacted>";
+
+/// `url` with the password of its user info, if any, redacted.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 impl Config {
+    /// This configuration with its secrets redacted: the admin token, and passwords in the
+    /// store and rate-limit URLs. For printing (`keygate config check`).
+    pub fn redacted(&self) -> Config {
+        let mut config = self.clone();
+        if config.server.admin_token.is_some() {
+            config.server.admin_token = Some(REDACTED.to_owned());
+        }
+        config.store.url = redact_url(&config.store.url);
+        config.rate_limit.url = redact_url(&config.rate_limit.url);
+        config
+    }
+
     /// Reads `file` (if any), applies the `KEYGATE_*` variables in `env`, and validates.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let mut table = match file {
@@ -480,6 +506,18 @@ mod tests {
         assert!(lower.contains("routes[0].methods"), "{lower}");
         assert!(lower.contains("\"POST\""), "the message names the method meant: {lower}");
         assert!(load(&methods("[\"PURGE\", \"GET\"]"), &[]).is_ok(), "extension methods stay allowed");
+    }
+
+    #[test]
+    fn printed_urls_keep_everything_but_the_password() {
+        assert_eq!(
+            redact_url("postgres://kg:s3cret@db:5432/kg?sslmode=require"),
+            "postgres://kg:<redacted>@db:5432/kg?sslmode=require"
+        );
+        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:<redacted>@127.0.0.1:6379");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("sqlite:///var/lib/kg@x/keygate.db"), "sqlite:///var/lib/kg@x/keygate.db");
+        assert_eq!(redact_url("postgres://kg@db/kg"), "postgres://kg@db/kg");
     }
 
     #[test]

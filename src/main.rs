@@ -39,6 +39,9 @@ enum Command {
     /// Manage the keys that sign session tokens.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Fill the store with many tenants and keys, for load tests. No secret is printed.
     Seed {
         /// How many keys.
@@ -48,6 +51,14 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         tenants: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (file and KEYGATE_* variables) and print the effective
+    /// settings as TOML, every default filled in and secrets redacted. Exit code 2 and a
+    /// message naming the setting when it is invalid.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -263,6 +274,13 @@ async fn run(command: Command, config: Config, source: Option<PathBuf>) -> Resul
             let (app, listeners, demo) = keygate::quickstart::prepare(config).await?;
             serve(app, listeners, source, |public, admin| demo.print(public, admin)).await
         }
+        Command::Config(ConfigCommand::Check) => match toml::to_string(&config.redacted()) {
+            Ok(text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => Err(format!("cannot print the configuration: {error}").into()),
+        },
         Command::Migrate => {
             keygate::store::open(&config).await?;
             eprintln!("keygate: migrations applied");

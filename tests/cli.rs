@@ -219,3 +219,40 @@ async fn a_taken_address_is_named_with_its_setting_and_quickstart_touches_no_key
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("NOT_FOUND"), "{}", ran.stderr);
 }
+
+#[test]
+fn config_check_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keygate.toml");
+    std::fs::write(
+        &file,
+        "[server]\nadmin_token = \"an-admin-token-of-some-length\"\n\
+         [store]\nurl = \"postgres://kg:db-password@db.internal/kg\"\n\
+         [rate_limit]\nurl = \"redis://:redis-password@cache.internal:6379\"\n",
+    )
+    .unwrap();
+    let check = |file: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(["--config", file.to_str().unwrap(), "config", "check"])
+            .env_remove("KEYGATE_CONFIG")
+            .env("KEYGATE_RATE_LIMIT_LIMIT", "42")
+            .output()
+            .unwrap()
+    };
+    let output = check(&file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    for secret in ["an-admin-token-of-some-length", "db-password", "redis-password"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    let printed: toml::Table = stdout.parse().expect("the settings, as TOML");
+    assert_eq!(printed["server"]["admin_token"].as_str(), Some("<redacted>"));
+    assert_eq!(printed["store"]["url"].as_str(), Some("postgres://kg:<redacted>@db.internal/kg"));
+    assert_eq!(printed["rate_limit"]["limit"].as_integer(), Some(42), "the environment applied");
+    assert_eq!(printed["server"]["max_header_bytes"].as_integer(), Some(32768), "defaults filled in");
+
+    std::fs::write(&file, "[server]\nmax_connections = 0\n").unwrap();
+    let output = check(&file);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server.max_connections"));
+}
