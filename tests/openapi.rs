@@ -174,6 +174,19 @@ async fn every_documented_operation_answers_as_documented() {
     // Admin-only routes, and the admin listener's copy of the document.
     let seen = app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await;
     contract.check("POST", "/admin/v1/keys/{keyId}/revoke", &seen);
+    // Signing keys: list, rotate, retire, and the refusals.
+    let listed = app.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
+    contract.check("GET", "/admin/v1/signing-keys", &listed);
+    let first = listed.body["data"][0]["kid"].as_str().unwrap().to_owned();
+    let rotated = app.admin_request(Method::POST, "/admin/v1/signing-keys", None).await;
+    contract.check("POST", "/admin/v1/signing-keys", &rotated);
+    assert_eq!(rotated.status, 201);
+    let newest = rotated.body["data"]["kid"].as_str().unwrap().to_owned();
+    for (kid, status) in [(newest.as_str(), 409), (first.as_str(), 200), ("sk_unknown", 404)] {
+        let seen = app.admin_request(Method::POST, &format!("/admin/v1/signing-keys/{kid}/retire"), None).await;
+        assert_eq!(seen.status.as_u16(), status, "{kid}: {:?}", seen.body);
+        contract.check("POST", "/admin/v1/signing-keys/{kid}/retire", &seen);
+    }
     let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     contract.covered.insert(("get".to_owned(), "/metrics".to_owned()));

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use reqwest::Method;
 use serde_json::Value;
 
 fn keygate(store: &TestStore, args: &[&str]) -> (i32, Value, String) {
@@ -91,4 +92,31 @@ async fn eddsa_rotation_publishes_both_keys_until_one_is_retired() {
     let keys = app.get("/.well-known/jwks.json").await.body["keys"].clone();
     assert_eq!(keys.as_array().unwrap().len(), 1);
     assert_eq!(keys[0]["kid"], rotated["kid"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_rotates_and_retires_like_the_cli() {
+    let (app, _) = spawn_gateway(|_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["sessions:create", "orders:write"]).await;
+    let old = app.session(&secret, ORIGIN).await;
+    let rotated = app.admin_request(Method::POST, "/admin/v1/signing-keys", None).await;
+    assert_eq!(rotated.status, 201);
+    assert_eq!(rotated.body["data"]["signing"], true);
+    assert!(!rotated.body.to_string().contains("private"), "no key material: {}", rotated.body);
+    let new = app.session(&secret, ORIGIN).await;
+    assert_eq!(jwt_part(&new, 0)["kid"], rotated.body["data"]["kid"], "the new key signs at once on this instance");
+    let write = |token: String| {
+        let (app, secret) = (&app, secret.clone());
+        async move { app.call("POST", "/api/v1/orders", &secret, Some(ORIGIN), Some(&token)).await }
+    };
+    assert_eq!(write(old.clone()).await.status, 200, "the old key still verifies");
+
+    let old_kid = jwt_part(&old, 0)["kid"].as_str().unwrap().to_owned();
+    let retired = app.admin_request(Method::POST, &format!("/admin/v1/signing-keys/{old_kid}/retire"), None).await;
+    assert_eq!(retired.status, 200);
+    assert!(retired.body["data"]["retiredAt"].is_string());
+    write(old).await.assert_error(401, "SESSION_INVALID");
+    assert_eq!(write(new).await.status, 200);
+    let listed = app.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
+    assert_eq!(listed.body["data"].as_array().unwrap().iter().filter(|k| k["signing"] == true).count(), 1);
 }

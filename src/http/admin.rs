@@ -15,13 +15,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::admin::{Admin, PageQuery};
+use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::http::log::log_request;
 
 /// Admin bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router(admin: Arc<Admin>, token: &str) -> Router {
+pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm) -> Router {
     let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
@@ -29,6 +30,8 @@ pub fn router(admin: Arc<Admin>, token: &str) -> Router {
         .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/admin/v1/signing-keys", get(list_signing_keys).post(move |state| rotate_signing_key(state, algorithm)))
+        .route("/admin/v1/signing-keys/{kid}/retire", post(retire_signing_key))
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
@@ -146,4 +149,17 @@ async fn metrics() -> Response {
 
 async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
     Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
+}
+
+async fn list_signing_keys(State(admin): State<Arc<Admin>>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.signing_keys().await?))
+}
+
+/// A key of the configured algorithm: the one the pipeline mints with.
+async fn rotate_signing_key(State(admin): State<Arc<Admin>>, algorithm: SessionAlgorithm) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.rotate_signing_key(algorithm).await?))
+}
+
+async fn retire_signing_key(State(admin): State<Arc<Admin>>, Path(kid): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&kid).await?))
 }
