@@ -76,9 +76,11 @@ impl RouteConfig {
     /// Every check of a route that needs nothing but the route itself.
     fn validate(&self) -> Result<(), String> {
         let prefix = &self.prefix;
-        if !prefix_matches("/api/v1", prefix) || prefix == "/api/v1" {
-            return Err("prefix: must lie under /api/v1/".to_owned());
+        if !prefix.starts_with('/') {
+            return Err("prefix: must be a path starting with /".to_owned());
         }
+        // A prefix that covers the built-in path (`/`, `/api/v1`) is fine: the built-in path
+        // still answers first. One at or under it could serve nothing but a shadow of it.
         if prefix_matches(SESSIONS_PATH, prefix) {
             return Err("prefix: /api/v1/sessions is built in and cannot be routed".to_owned());
         }
@@ -484,7 +486,11 @@ mod tests {
             )
         };
         assert!(load(&route("/api/v1/orders", ""), &[]).is_ok());
-        assert!(load(&route("/admin/v1", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        for anywhere in ["/v2", "/graphql", "/api/v1", "/", "/admin/v1"] {
+            assert!(load(&route(anywhere, ""), &[]).is_ok(), "{anywhere}");
+        }
+        assert!(load(&route("v2", ""), &[]).unwrap_err().contains("routes[0].prefix"));
+        assert!(load(&route("/api/v1/sessions/x", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/sessions", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/../x", ""), &[]).unwrap_err().contains("routes[0].prefix"));
         assert!(load(&route("/api/v1/x;y", ""), &[]).unwrap_err().contains("routes[0].prefix"));

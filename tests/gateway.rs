@@ -262,3 +262,47 @@ async fn preflight_lists_the_methods_of_the_routes_at_the_path() {
     assert_eq!(seen.header("access-control-allow-methods"), Some("GET, POST, PUT, PATCH, DELETE, PURGE"));
     assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
 }
+
+#[tokio::test]
+async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
+    let (app, upstream) = spawn_routed(
+        |url| {
+            let route = |prefix: &str, methods: &[&str]| keygate::config::RouteConfig {
+                prefix: prefix.to_owned(),
+                methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+                upstream: url.to_owned(),
+                module: None,
+                scope: None,
+                write: None,
+            };
+            vec![route("/v2", &["GET"]), route("/api/v1", &["GET", "POST"]), route("/", &["GET"])]
+        },
+        |_| {},
+    )
+    .await;
+    let (_, secret) = app.orders_key("acme", &["sessions:create"]).await;
+    for (path, reached) in
+        [("/v2/things?x=1", "/v2/things?x=1"), ("/api/v1/orders/7", "/api/v1/orders/7"), ("/graphql", "/graphql")]
+    {
+        let seen = app.call("GET", path, &secret, None, None).await;
+        assert_eq!(seen.status, 200, "{path}");
+        assert_eq!(upstream.last().target, reached);
+        assert_eq!(upstream.last().header("x-keygate-tenant"), Some("acme"));
+    }
+    // Unauthenticated on a routed path: the pipeline refuses, nothing reaches the upstream.
+    let before = upstream.count();
+    app.get("/graphql").await.assert_error(401, "API_KEY_REQUIRED");
+    // keygate's own paths answer, whatever the catch-all.
+    assert_eq!(app.get("/healthz").await.body, serde_json::json!({ "data": { "status": "ok" } }));
+    assert!(app.get("/.well-known/jwks.json").await.body["keys"].is_array());
+    assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
+    assert_eq!(upstream.count(), before, "none of those reached the upstream");
+    // A preflight on a routed path outside /api/v1 is answered from the allowlists.
+    let preflight = app.preflight("/v2/things", ORIGIN, "GET").await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(preflight.header("access-control-allow-origin"), Some(ORIGIN));
+    // 405 on a routed path names the methods there.
+    let seen = app.call("DELETE", "/v2/things", &secret, None, None).await;
+    seen.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(seen.header("allow"), Some("GET, HEAD"));
+}

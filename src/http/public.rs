@@ -1,7 +1,8 @@
 //! The public listener. Before the pipeline runs, a request is routed (SPEC §2): a bad path is
-//! 400; a CORS preflight under `/api/v1` is answered from the allowlists; an unknown path is
-//! 404 and a known path with another method 405. `/api/v1/sessions` is built in, ahead of the
-//! configured routes. Every judged route — built in or configured — is a service wrapped in
+//! 400; a CORS preflight under `/api/v1` or on any routed path is answered from the allowlists;
+//! an unknown path is 404 and a known path with another method 405. keygate's own paths
+//! (`/api/v1/sessions`, health, JWKS, the document) come first, ahead of the configured routes,
+//! which may lie on any path. Every judged route — built in or configured — is a service wrapped in
 //! the one pipeline layer.
 
 use std::convert::Infallible;
@@ -96,6 +97,11 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
+/// Whether some route's prefix covers `path`: its preflights are answered wherever it lies.
+fn routed(routes: &[Route], path: &str) -> bool {
+    routes.iter().any(|route| crate::paths::prefix_matches(&route.prefix, path))
+}
+
 async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
     let started = std::time::Instant::now();
     match route(&state, request).await {
@@ -116,7 +122,7 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
     }
     let path = request.uri().path();
     let method = request.method();
-    if under_api(path) && cors::is_preflight(method, request.headers()) {
+    if cors::is_preflight(method, request.headers()) && (under_api(path) || routed(&state.routes, path)) {
         let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
         return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
     }
