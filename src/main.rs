@@ -79,18 +79,31 @@ enum TenantCommand {
         /// Tenant id (generated as ten_… when absent).
         #[arg(long)]
         id: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: String,
         #[command(flatten)]
         fields: TenantFields,
+        #[command(flatten)]
+        rate: RateLimitArgs,
     },
     /// Show one tenant.
     Get { id: String },
     /// List tenants.
     List(PageArgs),
-    /// Change a tenant.
+    /// Change a tenant; what is not given stays.
     Update {
         id: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
         #[command(flatten)]
         fields: TenantFields,
+        /// Remove every module.
+        #[arg(long, conflicts_with = "modules")]
+        no_modules: bool,
+        #[command(flatten)]
+        rate: RateLimitChange,
     },
 }
 
@@ -99,8 +112,13 @@ enum KeyCommand {
     /// Create an API key; its secret is printed this once.
     Create {
         tenant_id: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
         #[command(flatten)]
         fields: KeyFields,
+        #[command(flatten)]
+        rate: RateLimitArgs,
     },
     /// Show one key.
     Get { id: String },
@@ -110,11 +128,22 @@ enum KeyCommand {
         #[command(flatten)]
         page: PageArgs,
     },
-    /// Change a key.
+    /// Change a key; what is not given stays.
     Update {
         id: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
         #[command(flatten)]
         fields: KeyFields,
+        /// Remove every allowed origin.
+        #[arg(long, conflicts_with = "origins")]
+        no_origins: bool,
+        /// Remove the expiry.
+        #[arg(long, conflicts_with = "expires_at")]
+        no_expiry: bool,
+        #[command(flatten)]
+        rate: RateLimitChange,
     },
     /// Revoke a key (idempotent).
     Revoke { id: String },
@@ -133,17 +162,23 @@ struct RateLimitArgs {
     /// Requests per window (with --window-seconds).
     #[arg(long, requires = "window_seconds")]
     rate_limit: Option<u64>,
+    /// The window of --rate-limit, in seconds.
     #[arg(long, requires = "rate_limit")]
     window_seconds: Option<u64>,
+}
+
+#[derive(Args)]
+struct RateLimitChange {
+    #[command(flatten)]
+    set: RateLimitArgs,
     /// Remove the rate-limit override.
     #[arg(long, conflicts_with = "rate_limit")]
     clear_rate_limit: bool,
 }
 
+/// A tenant's fields that create and update share.
 #[derive(Args)]
 struct TenantFields {
-    #[arg(long)]
-    name: Option<String>,
     /// active | suspended
     #[arg(long)]
     status: Option<String>,
@@ -153,78 +188,88 @@ struct TenantFields {
     /// An enabled module (repeat for several); replaces the set.
     #[arg(long = "module")]
     modules: Vec<String>,
-    /// Remove every module.
-    #[arg(long, conflicts_with = "modules")]
-    no_modules: bool,
-    #[command(flatten)]
-    rate: RateLimitArgs,
 }
 
+/// A key's fields that create and update share.
 #[derive(Args)]
 struct KeyFields {
-    #[arg(long)]
-    name: Option<String>,
     /// A granted scope (repeat for several); replaces the list.
     #[arg(long = "scope")]
     scopes: Vec<String>,
     /// An allowed browser origin (repeat for several); replaces the list.
     #[arg(long = "origin")]
     origins: Vec<String>,
-    /// Remove every allowed origin.
-    #[arg(long, conflicts_with = "origins")]
-    no_origins: bool,
     /// RFC 3339 expiry, e.g. 2027-01-01T00:00:00Z.
     #[arg(long)]
     expires_at: Option<String>,
-    /// Remove the expiry.
-    #[arg(long, conflicts_with = "expires_at")]
-    no_expiry: bool,
-    #[command(flatten)]
-    rate: RateLimitArgs,
 }
 
 impl RateLimitArgs {
     fn put(&self, body: &mut Map<String, Value>) {
         if let (Some(limit), Some(window)) = (self.rate_limit, self.window_seconds) {
             body.insert("rateLimit".into(), json!({ "limit": limit, "windowSeconds": window }));
-        } else if self.clear_rate_limit {
+        }
+    }
+}
+
+impl RateLimitChange {
+    fn put(&self, body: &mut Map<String, Value>) {
+        self.set.put(body);
+        if self.clear_rate_limit {
             body.insert("rateLimit".into(), Value::Null);
         }
     }
 }
 
 impl TenantFields {
-    fn body(&self, id: Option<&String>) -> Vec<u8> {
-        let mut body = Map::new();
-        put(&mut body, "id", id);
-        put(&mut body, "name", self.name.as_ref());
-        put(&mut body, "status", self.status.as_ref());
-        put(&mut body, "subscription", self.subscription.as_ref());
-        if !self.modules.is_empty() || self.no_modules {
+    fn put(&self, body: &mut Map<String, Value>, no_modules: bool) {
+        put(body, "status", self.status.as_ref());
+        put(body, "subscription", self.subscription.as_ref());
+        if !self.modules.is_empty() || no_modules {
             body.insert("modules".into(), json!(self.modules));
         }
-        self.rate.put(&mut body);
-        Value::Object(body).to_string().into_bytes()
     }
 }
 
 impl KeyFields {
-    fn body(&self, creating: bool) -> Vec<u8> {
-        let mut body = Map::new();
-        put(&mut body, "name", self.name.as_ref());
-        if !self.scopes.is_empty() || creating {
+    fn put(&self, body: &mut Map<String, Value>, no_origins: bool) {
+        if !self.scopes.is_empty() {
             body.insert("scopes".into(), json!(self.scopes));
         }
-        if !self.origins.is_empty() || self.no_origins {
+        if !self.origins.is_empty() || no_origins {
             body.insert("allowedOrigins".into(), json!(self.origins));
         }
-        put(&mut body, "expiresAt", self.expires_at.as_ref());
-        if self.no_expiry {
-            body.insert("expiresAt".into(), Value::Null);
-        }
-        self.rate.put(&mut body);
-        Value::Object(body).to_string().into_bytes()
+        put(body, "expiresAt", self.expires_at.as_ref());
     }
+}
+
+/// Adds to each of an error's `details` the flag its `path` came from: the CLI's user typed
+/// `--origin`, not `allowedOrigins[0]`.
+fn name_flags(envelope: &mut Value) {
+    let Some(details) = envelope.pointer_mut("/error/details").and_then(Value::as_array_mut) else { return };
+    for detail in details {
+        let path = detail["path"].as_str().unwrap_or_default();
+        let field = path.split(['[', '.']).next().unwrap_or_default();
+        let flag = match (field, path.ends_with("windowSeconds")) {
+            ("rateLimit", true) => "--window-seconds",
+            ("rateLimit", false) => "--rate-limit",
+            ("allowedOrigins", _) => "--origin",
+            ("scopes", _) => "--scope",
+            ("modules", _) => "--module",
+            ("expiresAt", _) => "--expires-at",
+            ("name", _) => "--name",
+            ("id", _) => "--id",
+            ("status", _) => "--status",
+            ("subscription", _) => "--subscription",
+            _ => continue,
+        };
+        detail["flag"] = Value::String(flag.to_owned());
+    }
+}
+
+/// A request body for the admin operations.
+fn bytes(body: Map<String, Value>) -> Vec<u8> {
+    Value::Object(body).to_string().into_bytes()
 }
 
 fn put(body: &mut Map<String, Value>, name: &str, value: Option<&String>) {
@@ -289,21 +334,49 @@ async fn run(command: Command, config: Config, source: Option<PathBuf>) -> Resul
         Command::Tenant(command) => {
             let admin = admin(&config).await?;
             Ok(print(match command {
-                TenantCommand::Create { id, fields } => to_json(admin.create_tenant(&fields.body(id.as_ref())).await),
+                TenantCommand::Create { id, name, fields, rate } => {
+                    let mut body = Map::new();
+                    put(&mut body, "id", id.as_ref());
+                    put(&mut body, "name", Some(&name));
+                    fields.put(&mut body, false);
+                    rate.put(&mut body);
+                    to_json(admin.create_tenant(&bytes(body)).await)
+                }
                 TenantCommand::Get { id } => to_json(admin.tenant(&id).await),
                 TenantCommand::List(page) => to_json(admin.tenants(&page.query()).await),
-                TenantCommand::Update { id, fields } => to_json(admin.update_tenant(&id, &fields.body(None)).await),
+                TenantCommand::Update { id, name, fields, no_modules, rate } => {
+                    let mut body = Map::new();
+                    put(&mut body, "name", name.as_ref());
+                    fields.put(&mut body, no_modules);
+                    rate.put(&mut body);
+                    to_json(admin.update_tenant(&id, &bytes(body)).await)
+                }
             }))
         }
         Command::Key(command) => {
             let admin = admin(&config).await?;
             Ok(print(match command {
-                KeyCommand::Create { tenant_id, fields } => {
-                    to_json(admin.create_key(&tenant_id, &fields.body(true)).await)
+                KeyCommand::Create { tenant_id, name, fields, rate } => {
+                    let mut body = Map::new();
+                    put(&mut body, "name", Some(&name));
+                    // Required by the API; none granted unless --scope says so.
+                    body.insert("scopes".into(), json!([]));
+                    fields.put(&mut body, false);
+                    rate.put(&mut body);
+                    to_json(admin.create_key(&tenant_id, &bytes(body)).await)
                 }
                 KeyCommand::Get { id } => to_json(admin.key(&id).await),
                 KeyCommand::List { tenant_id, page } => to_json(admin.keys(&tenant_id, &page.query()).await),
-                KeyCommand::Update { id, fields } => to_json(admin.update_key(&id, &fields.body(false)).await),
+                KeyCommand::Update { id, name, fields, no_origins, no_expiry, rate } => {
+                    let mut body = Map::new();
+                    put(&mut body, "name", name.as_ref());
+                    fields.put(&mut body, no_origins);
+                    if no_expiry {
+                        body.insert("expiresAt".into(), Value::Null);
+                    }
+                    rate.put(&mut body);
+                    to_json(admin.update_key(&id, &bytes(body)).await)
+                }
                 KeyCommand::Revoke { id } => to_json(admin.revoke_key(&id).await),
             }))
         }
@@ -390,7 +463,9 @@ fn print(result: Result<Value, ApiError>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{}", serde_json::to_string_pretty(&error.envelope()).unwrap_or_default());
+            let mut envelope = serde_json::to_value(error.envelope()).unwrap_or_default();
+            name_flags(&mut envelope);
+            eprintln!("{}", serde_json::to_string_pretty(&envelope).unwrap_or_default());
             ExitCode::FAILURE
         }
     }

@@ -114,13 +114,37 @@ async fn bad_input_is_an_error_envelope_and_a_failing_exit_code() {
     assert_eq!(ran.code, 1);
     let envelope: Value = serde_json::from_str(&ran.stderr).expect("an error envelope on stderr");
     assert_eq!(envelope["error"]["code"], "VALIDATION_ERROR");
-    assert_eq!(envelope["error"]["details"].as_array().unwrap().len(), 2);
+    let details = envelope["error"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 2);
+    let flags: Vec<&str> = details.iter().filter_map(|d| d["flag"].as_str()).collect();
+    assert_eq!(flags, ["--id", "--name"], "each detail names the flag it came from: {details:?}");
     let ran = cli.run(&["key", "get", "key_missing"]);
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("NOT_FOUND"));
     let ran = cli.run(&["key", "create", "acme", "--name", "k", "--origin", "https://*.com"]);
     assert_eq!(ran.code, 1);
     assert!(ran.stderr.contains("allowedOrigins[0]"));
+    assert!(ran.stderr.contains("\"flag\": \"--origin\""), "{}", ran.stderr);
+}
+
+#[test]
+fn create_asks_for_what_it_needs_and_offers_no_flag_that_means_nothing_there() {
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_keygate")).args(args).output().unwrap();
+    for command in [&["tenant", "create"][..], &["key", "create", "acme"]] {
+        let help = String::from_utf8_lossy(&run(&[command[0], command[1], "--help"]).stdout).into_owned();
+        assert!(help.contains("--name <NAME>"), "{help}");
+        assert!(!help.contains("[--name"), "--name is required: {help}");
+        for clearing in ["--no-origins", "--no-expiry", "--clear-rate-limit", "--no-modules"] {
+            assert!(!help.contains(clearing), "{clearing} means nothing on create: {help}");
+        }
+        let missing = run(command);
+        assert_eq!(missing.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&missing.stderr).contains("--name"));
+    }
+    let help = String::from_utf8_lossy(&run(&["key", "update", "--help"]).stdout).into_owned();
+    for clearing in ["--no-origins", "--no-expiry", "--clear-rate-limit"] {
+        assert!(help.contains(clearing), "{clearing} on update: {help}");
+    }
 }
 
 #[tokio::test]
