@@ -160,11 +160,22 @@ pub struct RateLimitConfig {
     pub limit: u64,
     pub window_seconds: u64,
     pub on_backend_error: OnBackendError,
+    /// Failed authentications (invalid, revoked or expired keys) per client address and
+    /// `failed_auth_window_seconds`; over it, 429. 0 (the default): no limit.
+    pub failed_auth_limit: u64,
+    pub failed_auth_window_seconds: u64,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { url: "memory://".to_owned(), limit: 600, window_seconds: 60, on_backend_error: OnBackendError::Allow }
+        Self {
+            url: "memory://".to_owned(),
+            limit: 600,
+            window_seconds: 60,
+            on_backend_error: OnBackendError::Allow,
+            failed_auth_limit: 0,
+            failed_auth_window_seconds: 60,
+        }
     }
 }
 
@@ -255,6 +266,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "limit", Kind::Integer),
     ("rate_limit", "window_seconds", Kind::Integer),
     ("rate_limit", "on_backend_error", Kind::Text),
+    ("rate_limit", "failed_auth_limit", Kind::Integer),
+    ("rate_limit", "failed_auth_window_seconds", Kind::Integer),
     ("sessions", "algorithm", Kind::Text),
     ("sessions", "ttl_seconds", Kind::Integer),
     ("sessions", "issuer", Kind::Text),
@@ -333,6 +346,12 @@ impl Config {
         if !(1..=86_400).contains(&self.rate_limit.window_seconds) {
             return fail("rate_limit.window_seconds", "must be between 1 and 86400");
         }
+        if self.rate_limit.failed_auth_limit > 1_000_000_000 {
+            return fail("rate_limit.failed_auth_limit", "must be between 0 (no limit) and 1000000000");
+        }
+        if !(1..=86_400).contains(&self.rate_limit.failed_auth_window_seconds) {
+            return fail("rate_limit.failed_auth_window_seconds", "must be between 1 and 86400");
+        }
         if !(1..=86_400).contains(&self.sessions.ttl_seconds) {
             return fail("sessions.ttl_seconds", "must be between 1 and 86400");
         }
@@ -382,6 +401,15 @@ impl Config {
     pub fn header_read_timeout(&self) -> Option<std::time::Duration> {
         let ms = self.server.header_read_timeout_ms;
         (ms > 0).then(|| std::time::Duration::from_millis(ms))
+    }
+
+    /// The failed-authentication limit per client address, if any.
+    pub fn failed_auth_rate(&self) -> Option<crate::model::RateLimit> {
+        let rate = &self.rate_limit;
+        (rate.failed_auth_limit > 0).then_some(crate::model::RateLimit {
+            limit: rate.failed_auth_limit,
+            window_seconds: rate.failed_auth_window_seconds,
+        })
     }
 
     /// The trusted proxies' networks (validated at load).

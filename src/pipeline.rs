@@ -16,7 +16,7 @@ use crate::config::{Config, OnBackendError};
 use crate::error::{ApiError, ErrorCode};
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
 use crate::origin::Origin;
-use crate::ratelimit::{MemoryLimiter, Quota, RateLimiter};
+use crate::ratelimit::{FailedAuthentications, MemoryLimiter, Quota, RateLimiter};
 use crate::scope::Scope;
 use crate::secret::{hash_secret, is_well_formed};
 use crate::session::{SessionError, Sessions};
@@ -129,6 +129,7 @@ pub struct Pipeline {
     usage: UsageRecorder,
     key_prefix: String,
     default_rate: DefaultRate,
+    failed_auth: FailedAuthentications,
 }
 
 /// `rate_limit.limit` and `window_seconds`, replaced together on reload: one atomic word
@@ -184,7 +185,13 @@ impl Pipeline {
                 limit: config.rate_limit.limit,
                 window_seconds: config.rate_limit.window_seconds,
             }),
+            failed_auth: FailedAuthentications::new(config.failed_auth_rate(), config.trusted_networks()),
         }
+    }
+
+    /// Failed authentications per client address, counted before and after each check.
+    pub fn failed_auth(&self) -> &FailedAuthentications {
+        &self.failed_auth
     }
 
     /// Takes a reloaded `rate_limit.limit` and `window_seconds` (validated by the config).

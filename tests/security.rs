@@ -300,3 +300,29 @@ async fn read_response(stream: &mut TcpStream) -> String {
         }
     }
 }
+
+#[tokio::test]
+async fn repeated_failed_authentications_from_one_client_are_limited_and_others_are_not() {
+    let (app, upstream) = spawn_gateway(|c| {
+        c.rate_limit.failed_auth_limit = 3;
+        // The test client reaches keygate as 127.0.0.1: a trusted proxy naming the client.
+        c.proxy.trusted_proxies = vec!["127.0.0.1/32".to_owned()];
+    })
+    .await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let from = |client: &'static str, key: String| {
+        let request = app.client.get(format!("{}/api/v1/orders", app.public)).bearer_auth(key);
+        async move { Seen::from(request.header("x-forwarded-for", client).send().await.unwrap()).await }
+    };
+    let guess = || keygate::secret::generate_secret("kg").secret;
+    for _ in 0..3 {
+        from("203.0.113.7", guess()).await.assert_error(401, "API_KEY_INVALID");
+    }
+    let limited = from("203.0.113.7", guess()).await;
+    limited.assert_error(429, "RATE_LIMITED");
+    assert!(limited.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| (1..=60).contains(&s)));
+    // The address is limited whatever key it presents; another client is not.
+    from("203.0.113.7", secret.clone()).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(from("203.0.113.8", secret.clone()).await.status, 200);
+    assert_eq!(upstream.count(), 1);
+}
