@@ -53,8 +53,10 @@ impl FailedAuthentications {
     }
 
     /// The client's address: the socket peer, or, when the peer is a trusted proxy, the
-    /// nearest address in `X-Forwarded-For` that is not one.
+    /// nearest address in `X-Forwarded-For` that is not one. `None` when there is no limit, so
+    /// that costs nothing.
     pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
+        self.rate?;
         let peer = peer?.ip();
         if !self.is_trusted(peer) {
             return Some(peer);
