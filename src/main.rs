@@ -313,11 +313,13 @@ async fn run(command: Command, config: Config, source: Option<PathBuf>) -> Resul
         Command::Serve => {
             let app = App::build(config).await?;
             let listeners = app.bind().await?;
-            serve(app, listeners, source, |_, _| {}).await
+            serve(app, listeners, Hangup::Reload(source), |_, _| {}).await
         }
         Command::Quickstart => {
             let (app, listeners, demo) = keygate::quickstart::prepare(config).await?;
-            serve(app, listeners, source, |public, admin| demo.print(public, admin)).await
+            // The demo's routes and admin token are made at start, not read from a file:
+            // reloading would lose them.
+            serve(app, listeners, Hangup::Ignore, |public, admin| demo.print(public, admin)).await
         }
         Command::Config(ConfigCommand::Check) => match toml::to_string(&config.redacted()) {
             Ok(text) => {
@@ -401,24 +403,31 @@ async fn run(command: Command, config: Config, source: Option<PathBuf>) -> Resul
 }
 
 /// Binds, tells `listening` where, and serves until SIGTERM or Ctrl-C.
-/// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C, reloading the
-/// configuration (from `source` and the environment, as at start) on SIGHUP.
+/// What SIGHUP does.
+enum Hangup {
+    /// Reload the configuration from this file (if any) and the environment, as at start.
+    Reload(Option<PathBuf>),
+    /// Nothing but a log line.
+    Ignore,
+}
+
+/// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C.
 async fn serve(
     app: App,
     (public, admin): keygate::app::Listeners,
-    source: Option<PathBuf>,
+    hangup: Hangup,
     listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<ExitCode, StartError> {
     let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
     tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
     listening(public.local_addr()?, admin_address);
-    app.serve_reloading(public, admin, shutdown_signal(), |reloader| reload_on_hangup(reloader, source)).await?;
+    app.serve_reloading(public, admin, shutdown_signal(), |reloader| on_hangup(reloader, hangup)).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each SIGHUP reloads the configuration. One that does not load is refused, with a log line
-/// naming the setting, and the running one stays.
-fn reload_on_hangup(reloader: std::sync::Arc<keygate::reload::Reloader>, source: Option<PathBuf>) {
+/// Each SIGHUP reloads the configuration (or, with [`Hangup::Ignore`], is logged). One that
+/// does not load is refused, with a log line naming the setting, and the running one stays.
+fn on_hangup(reloader: std::sync::Arc<keygate::reload::Reloader>, hangup: Hangup) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -428,6 +437,10 @@ fn reload_on_hangup(reloader: std::sync::Arc<keygate::reload::Reloader>, source:
         };
         tokio::spawn(async move {
             while hangups.recv().await.is_some() {
+                let Hangup::Reload(source) = &hangup else {
+                    tracing::warn!("SIGHUP: the quickstart does not reload its configuration; restart it instead");
+                    continue;
+                };
                 let loaded = Config::load(source.as_deref(), std::env::vars()).map_err(|e| e.to_string());
                 match loaded.and_then(|config| reloader.reload(&config)) {
                     Ok(needing_restart) => {
@@ -443,7 +456,7 @@ fn reload_on_hangup(reloader: std::sync::Arc<keygate::reload::Reloader>, source:
         });
     }
     #[cfg(not(unix))]
-    let _ = (reloader, source);
+    let _ = (reloader, hangup);
 }
 
 async fn admin(config: &Config) -> Result<Admin, StartError> {

@@ -90,5 +90,11 @@ fn every_printed_block_answers_what_it_says() {
     let old = run(&old_key_now);
     assert!(last_status_line(&old).starts_with("HTTP/1.1 401"), "{old}");
     assert!(old.contains("API_KEY_REVOKED"));
+
+    // SIGHUP neither stops the quickstart nor loses its demo routes.
+    Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let write = blocks.iter().find(|b| b.script.contains("X-Session-Token: $TOKEN")).unwrap();
+    assert!(run(&write.script).contains("hello from the demo upstream"));
     stop(child);
 }
