@@ -1,5 +1,5 @@
 //! `keygate quickstart`: demo tenants and keys on the configured store, a small demo upstream
-//! behind two gateway routes, and ready-to-run curl lines that show a session being minted, a
+//! behind gateway routes (one outside `/api/v1`), and ready-to-run curl lines that show a session being minted, a
 //! browser-style write through the gateway, and each class of refusal. Each run revokes the
 //! keys of the previous run (their secrets were shown once and are gone) and creates fresh ones.
 
@@ -30,7 +30,7 @@ pub struct Demo {
 }
 
 /// Prepares the demo data (and, without configured routes, a demo upstream behind
-/// `/api/v1/orders`), and returns the app ready to serve, with its listeners. They are bound
+/// `/api/v1/orders` and `/v2/status`), and returns the app ready to serve, with its listeners. They are bound
 /// before any key is touched: if an address is taken, the previous run's keys stay as they
 /// were.
 pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), StartError> {
@@ -116,6 +116,10 @@ impl Demo {
                 ),
             ),
             (
+                "200: a route outside /api/v1, called server to server (no browser origin)",
+                format!("curl -s -i {base}/v2/status -H 'Authorization: Bearer {browser}'"),
+            ),
+            (
                 "204: CORS preflight",
                 format!(
                     "curl -s -i -X OPTIONS {base}/api/v1/orders -H 'Origin: {DEMO_ORIGIN}' -H 'Access-Control-Request-Method: POST'"
@@ -132,15 +136,20 @@ impl Demo {
 }
 
 fn demo_routes(upstream: &str) -> Vec<RouteConfig> {
-    let route = |methods: &[&str], scope: &str| RouteConfig {
-        prefix: "/api/v1/orders".to_owned(),
+    let route = |prefix: &str, methods: &[&str], scope: &str| RouteConfig {
+        prefix: prefix.to_owned(),
         methods: methods.iter().map(|m| (*m).to_owned()).collect(),
         upstream: upstream.to_owned(),
         module: Some("orders".to_owned()),
         scope: Some(scope.to_owned()),
         write: None,
     };
-    vec![route(&["GET"], "orders:read"), route(&["POST", "PATCH", "DELETE"], "orders:write")]
+    vec![
+        route("/api/v1/orders", &["GET"], "orders:read"),
+        route("/api/v1/orders", &["POST", "PATCH", "DELETE"], "orders:write"),
+        // Routes may lie on any path.
+        route("/v2/status", &["GET"], "orders:read"),
+    ]
 }
 
 /// A demo application: answers every request with what it received from keygate.
