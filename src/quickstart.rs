@@ -1,7 +1,8 @@
 //! `keygate quickstart`: demo tenants and keys on the configured store, a small demo upstream
-//! behind gateway routes (one outside `/api/v1`), and ready-to-run curl lines that show a session being minted, a
-//! browser-style write through the gateway, and each class of refusal. Each run revokes the
-//! keys of the previous run (their secrets were shown once and are gone) and creates fresh ones.
+//! behind gateway routes (one outside `/api/v1`), and ready-to-run curl lines that show a
+//! session being minted, a browser-style write through the gateway, and each class of refusal.
+//! Each run revokes the keys of the previous run (their secrets were shown once and are gone)
+//! and creates fresh ones.
 
 use std::net::SocketAddr;
 
