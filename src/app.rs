@@ -5,11 +5,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::Method;
+use axum::http::header::ACCESS_CONTROL_REQUEST_METHOD;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::admin::Admin;
 use crate::cache::KeyCache;
 use crate::config::Config;
+use crate::cors;
 use crate::http;
 use crate::http::serve::{RouterSet, Routing};
 use crate::layer::RequireKey;
@@ -19,6 +24,7 @@ use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
 use crate::reload::{PublicParts, Reloader};
 use crate::session::Sessions;
 use crate::store::{self, Store};
+use crate::time::now_millis;
 use crate::usage::UsageRecorder;
 use crate::watch::StoreWatch;
 
@@ -88,6 +94,28 @@ impl App {
     /// The pipeline as a tower layer for one route of an axum application.
     pub fn require(&self, policy: Policy) -> RequireKey {
         RequireKey::new(Arc::clone(&self.pipeline), policy)
+    }
+
+    /// Wraps an application's router so that CORS preflights on its own routes are answered
+    /// from the key allowlists, as the gateway answers them: 204 with the CORS headers for an
+    /// origin some usable key allows, else 403 `ORIGIN_NOT_ALLOWED`. keygate does not know the
+    /// application's methods, so a preflight allows the method it asks for; the request itself
+    /// then meets the application's routing (405) and the pipeline, as any other.
+    pub fn answer_preflights(&self, router: Router) -> Router {
+        let index = Arc::clone(&self.watch.preflight);
+        let answering = tower::service_fn(move |request: Request| {
+            let (router, index) = (router.clone(), Arc::clone(&index));
+            async move {
+                if cors::is_preflight(request.method(), request.headers()) {
+                    let asked = request.headers().get(ACCESS_CONTROL_REQUEST_METHOD);
+                    let methods: Vec<Method> =
+                        asked.and_then(|m| Method::from_bytes(m.as_bytes()).ok()).into_iter().collect();
+                    return Ok(cors::preflight(request.headers(), &index, &methods, now_millis()));
+                }
+                router.oneshot(request).await
+            }
+        });
+        Router::new().fallback_service(answering)
     }
 
     /// keygate's own public routes — `POST /api/v1/sessions`, CORS preflight, health, JWKS —

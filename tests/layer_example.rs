@@ -163,3 +163,26 @@ async fn a_require_key_route_refuses_a_path_nobody_normalised() {
     let allowed = router.oneshot(request("/orders/7").unwrap()).await.unwrap();
     assert_eq!(allowed.status(), 200);
 }
+
+#[tokio::test]
+async fn preflights_on_the_applications_own_routes_are_answered_from_the_allowlists() {
+    let ex = start().await;
+    ex.http.orders_key("acme", &["orders:write"]).await;
+    // The example's keygate learns of the new key (made through the other instance) from the
+    // change feed.
+    let mut seen = ex.http.preflight("/api/v1/orders/7", ORIGIN, "DELETE").await;
+    for _ in 0..50 {
+        if seen.status == 204 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        seen = ex.http.preflight("/api/v1/orders/7", ORIGIN, "DELETE").await;
+    }
+    assert_eq!(seen.status, 204, "{}", seen.body);
+    assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
+    assert_eq!(seen.header("access-control-allow-methods"), Some("DELETE"));
+    let refused = ex.http.preflight("/api/v1/orders", "https://evil.example", "POST").await;
+    refused.assert_error(403, "ORIGIN_NOT_ALLOWED");
+    assert!(!refused.has_cors());
+    assert_eq!(ex.orders.count(), 0, "no handler ran");
+}

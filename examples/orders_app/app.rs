@@ -29,7 +29,8 @@ impl Orders {
 
 /// The application's routes, each behind the pipeline; keygate's own public routes (sessions,
 /// preflight, health, JWKS) answer everything else. Paths are put in normal form before the
-/// router sees them, so `/api/v1/%6Frders` is routed (and judged) as `/api/v1/orders`.
+/// router sees them, so `/api/v1/%6Frders` is routed (and judged) as `/api/v1/orders`, and
+/// CORS preflights on the application's routes are answered from the key allowlists.
 pub(crate) fn router(app: &App, orders: Orders) -> Result<Router, StartError> {
     let read = app.require(Policy::scope("orders:read")?.with_module("orders"));
     let write = app.require(Policy::scope("orders:write")?.with_module("orders"));
@@ -38,7 +39,7 @@ pub(crate) fn router(app: &App, orders: Orders) -> Result<Router, StartError> {
         .route("/api/v1/orders/{id}", get(get_order.layer(read)).delete(delete_order.layer(write)))
         .with_state(orders)
         .fallback_service(app.public_router()?);
-    Ok(normalize_paths(routes))
+    Ok(normalize_paths(app.answer_preflights(routes)))
 }
 
 fn tenant(principal: &Principal) -> String {
