@@ -101,6 +101,15 @@ for i in range(count):
     assert response.status == 200, response.status
 PY
 }
+# measure_preflights LABEL: preflight p99 on $public for an origin some key allows and for one
+# none does, on one connection, one request at a time: the latency of a preflight, not of a queue.
+measure_preflights() {
+  local origin p99
+  for origin in https://app.t7.example https://nobody.example; do
+    p99=$(ORIGIN=$origin wrk -t1 -c1 -d5s --latency -s "$work/preflight.lua" "$public/api/v1/sessions" | wrk_p99)
+    report "${1}preflight p99, $origin (ms)" "$p99" "<" 1
+  done
+}
 report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }
 
 for engine in $ENGINES; do
@@ -149,11 +158,7 @@ for engine in $ENGINES; do
   create_p99=$(python3 -c 'import sys; t = sorted(float(x) * 1000 for x in open(sys.argv[1])); print(round(t[int(len(t) * 0.99) - 1], 2))' "$work/create.times")
   report "admin key creation p99 (ms)" "$create_p99" "<" 20
 
-  for origin in https://app.t7.example https://nobody.example; do
-    # One connection, one request at a time: the latency of a preflight, not of a queue.
-    p99=$(ORIGIN=$origin wrk -t1 -c1 -d5s --latency -s "$work/preflight.lua" "$public/api/v1/sessions" | wrk_p99)
-    report "preflight p99, $origin (ms)" "$p99" "<" 1
-  done
+  measure_preflights ""
 
   # Guarded throughput, alone and beside 10 admin writes a second; interleaved rounds.
   key_id=$(curl -s "${auth[@]}" "$admin/admin/v1/tenants/bench/keys?limit=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
@@ -214,10 +219,7 @@ PY
     done > "$work/create-baseline.times"
     create_max=$(python3 -c 'import sys; print(round(max(float(x) * 1000 for x in open(sys.argv[1])), 1))' "$work/create-baseline.times")
     report "baseline: admin key creation, slowest of 10 (ms)" "$create_max" "<" 20
-    for origin in https://app.t7.example https://nobody.example; do
-      p99=$(ORIGIN=$origin wrk -t1 -c1 -d5s --latency -s "$work/preflight.lua" "$public/api/v1/sessions" | wrk_p99)
-      report "baseline: preflight p99, $origin (ms)" "$p99" "<" 1
-    done
+    measure_preflights "baseline: "
     alone=$(SECRET=$secret wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)
     admin_writes 80 10 "$admin/admin/v1/keys/$key_id" 8 &
     writer=$!

@@ -81,10 +81,10 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("sha256_of_secret_floor", |b| b.iter(|| keygate::secret::hash_secret(black_box(&f.secret))));
     for (name, method, headers) in &cases {
         // Warm the cache (and check the case behaves as named).
-        let decision = runtime.block_on(f.app.pipeline.check(method, headers, &policy));
+        let decision = runtime.block_on(f.app.pipeline.check(method, headers, None, &policy));
         assert_eq!(decision.outcome.is_ok(), !name.ends_with("_key"), "{name}");
         group.bench_function(*name, |b| {
-            b.iter(|| runtime.block_on(f.app.pipeline.check(black_box(method), black_box(headers), &policy)))
+            b.iter(|| runtime.block_on(f.app.pipeline.check(black_box(method), black_box(headers), None, &policy)))
         });
     }
     group.finish();

@@ -28,7 +28,6 @@ use crate::http::log::LoggedIdentity;
 use crate::metrics::RouteMetrics;
 use crate::paths::normalize;
 use crate::pipeline::{Decision, Pipeline, Policy};
-use crate::time::now_millis;
 
 pub use crate::pipeline::Principal;
 
@@ -93,25 +92,8 @@ where
                 return Ok(refusal.into_response());
             }
             let started = Instant::now();
-            // Before the key is looked at: a client that used up its failed authentications
-            // costs nothing more (`ratelimit::FailedAuthentications`).
-            let failures = pipeline.failed_auth();
             let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
-            let client = failures.client(peer, request.headers());
-            if let Some(retry_after) = client.and_then(|client| failures.refused(client, now_millis())) {
-                let refusal =
-                    ApiError::new(ErrorCode::RateLimited, "too many failed authentications from this address")
-                        .with_retry_after(retry_after)
-                        .into_response();
-                metrics.record(Some(ErrorCode::RateLimited), refusal.status(), started);
-                return Ok(refusal);
-            }
-            let decision = pipeline.check(request.method(), request.headers(), &policy).await;
-            if let (Some(client), Err(error)) = (client, &decision.outcome)
-                && matches!(error.code, ErrorCode::ApiKeyInvalid | ErrorCode::ApiKeyRevoked | ErrorCode::ApiKeyExpired)
-            {
-                failures.record(client, now_millis());
-            }
+            let decision = pipeline.check(request.method(), request.headers(), peer, &policy).await;
             let mut response = match &decision.outcome {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal.clone());

@@ -6,6 +6,7 @@
 //! verdict it returns what the response must carry whatever the verdict: the rate-limit quota
 //! (once steps 1–3 passed) and the CORS origin (once the key is known and allows it).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -189,11 +190,6 @@ impl Pipeline {
         }
     }
 
-    /// Failed authentications per client address, counted before and after each check.
-    pub fn failed_auth(&self) -> &FailedAuthentications {
-        &self.failed_auth
-    }
-
     /// Takes a reloaded `rate_limit.limit` and `window_seconds` (validated by the config).
     pub fn set_default_rate(&self, rate: RateLimit) {
         self.default_rate.set(rate);
@@ -208,10 +204,31 @@ impl Pipeline {
         self.limiter.ping().await.is_ok()
     }
 
-    /// Judges a request under `policy`.
-    pub async fn check(&self, method: &Method, headers: &HeaderMap, policy: &Policy) -> Decision {
+    /// Judges a request under `policy`; `peer` is the socket peer, when known.
+    pub async fn check(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        policy: &Policy,
+    ) -> Decision {
         let mut trail = Trail::default();
-        let outcome = self.run(headers, policy.is_write(method), policy, now_millis(), &mut trail).await;
+        let now = now_millis();
+        // Before the key is looked at: a client that used up its failed authentications costs
+        // nothing more (`ratelimit::FailedAuthentications`; off unless configured).
+        let client = self.failed_auth.client(peer, headers);
+        let outcome = match client.and_then(|client| self.failed_auth.refused(client, now)) {
+            Some(retry_after) => {
+                Err(ApiError::new(ErrorCode::RateLimited, "too many failed authentications from this address")
+                    .with_retry_after(retry_after))
+            }
+            None => self.run(headers, policy.is_write(method), policy, now, &mut trail).await,
+        };
+        if let (Some(client), Err(error)) = (client, &outcome)
+            && matches!(error.code, ErrorCode::ApiKeyInvalid | ErrorCode::ApiKeyRevoked | ErrorCode::ApiKeyExpired)
+        {
+            self.failed_auth.record(client, now);
+        }
         Decision { outcome, quota: trail.quota, cors_origin: trail.cors_origin, identity: trail.identity }
     }
 

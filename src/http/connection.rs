@@ -105,7 +105,8 @@ impl hyper::body::Body for GuardedBody {
 fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
     let target = request.uri().path_and_query().map_or(1, |p| p.as_str().len());
     let authority = request.uri().authority().map_or(0, |a| a.as_str().len());
-    let line = request.method().as_str().len() + target + authority + " HTTP/1.1\r\n ".len();
+    // `METHOD target HTTP/1.1\r\n`; over HTTP/2 the authority stands in for `Host`.
+    let line = request.method().as_str().len() + " ".len() + target + authority + " HTTP/1.1\r\n".len();
     let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
     line + headers + 2
 }

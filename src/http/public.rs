@@ -97,11 +97,6 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-/// Whether some route's prefix covers `path`: its preflights are answered wherever it lies.
-fn routed(routes: &[Route], path: &str) -> bool {
-    routes.iter().any(|route| crate::paths::prefix_matches(&route.prefix, path))
-}
-
 async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
     let started = std::time::Instant::now();
     match route(&state, request).await {
@@ -122,9 +117,12 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
     }
     let path = request.uri().path();
     let method = request.method();
-    if cors::is_preflight(method, request.headers()) && (under_api(path) || routed(&state.routes, path)) {
+    if cors::is_preflight(method, request.headers()) {
         let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
-        return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
+        // Answered under /api/v1, and on any path some route covers (it has methods there).
+        if under_api(path) || !methods.is_empty() {
+            return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
+        }
     }
     let is_read = method == Method::GET || method == Method::HEAD;
     let handler = match path {

@@ -124,6 +124,21 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Binds a key's terms, in column order: scopes, allowed origins, expiry, revocation, rate
+/// limit and its window. Creating and updating a key write them alike.
+fn bind_key_terms<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    key: &ApiKey,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(json_list(&key.scopes))
+        .bind(json_list(&key.allowed_origins))
+        .bind(key.expires_at)
+        .bind(key.revoked_at)
+        .bind(key.rate_limit.map(|r| r.limit as i64))
+        .bind(key.rate_limit.map(|r| r.window_seconds as i64))
+}
+
 /// A statement assembled from this module's constants (column lists, dialect words): never
 /// from input.
 fn dynamic(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
@@ -242,14 +257,8 @@ impl SqlStore {
                     .bind(key.tenant_id.clone())
                     .bind(key.name.clone())
                     .bind(key.prefix.clone())
-                    .bind(hash.to_vec())
-                    .bind(json_list(&key.scopes))
-                    .bind(json_list(&key.allowed_origins))
-                    .bind(key.expires_at)
-                    .bind(key.revoked_at)
-                    .bind(key.rate_limit.map(|r| r.limit as i64))
-                    .bind(key.rate_limit.map(|r| r.window_seconds as i64))
-                    .bind(key.created_at);
+                    .bind(hash.to_vec());
+                query = bind_key_terms(query, key).bind(key.created_at);
             }
             query.execute(&mut *tx).await?;
         }
@@ -303,20 +312,12 @@ impl SqlStore {
     }
 
     async fn write_key(tx: &mut sqlx::AnyConnection, key: &ApiKey) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE api_keys SET name = $1, scopes = $2, allowed_origins = $3, expires_at = $4, revoked_at = $5, \
              rate_limit = $6, rate_limit_window = $7 WHERE id = $8",
         )
-        .bind(&key.name)
-        .bind(json_list(&key.scopes))
-        .bind(json_list(&key.allowed_origins))
-        .bind(key.expires_at)
-        .bind(key.revoked_at)
-        .bind(key.rate_limit.map(|r| r.limit as i64))
-        .bind(key.rate_limit.map(|r| r.window_seconds as i64))
-        .bind(&key.id)
-        .execute(tx)
-        .await?;
+        .bind(&key.name);
+        bind_key_terms(query, key).bind(&key.id).execute(tx).await?;
         Ok(())
     }
 }
