@@ -83,6 +83,7 @@ start_keygate() {
 [server]
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
+admin_token = "bench-admin-token-0123456789"
 [store]
 url = "sqlite://$work/$name/keygate.db"
 [rate_limit]
@@ -96,15 +97,22 @@ module = "orders"
 scope = "orders:write"
 CONF
   export KEYGATE_CONFIG=$work/$name/keygate.toml
-  "$bin" tenant create --id bench --name Bench --module orders > /dev/null
-  secret=$("$bin" key create bench --name bench --scope orders:write --scope sessions:create \
-    --origin https://bench.example | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
-  # A key allowed 1,000 requests a day: every request after those is a 429.
-  limited=$("$bin" key create bench --name limited --scope orders:write --rate-limit 1000 \
-    --window-seconds 86400 | python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
   "$bin" serve 2> "$work/$name/requests.log" &
   echo $! >> "$work/pids"
   until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.05; done
+  # Through the admin API, which every measured build serves alike.
+  admin_post() {
+    curl -sf -X POST -H "Authorization: Bearer bench-admin-token-0123456789" -H "Content-Type: application/json" \
+      "http://127.0.0.1:$admin$1" -d "$2"
+  }
+  admin_post /admin/v1/tenants '{"id": "bench", "name": "Bench", "modules": ["orders"]}' > /dev/null
+  secret=$(admin_post /admin/v1/tenants/bench/keys \
+    '{"name": "bench", "scopes": ["orders:write", "sessions:create"], "allowedOrigins": ["https://bench.example"]}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
+  # A key allowed 1,000 requests a day: every request after those is a 429.
+  limited=$(admin_post /admin/v1/tenants/bench/keys \
+    '{"name": "limited", "scopes": ["orders:write"], "rateLimit": {"limit": 1000, "windowSeconds": 86400}}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
   session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
     "http://127.0.0.1:$port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
   echo "$port $secret $limited $session"

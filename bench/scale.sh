@@ -134,11 +134,11 @@ for engine in $ENGINES; do
   auth=(-H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" -H "Content-Type: application/json")
 
   "$bin" migrate 2> /dev/null
-  seeded=$("$bin" seed --keys "$KEYS" --tenants "$TENANTS")
-  echo "  seeded in $(python3 -c 'import json, sys; print(round(json.loads(sys.argv[1])["seconds"], 1))' "$seeded") s"
-  "$bin" tenant create --id bench --name Bench > /dev/null
-  secret=$("$bin" key create bench --name bench --scope sessions:create --origin https://bench.example |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
+  seeded=$("$bin" --store seed --keys "$KEYS" --tenants "$TENANTS")
+  echo "  seeded in $(python3 -c 'import json, sys; print(round(json.loads(sys.argv[1])["data"]["seconds"], 1))' "$seeded") s"
+  "$bin" --store tenant create --id bench --name Bench > /dev/null
+  secret=$("$bin" --store key create bench --name bench --scope sessions:create --origin https://bench.example |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
 
   started=$(now)
   "$bin" serve > "$work/serve-$engine.log" 2>&1 &

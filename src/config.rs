@@ -278,7 +278,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
 ];
 
 /// `KEYGATE_` variables that are not settings: read by the CLI itself.
-pub const ENV_NON_SETTINGS: &[&str] = &["KEYGATE_CONFIG", "KEYGATE_LOG"];
+pub const ENV_NON_SETTINGS: &[&str] = &["KEYGATE_CONFIG", "KEYGATE_LOG", "KEYGATE_ADMIN_URL"];
 
 pub fn env_name(section: &str, key: &str) -> String {
     format!("KEYGATE_{}_{}", section.to_ascii_uppercase(), key.to_ascii_uppercase())
@@ -288,7 +288,7 @@ pub fn env_name(section: &str, key: &str) -> String {
 pub const REDACTED: &str = "<redacted>";
 
 /// `url` with the password of its user info, if any, redacted.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };

@@ -8,9 +8,9 @@
 mod common;
 
 use std::future::Future;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::cli::Via;
 use common::*;
 use serde_json::{Value, json};
 
@@ -24,11 +24,10 @@ async fn within_a_second<F: Future<Output = bool>>(what: &str, mut check: impl F
     started.elapsed()
 }
 
+/// The CLI on the store itself (`--store`): a writer the serving instances hear of only
+/// through the change feed.
 fn cli(store: &TestStore, args: &[&str]) -> Value {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_keygate")).args(args).env("KEYGATE_STORE_URL", &store.url).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    serde_json::from_slice(&output.stdout).unwrap()
+    Via::Store(store).ok(args)
 }
 
 /// Instance `b` serves; `a` makes every admin change.

@@ -1,21 +1,19 @@
-//! Signing-key rotation from the CLI while keygate runs: a new key signs at once (within the
-//! store-watch interval), sessions signed by the old key keep verifying until it is retired,
-//! and the key that signs cannot be retired.
+//! Signing-key rotation from the CLI, through the admin API, while keygate runs: a new key
+//! signs at once, sessions signed by the old key keep verifying until it is retired, and the
+//! key that signs cannot be retired.
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
+use common::cli::Via;
 use common::*;
 use reqwest::Method;
 use serde_json::Value;
 
-fn keygate(store: &TestStore, args: &[&str]) -> (i32, Value, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_keygate")).args(args).env("KEYGATE_STORE_URL", &store.url).output().unwrap();
-    let stdout = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    (output.status.code().unwrap_or(-1), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+fn keygate(app: &TestApp, args: &[&str]) -> (i32, Value, String) {
+    let ran = Via::Api(app).run(args);
+    (ran.code, ran.stdout["data"].clone(), ran.stderr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +23,7 @@ async fn rotate_then_retire() {
     let old = app.session(&secret, ORIGIN).await;
     let old_kid = jwt_part(&old, 0)["kid"].as_str().unwrap().to_owned();
 
-    let (code, rotated, stderr) = keygate(&app.test_store, &["signing-key", "rotate"]);
+    let (code, rotated, stderr) = keygate(&app, &["signing-key", "rotate"]);
     assert_eq!(code, 0, "{stderr}");
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
@@ -43,22 +41,22 @@ async fn rotate_then_retire() {
     assert_eq!(write(old.clone()).await.status, 200, "the old key still verifies");
     assert_eq!(write(new.clone()).await.status, 200);
 
-    let (code, _, stderr) = keygate(&app.test_store, &["signing-key", "retire", &new_kid]);
+    let (code, _, stderr) = keygate(&app, &["signing-key", "retire", &new_kid]);
     assert_eq!(code, 1);
     assert!(stderr.contains("CONFLICT") && stderr.contains("rotate first"), "{stderr}");
 
-    let (code, retired, stderr) = keygate(&app.test_store, &["signing-key", "retire", &old_kid]);
+    let (code, retired, stderr) = keygate(&app, &["signing-key", "retire", &old_kid]);
     assert_eq!(code, 0, "{stderr}");
     assert!(retired["retiredAt"].is_string());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     write(old).await.assert_error(401, "SESSION_INVALID");
     assert_eq!(write(new).await.status, 200);
 
-    let (_, listed, _) = keygate(&app.test_store, &["signing-key", "list"]);
+    let (_, listed, _) = keygate(&app, &["signing-key", "list"]);
     let signing: Vec<_> = listed.as_array().unwrap().iter().filter(|k| k["signing"] == true).collect();
     assert_eq!(signing.len(), 1);
     assert_eq!(upstream.count(), 3);
-    let (code, _, stderr) = keygate(&app.test_store, &["signing-key", "retire", "sk_unknown"]);
+    let (code, _, stderr) = keygate(&app, &["signing-key", "retire", "sk_unknown"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("NOT_FOUND"));
 }
@@ -66,16 +64,7 @@ async fn rotate_then_retire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eddsa_rotation_publishes_both_keys_until_one_is_retired() {
     let (app, _) = spawn_gateway(|c| c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA).await;
-    let config_env = ("KEYGATE_SESSIONS_ALGORITHM", "EdDSA");
-    let run = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
-            .args(args)
-            .env("KEYGATE_STORE_URL", &app.test_store.url)
-            .env(config_env.0, config_env.1)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
-    };
+    let run = |args: &[&str]| Via::Api(&app).ok(args);
     let first = app.get("/.well-known/jwks.json").await.body["keys"][0]["kid"].as_str().unwrap().to_owned();
     let rotated = run(&["signing-key", "rotate"]);
     assert_eq!(rotated["algorithm"], "EdDSA");

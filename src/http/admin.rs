@@ -14,7 +14,7 @@ use http::{StatusCode, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::admin::{Admin, PageQuery};
+use crate::admin::{Admin, Page, PageQuery};
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::http::log::log_request;
@@ -151,8 +151,9 @@ async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
     Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
 }
 
+/// Shaped as every other list, on one page: there are a handful of signing keys.
 async fn list_signing_keys(State(admin): State<Arc<Admin>>) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.signing_keys().await?))
+    Ok(json_page(&Page { data: admin.signing_keys().await?, next_cursor: None }))
 }
 
 /// A key of the configured algorithm: the one the pipeline mints with.

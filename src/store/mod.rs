@@ -183,3 +183,9 @@ pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     store.migrate().await?;
     Ok(Arc::new(store))
 }
+
+/// Opens the store named by the configuration if it exists and is migrated; creates and
+/// changes nothing on the way (SPEC §8: only `serve`, `migrate` and `quickstart` create a store).
+pub async fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(SqlStore::open_existing(&config.store.url).await?))
+}

@@ -148,12 +148,43 @@ fn dynamic(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::Any
 impl SqlStore {
     /// Connects to `url` (`sqlite://PATH`, created if missing, or `postgres://…`).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, "rwc").await
+    }
+
+    /// Connects to a store that exists and is migrated; creates nothing (the CLI's `--store`).
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url, "rw").await.map_err(|error| match error {
+            StoreError::Unavailable(reason) if reason.contains("unable to open database file") => {
+                StoreError::Unavailable(format!("{reason}: no such store (`keygate migrate` creates it)"))
+            }
+            error => error,
+        })?;
+        let latest = store.dialect.migrations().iter().map(|m| m.version).max().unwrap_or_default();
+        let applied = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await;
+        let applied = match applied {
+            Ok(version) => version.unwrap_or_default(),
+            // No table of migrations: a database keygate never migrated.
+            Err(sqlx::Error::Database(_)) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        if applied < latest {
+            return Err(StoreError::Unavailable(
+                "the store is not migrated to this version of keygate: run `keygate migrate`".to_owned(),
+            ));
+        }
+        Ok(store)
+    }
+
+    /// `sqlite_mode`: `rwc` creates a missing SQLite file, `rw` does not.
+    async fn connect(url: &str, sqlite_mode: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_owned())
         } else if url.starts_with("sqlite:") {
             let separator = if url.contains('?') { '&' } else { '?' };
-            (Dialect::Sqlite, format!("{url}{separator}mode=rwc"))
+            (Dialect::Sqlite, format!("{url}{separator}mode={sqlite_mode}"))
         } else {
             return Err(StoreError::Unavailable("store.url must be sqlite://… or postgres://…".to_owned()));
         };

@@ -2,6 +2,7 @@
 //! SQLite file, with typed helpers that speak HTTP to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cli;
 pub mod raw;
 pub mod redis;
 pub mod upstream;

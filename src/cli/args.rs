@@ -1,0 +1,231 @@
+//! The command line, as clap reads it. Which admin request each command makes is in
+//! `request.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "keygate",
+    version,
+    about = "The access layer of a multi-tenant HTTP API",
+    after_help = "Tenant, key and signing-key commands work through a running keygate's admin API \
+                  (--admin-url), or on the store itself with --store."
+)]
+pub(crate) struct Cli {
+    /// Configuration file (TOML). Every setting has a default; KEYGATE_<SECTION>_<KEY> overrides.
+    #[arg(long, global = true, env = "KEYGATE_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// The admin API the tenant, key and signing-key commands go through. Default:
+    /// http://<server.admin_listen>. The token is server.admin_token (KEYGATE_SERVER_ADMIN_TOKEN).
+    #[arg(long, global = true, env = "KEYGATE_ADMIN_URL", value_name = "URL")]
+    pub(crate) admin_url: Option<String>,
+    /// Work on the configured store directly, not through the admin API: for bootstrap and
+    /// recovery. The store must exist (`keygate migrate` creates it).
+    #[arg(long, global = true)]
+    pub(crate) store: bool,
+    /// How answers are printed. Default: a table on a terminal, JSON otherwise.
+    #[arg(long, short = 'o', global = true, value_enum)]
+    pub(crate) output: Option<Output>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Output {
+    /// The admin API's answer as it is: `{"data": …}`, lists with `nextCursor`.
+    Json,
+    /// Columns for a list, field and value for one object.
+    Table,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Apply pending migrations, then serve the public and admin listeners.
+    Serve,
+    /// Create the store if missing, apply pending migrations, and exit.
+    Migrate,
+    /// Create demo tenants and keys, print ready-to-run curl lines, and serve.
+    Quickstart,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Manage the keys that sign session tokens.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `keygate completions bash > /etc/bash_completion.d/keygate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Fill the store with many tenants and keys, for load tests (needs --store; the store must
+    /// exist). No secret is printed.
+    Seed {
+        /// How many keys.
+        #[arg(long)]
+        keys: usize,
+        /// How many tenants (seed-0, seed-1, …) the keys are spread over.
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Validate the configuration (file and KEYGATE_* variables) and print the effective
+    /// settings as TOML, every default filled in and secrets redacted. Exit code 2 and a
+    /// message naming the setting when it is invalid.
+    Check,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SigningKeyCommand {
+    /// List signing keys: which signs, which still verify, which are retired.
+    List,
+    /// Generate a key of the configured algorithm that signs from now on; older keys keep
+    /// verifying until retired.
+    Rotate,
+    /// Retire a key: sessions it signed stop verifying.
+    Retire { kid: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant id (generated as ten_… when absent).
+        #[arg(long)]
+        id: Option<String>,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        fields: TenantFields,
+        #[command(flatten)]
+        rate: RateLimitArgs,
+    },
+    /// Show one tenant.
+    Get { id: String },
+    /// List tenants.
+    List(PageArgs),
+    /// Change a tenant; what is not given stays.
+    Update {
+        id: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        fields: TenantFields,
+        /// Remove every module.
+        #[arg(long, conflicts_with = "modules")]
+        no_modules: bool,
+        #[command(flatten)]
+        rate: RateLimitChange,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Create an API key; its secret is printed this once.
+    Create {
+        tenant_id: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        fields: KeyFields,
+        #[command(flatten)]
+        rate: RateLimitArgs,
+    },
+    /// Show one key.
+    Get { id: String },
+    /// List a tenant's keys.
+    List {
+        tenant_id: String,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Change a key; what is not given stays.
+    Update {
+        id: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        fields: KeyFields,
+        /// Remove every allowed origin.
+        #[arg(long, conflicts_with = "origins")]
+        no_origins: bool,
+        /// Remove the expiry.
+        #[arg(long, conflicts_with = "expires_at")]
+        no_expiry: bool,
+        #[command(flatten)]
+        rate: RateLimitChange,
+    },
+    /// Revoke a key (idempotent).
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+pub(crate) struct PageArgs {
+    /// Items per page, 1–1000 (default 100).
+    #[arg(long)]
+    pub(crate) limit: Option<String>,
+    /// Where the page starts: the previous page's nextCursor.
+    #[arg(long)]
+    pub(crate) cursor: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RateLimitArgs {
+    /// Requests per window (with --window-seconds).
+    #[arg(long, requires = "window_seconds")]
+    pub(crate) rate_limit: Option<u64>,
+    /// The window of --rate-limit, in seconds.
+    #[arg(long, requires = "rate_limit")]
+    pub(crate) window_seconds: Option<u64>,
+}
+
+#[derive(Args)]
+pub(crate) struct RateLimitChange {
+    #[command(flatten)]
+    pub(crate) set: RateLimitArgs,
+    /// Remove the rate-limit override.
+    #[arg(long, conflicts_with = "rate_limit")]
+    pub(crate) clear_rate_limit: bool,
+}
+
+/// A tenant's fields that create and update share.
+#[derive(Args)]
+pub(crate) struct TenantFields {
+    /// active | suspended
+    #[arg(long)]
+    pub(crate) status: Option<String>,
+    /// active | trialing | past_due | cancelled
+    #[arg(long)]
+    pub(crate) subscription: Option<String>,
+    /// An enabled module (repeat for several); replaces the set.
+    #[arg(long = "module")]
+    pub(crate) modules: Vec<String>,
+}
+
+/// A key's fields that create and update share.
+#[derive(Args)]
+pub(crate) struct KeyFields {
+    /// A granted scope (repeat for several); replaces the list.
+    #[arg(long = "scope")]
+    pub(crate) scopes: Vec<String>,
+    /// An allowed browser origin (repeat for several); replaces the list.
+    #[arg(long = "origin")]
+    pub(crate) origins: Vec<String>,
+    /// RFC 3339 expiry, e.g. 2027-01-01T00:00:00Z.
+    #[arg(long)]
+    pub(crate) expires_at: Option<String>,
+}

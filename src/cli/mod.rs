@@ -1,0 +1,97 @@
+//! The `keygate` command. `serve`, `migrate` and `quickstart` work on the store (and create it
+//! if missing); the tenant, key and signing-key commands are admin API requests, sent to a
+//! running keygate or, with `--store`, answered in process on an existing store (SPEC §8).
+
+mod args;
+mod output;
+mod request;
+mod serve;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::CommandFactory;
+use keygate::app::{App, StartError};
+use keygate::config::Config;
+use serde_json::json;
+
+pub(crate) use args::Cli;
+use args::{Command, ConfigCommand, Output};
+use serve::{Hangup, serve};
+use target::{Answer, Target};
+
+impl Cli {
+    /// Whether the command serves (and so logs at `info` by default).
+    pub(crate) fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve | Command::Quickstart)
+    }
+
+    pub(crate) async fn run(self, config: Config) -> Result<ExitCode, StartError> {
+        let output = Output::chosen(self.output);
+        let request = match self.command {
+            Command::Serve => {
+                let app = App::build(config).await?;
+                let listeners = app.bind().await?;
+                return serve(app, listeners, Hangup::Reload(self.config), |_, _| {}).await;
+            }
+            Command::Quickstart => {
+                let (app, listeners, demo) = keygate::quickstart::prepare(config).await?;
+                // The demo's routes and admin token are made at start, not read from a file:
+                // reloading would lose them.
+                return serve(app, listeners, Hangup::Ignore, |public, admin| demo.print(public, admin)).await;
+            }
+            Command::Migrate => {
+                keygate::store::open(&config).await?;
+                eprintln!("keygate: migrations applied");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Command::Config(ConfigCommand::Check) => {
+                let text = toml::to_string(&config.redacted())
+                    .map_err(|error| format!("cannot print the configuration: {error}"))?;
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
+                return Ok(ExitCode::SUCCESS);
+            }
+            Command::Seed { keys, tenants } => return seed(self.store, &config, keys, tenants, output).await,
+            Command::Tenant(command) => command.request(),
+            Command::Key(command) => command.request(),
+            Command::SigningKey(command) => command.request(),
+        };
+        let target = match self.store {
+            true => Target::store(&config).await?,
+            false => Target::api(self.admin_url, &config)?,
+        };
+        Ok(output.print(target.send(request).await?))
+    }
+}
+
+/// Bulk loading bypasses the admin API by design: it is a load-test tool, run on a store that
+/// `keygate migrate` made.
+async fn seed(
+    store: bool,
+    config: &Config,
+    keys: usize,
+    tenants: usize,
+    output: Output,
+) -> Result<ExitCode, StartError> {
+    if !store {
+        return Err("seed writes to the store directly: add --store".into());
+    }
+    let store = keygate::store::open_existing(config).await?;
+    let started = std::time::Instant::now();
+    let seeded = keygate::seed::seed(store.as_ref(), keys, tenants, &config.keys.prefix).await;
+    let answer = match seeded {
+        Ok(seeded) => Answer {
+            status: http::StatusCode::OK,
+            body: json!({ "data": { "tenants": seeded.tenants, "keys": seeded.keys, "seconds": started.elapsed().as_secs_f64() } }),
+        },
+        Err(error) => {
+            let error = keygate::admin::store_error(error);
+            Answer { status: error.code.status(), body: serde_json::to_value(error.envelope()).unwrap_or_default() }
+        }
+    };
+    Ok(output.print(answer))
+}

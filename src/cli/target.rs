@@ -1,0 +1,160 @@
+//! Where an admin request goes: over HTTP to a running keygate's admin API (the default, like
+//! decK or kubectl: operators need the admin token, never database credentials), or, with
+//! `--store`, into the same admin router in this process, on the configured store.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http::{StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use keygate::admin::Admin;
+use keygate::app::StartError;
+use keygate::config::Config;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::request::AdminRequest;
+
+/// A call to the admin API that has not answered in this time is given up.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) enum Target {
+    Api {
+        base: String,
+        token: String,
+        // Boxed: the client is large, and the enum is made once per run.
+        client: Box<Client<HttpConnector, Full<Bytes>>>,
+    },
+    /// The admin router over the store, called in process; `token` is made up for the call.
+    Store { router: axum::Router, token: String },
+}
+
+/// What the admin API answered.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
+}
+
+impl Target {
+    /// The admin API at `admin_url`, or at the configured admin listener, with the configured
+    /// admin token.
+    pub(crate) fn api(admin_url: Option<String>, config: &Config) -> Result<Self, StartError> {
+        let base = admin_url.unwrap_or_else(|| format!("http://{}", reachable(config.server.admin_listen)));
+        let base = base.trim_end_matches('/').to_owned();
+        let uri: Uri = base.parse().map_err(|_| format!("--admin-url {base:?} is not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "--admin-url {base}: https is not supported by the CLI yet; reach the admin API over \
+                     http on a private network, or use --store"
+                )
+                .into());
+            }
+            _ => return Err(format!("--admin-url {base:?} must start with http://").into()),
+        }
+        let Some(token) = config.server.admin_token.clone() else {
+            return Err("no admin token: the CLI works through the admin API, which needs \
+                        server.admin_token (or KEYGATE_SERVER_ADMIN_TOKEN); or add --store to work on \
+                        the store directly"
+                .into());
+        };
+        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
+        Ok(Self::Api { base, token, client })
+    }
+
+    /// The admin router on the configured store, which must exist: nothing is created.
+    pub(crate) async fn store(config: &Config) -> Result<Self, StartError> {
+        let url = keygate::config::redact_url(&config.store.url);
+        let store = keygate::store::open_existing(config).await.map_err(|error| format!("store.url {url}: {error}"))?;
+        let admin = Arc::new(Admin::new(store, config.keys.prefix.clone(), None));
+        let token = keygate::secret::random_base62(32);
+        let router = keygate::http::admin::router(admin, &token, config.sessions.algorithm);
+        Ok(Self::Store { router, token })
+    }
+
+    pub(crate) async fn send(&self, request: AdminRequest) -> Result<Answer, StartError> {
+        match self {
+            Target::Api { base, token, client } => {
+                let url = format!("{base}{}", request.path);
+                let sent = tokio::time::timeout(TIMEOUT, client.request(http_request(&url, token, request)?));
+                let unreachable = |reason: String| {
+                    format!(
+                        "cannot reach the admin API at {base}: {reason}. Is keygate serving there? Set \
+                         --admin-url (KEYGATE_ADMIN_URL), or work on the store with --store"
+                    )
+                };
+                let response = sent
+                    .await
+                    .map_err(|_| unreachable(format!("no answer within {} s", TIMEOUT.as_secs())))?
+                    .map_err(|error| unreachable(reasons(&error)))?;
+                let (parts, body) = response.into_parts();
+                let bytes = body.collect().await.map_err(|error| unreachable(reasons(&error)))?.to_bytes();
+                answer(parts.status, &bytes, base)
+            }
+            Target::Store { router, token } => {
+                let path = request.path.clone();
+                let request: http::Request<axum::body::Body> = http_request(&path, token, request)?;
+                let response = router.clone().oneshot(request).await;
+                let Ok(response) = response;
+                let (parts, body) = response.into_parts();
+                let bytes = body.collect().await.map_err(|error| error.to_string())?.to_bytes();
+                answer(parts.status, &bytes, "the store")
+            }
+        }
+    }
+}
+
+fn http_request<B: From<String>>(
+    url: &str,
+    token: &str,
+    request: AdminRequest,
+) -> Result<http::Request<B>, StartError> {
+    let mut builder = http::Request::builder()
+        .method(request.method)
+        .uri(url)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"));
+    if request.body.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    let body = request.body.map(|body| body.to_string()).unwrap_or_default();
+    builder.body(B::from(body)).map_err(|error| format!("cannot make the request for {url}: {error}").into())
+}
+
+/// Every answer of the admin API is JSON; anything else came from something in between.
+fn answer(status: StatusCode, bytes: &[u8], from: &str) -> Result<Answer, StartError> {
+    match serde_json::from_slice(bytes) {
+        Ok(body) => Ok(Answer { status, body }),
+        Err(_) => {
+            Err(format!("{from} answered {status} with a body that is not JSON: is it keygate's admin API?").into())
+        }
+    }
+}
+
+/// An error and its causes, outermost first: hyper's own message ("client error (Connect)")
+/// says little without them.
+fn reasons(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The address to call a listener on: one bound to every interface is reached on loopback.
+fn reachable(listen: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip = match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, listen.port())
+}
