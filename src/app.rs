@@ -187,7 +187,12 @@ impl App {
         let public_server = http::serve::serve("public", public, routers.routing(), limits, background.stopped.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
-                let router = http::admin::router(Arc::clone(&self.admin), token, self.config.sessions.algorithm);
+                let router = http::admin::router(
+                    Arc::clone(&self.admin),
+                    token,
+                    self.config.sessions.algorithm,
+                    self.pipeline.trusted_proxies().clone(),
+                );
                 // On the runtime that owns the store's connections: admin requests are few.
                 let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
                 let admin_server = http::serve::serve("admin", listener, routing, limits, background.stopped.clone());

@@ -413,8 +413,10 @@ impl Config {
     }
 
     /// The trusted proxies' networks (validated at load).
-    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
-        self.proxy.trusted_proxies.iter().filter_map(|raw| parse_cidr(raw)).collect()
+    pub fn trusted_proxies(&self) -> crate::trusted::TrustedProxies {
+        crate::trusted::TrustedProxies::new(
+            self.proxy.trusted_proxies.iter().filter_map(|raw| parse_cidr(raw)).collect(),
+        )
     }
 }
 

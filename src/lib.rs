@@ -20,6 +20,7 @@
 //! - [`logging`]: where log lines go; the request log is buffered.
 //! - [`seed`]: many tenants and keys at once, for load tests (`keygate seed`).
 //! - [`error`]: the one table of wire error codes and the error envelope.
+//! - [`trusted`]: trusted proxies, and the client address they make.
 
 pub mod admin;
 pub mod app;
@@ -47,5 +48,6 @@ pub mod seed;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod trusted;
 pub mod usage;
 pub mod watch;

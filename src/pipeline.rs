@@ -23,6 +23,7 @@ use crate::secret::{hash_secret, is_well_formed};
 use crate::session::{SessionError, Sessions};
 use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis};
+use crate::trusted::TrustedProxies;
 use crate::usage::UsageRecorder;
 use crate::watch::StoreWatch;
 
@@ -131,6 +132,7 @@ pub struct Pipeline {
     key_prefix: String,
     default_rate: DefaultRate,
     failed_auth: FailedAuthentications,
+    trusted: TrustedProxies,
 }
 
 /// `rate_limit.limit` and `window_seconds`, replaced together on reload: one atomic word
@@ -186,13 +188,19 @@ impl Pipeline {
                 limit: config.rate_limit.limit,
                 window_seconds: config.rate_limit.window_seconds,
             }),
-            failed_auth: FailedAuthentications::new(config.failed_auth_rate(), config.trusted_networks()),
+            failed_auth: FailedAuthentications::new(config.failed_auth_rate(), config.trusted_proxies()),
+            trusted: config.trusted_proxies(),
         }
     }
 
     /// Takes a reloaded `rate_limit.limit` and `window_seconds` (validated by the config).
     pub fn set_default_rate(&self, rate: RateLimit) {
         self.default_rate.set(rate);
+    }
+
+    /// Whose `X-Forwarded-For` names the client (`proxy.trusted_proxies`).
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted
     }
 
     pub fn sessions(&self) -> &Arc<Sessions> {

@@ -69,6 +69,9 @@ impl Reloader {
         let mut effective = running.clone();
         effective.routes = new.routes.clone();
         effective.proxy = new.proxy.clone();
+        // The client address is decided once for all that uses it (the failed-authentication
+        // limit, the request log, the proxy): its trusted proxies change only with a restart.
+        effective.proxy.trusted_proxies = running.proxy.trusted_proxies.clone();
         effective.server.public_host = new.server.public_host.clone();
         effective.rate_limit.limit = new.rate_limit.limit;
         effective.rate_limit.window_seconds = new.rate_limit.window_seconds;

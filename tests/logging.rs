@@ -130,3 +130,50 @@ async fn request_lines_are_written_within_a_second_and_all_of_them_by_exit() {
     assert_eq!(written.len(), 5, "{written:?}");
     assert!(written.iter().all(|line| line.contains("/.well-known/jwks.json")));
 }
+
+// A current-thread runtime: the server's tasks run on this thread, under this subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn proxied_lines_carry_the_upstream_status_and_time_and_the_client_a_trusted_proxy_names() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber =
+        tracing_subscriber::fmt().event_format(keygate::logging::JsonLine).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    // The test client connects from 127.0.0.1: a trusted proxy here.
+    let (app, _upstream) = spawn_gateway(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".to_owned()]).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let get = |path: &str| {
+        app.client
+            .get(format!("{}{path}", app.public))
+            .bearer_auth(&secret)
+            .header("x-forwarded-for", "198.51.100.4, 203.0.113.9, 127.0.0.5")
+            .header("user-agent", "keygate-test/1.0")
+            .send()
+    };
+    assert_eq!(get("/api/v1/orders").await.unwrap().status(), 200);
+    assert_eq!(get("/api/v1/orders?status=503").await.unwrap().status(), 503);
+    // Refused before the upstream: no upstream fields.
+    let refused = app.client.get(format!("{}/api/v1/orders", app.public)).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["target"] == "keygate::request" && l["fields"]["listener"] == "public")
+        .map(|l| l["fields"].clone())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    for (line, upstream_status) in lines.iter().zip([200, 503]) {
+        assert_eq!(line["status"], upstream_status);
+        assert_eq!(line["upstream_status"], upstream_status, "the upstream's status, apart from keygate's outcome");
+        let upstream_us = line["upstream_us"].as_u64().expect("the upstream's time");
+        assert!(upstream_us > 0 && upstream_us <= line["elapsed_us"].as_u64().unwrap(), "{line}");
+        assert_eq!(line["client"], "203.0.113.9", "the nearest forwarded address that is not a trusted proxy");
+        assert_eq!(line["user_agent"], "keygate-test/1.0");
+    }
+    assert_eq!(lines[2]["code"], "API_KEY_REQUIRED");
+    assert!(lines[2].get("upstream_status").is_none() && lines[2].get("upstream_us").is_none(), "{}", lines[2]);
+    assert_eq!(lines[2]["client"], "127.0.0.1", "no X-Forwarded-For: the peer");
+}

@@ -92,7 +92,11 @@ fn serve_binary_logging(
     store: &TestStore,
     upstream: &str,
 ) -> (std::process::Child, String, String, std::sync::mpsc::Receiver<String>) {
-    let route = format!("[[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n");
+    // A day-long window keeps rate-limit assertions off window boundaries.
+    let route = format!(
+        "[rate_limit]\nwindow_seconds = {DAY}\n\
+         [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n"
+    );
     let config = write_config(store, &route);
     let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
         .args(["--config", config.to_str().unwrap(), "serve"])
@@ -249,7 +253,7 @@ async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_
 
     // The new config: `/api/v1/slow` gone, `/api/v1/open` added, 3 requests a minute by default.
     let open = format!(
-        "[rate_limit]\nlimit = 3\n[[routes]]\nprefix = \"/api/v1/open\"\nmethods = [\"GET\"]\nupstream = \"{}\"\n",
+        "[rate_limit]\nlimit = 3\nwindow_seconds = {DAY}\n[[routes]]\nprefix = \"/api/v1/open\"\nmethods = [\"GET\"]\nupstream = \"{}\"\n",
         upstream.url
     );
     write_config(&store, &open);

@@ -74,7 +74,7 @@ impl Target {
         let store = keygate::store::open_existing(config).await.map_err(|error| format!("store.url {url}: {error}"))?;
         let admin = Arc::new(Admin::new(store, config.keys.prefix.clone(), None));
         let token = keygate::secret::random_base62(32);
-        let router = keygate::http::admin::router(admin, &token, config.sessions.algorithm);
+        let router = keygate::http::admin::router(admin, &token, config.sessions.algorithm, Default::default());
         Ok(Self::Store { router, token })
     }
 

@@ -17,7 +17,9 @@ use smallvec::SmallVec;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
+use crate::trusted::TrustedProxies;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those a `Connection`
 /// header names.
@@ -72,7 +74,7 @@ pub struct Proxy {
     client: Client<HttpConnector, Body>,
     response_timeout: Duration,
     max_body_bytes: u64,
-    trusted: Vec<ipnet::IpNet>,
+    trusted: TrustedProxies,
     /// `server.public_host`: the `X-Forwarded-Host` to send instead of the request's `Host`.
     public_host: Option<HeaderValue>,
 }
@@ -106,7 +108,7 @@ impl Proxy {
             client,
             response_timeout: Duration::from_millis(config.proxy.response_timeout_ms),
             max_body_bytes: config.proxy.max_body_bytes,
-            trusted: config.trusted_networks(),
+            trusted: config.trusted_proxies(),
             public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
         }
     }
@@ -146,6 +148,7 @@ impl Proxy {
 
         let limited = Limited::new(body, self.max_body_bytes as usize);
         let outgoing = http::Request::from_parts(parts, Body::new(limited));
+        let sent = std::time::Instant::now();
         let answer = tokio::time::timeout(self.response_timeout, self.client.request(outgoing)).await;
         let response = match answer {
             Err(_) => return Err(timeout()),
@@ -153,6 +156,7 @@ impl Proxy {
             Ok(Ok(response)) => response,
         };
         let (mut parts, body) = response.into_parts();
+        parts.extensions.insert(LoggedUpstream { status: parts.status.as_u16(), elapsed: sent.elapsed() });
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.
         keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
@@ -166,7 +170,7 @@ impl Proxy {
         peer: Option<IpAddr>,
         request_host: Option<HeaderValue>,
     ) {
-        let from_trusted_proxy = peer.is_some_and(|ip| self.trusted.iter().any(|net| net.contains(&ip)));
+        let from_trusted_proxy = peer.is_some_and(|ip| self.trusted.contains(ip));
         let client_forwarded_for = headers.get(X_FORWARDED_FOR).cloned();
         let client_proto = headers.get(X_FORWARDED_PROTO).cloned();
         let client_host = headers.get(X_FORWARDED_HOST).cloned();

@@ -18,11 +18,13 @@ use crate::admin::{Admin, Page, PageQuery};
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::http::log::log_request;
+use crate::trusted::TrustedProxies;
 
 /// Admin bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm) -> Router {
+/// `trusted`: whose `X-Forwarded-For` the request log believes.
+pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm, trusted: TrustedProxies) -> Router {
     let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
@@ -45,7 +47,7 @@ pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm) -> Ro
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(envelope_errors))
         .layer(axum::middleware::from_fn(move |request, next| require_token(token_hash, request, next)))
-        .layer(axum::middleware::from_fn(|request, next| log_request("admin", request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("admin", trusted.clone(), request, next)))
 }
 
 /// Hashing both sides first makes the comparison independent of the tokens' lengths.

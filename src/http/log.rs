@@ -14,10 +14,19 @@ use http::{HeaderValue, header};
 use crate::error::ErrorCode;
 use crate::model::KeyWithTenant;
 use crate::secret::random_base62;
+use crate::trusted::TrustedProxies;
 
 /// Who the request was for, once known; put into response extensions by the layer.
 #[derive(Debug, Clone)]
 pub struct LoggedIdentity(pub Arc<KeyWithTenant>);
+
+/// What the upstream answered, and how long it took to send its response head; put into
+/// response extensions by the proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedUpstream {
+    pub status: u16,
+    pub elapsed: std::time::Duration,
+}
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -34,13 +43,19 @@ fn next_request_id() -> String {
 }
 
 /// Assigns a request id, runs the request, stamps the id on the response and logs the line.
-/// The path is logged without its query string, which could carry anything.
-pub async fn log_request(listener: &'static str, mut request: Request, next: Next) -> Response {
+/// The path is logged without its query string, which could carry anything. The client is the
+/// address keygate trusts: the peer, or what a trusted proxy forwarded for.
+pub async fn log_request(
+    listener: &'static str,
+    trusted: TrustedProxies,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let request_id = next_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    // The socket peer: with a proxy in front, `X-Forwarded-For` reaches the upstream, not this line.
-    let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = peer.map(|peer| trusted.client(peer, request.headers()));
     let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|agent| {
         // Client-chosen: bounded, so one line stays one line's size.
         let end = agent.char_indices().nth(USER_AGENT_CHARS).map_or(agent.len(), |(at, _)| at);
@@ -58,6 +73,7 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
     }
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
     let identity = response.extensions().get::<LoggedIdentity>();
+    let upstream = response.extensions().get::<LoggedUpstream>();
     tracing::info!(
         target: crate::logging::REQUEST_LOG_TARGET,
         listener,
@@ -70,6 +86,8 @@ pub async fn log_request(listener: &'static str, mut request: Request, next: Nex
         code,
         tenant = identity.map(|i| i.0.tenant.id.as_str()),
         key_id = identity.map(|i| i.0.key.id.as_str()),
+        upstream_status = upstream.map(|u| u.status),
+        upstream_us = upstream.map(|u| u.elapsed.as_micros() as u64),
         elapsed_us = started.elapsed().as_micros() as u64,
     );
     response

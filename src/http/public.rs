@@ -87,10 +87,11 @@ impl PublicState {
 }
 
 pub fn router(state: Arc<PublicState>) -> Router {
+    let trusted = state.pipeline.trusted_proxies().clone();
     Router::new()
         .fallback(dispatch)
         .with_state(state)
-        .layer(axum::middleware::from_fn(|request, next| log_request("public", request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("public", trusted.clone(), request, next)))
 }
 
 fn under_api(path: &str) -> bool {

@@ -12,11 +12,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use http::HeaderMap;
-use ipnet::IpNet;
 
 use crate::model::RateLimit;
 use crate::ratelimit::window_end;
 use crate::time::Millis;
+use crate::trusted::TrustedProxies;
 
 const SHARDS: usize = 16;
 
@@ -28,7 +28,7 @@ const MAX_PER_SHARD: usize = 4096;
 
 pub struct FailedAuthentications {
     rate: Option<RateLimit>,
-    trusted: Vec<IpNet>,
+    trusted: TrustedProxies,
     shards: [Mutex<Shard>; SHARDS],
 }
 
@@ -48,26 +48,15 @@ struct Window {
 impl FailedAuthentications {
     /// `rate`: `None` turns the limit off. `trusted`: proxies whose `X-Forwarded-For` names
     /// the client.
-    pub fn new(rate: Option<RateLimit>, trusted: Vec<IpNet>) -> Self {
+    pub fn new(rate: Option<RateLimit>, trusted: TrustedProxies) -> Self {
         Self { rate, trusted, shards: Default::default() }
     }
 
-    /// The client's address: the socket peer, or, when the peer is a trusted proxy, the
-    /// nearest address in `X-Forwarded-For` that is not one. `None` when there is no limit, so
+    /// The client's address ([`TrustedProxies::client`]). `None` when there is no limit, so
     /// that costs nothing.
     pub fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
         self.rate?;
-        let peer = peer?.ip();
-        if !self.is_trusted(peer) {
-            return Some(peer);
-        }
-        let chain = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
-        let hops: Vec<IpAddr> = chain.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse().ok()).collect();
-        Some(hops.iter().rev().copied().find(|hop| !self.is_trusted(*hop)).or(hops.first().copied()).unwrap_or(peer))
-    }
-
-    fn is_trusted(&self, address: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(&address))
+        Some(self.trusted.client(peer?.ip(), headers))
     }
 
     /// Seconds until `client` may try again, if it has used up its failures for this window.
@@ -115,7 +104,7 @@ mod tests {
     use super::*;
 
     fn limited(limit: u64, trusted: &[&str]) -> FailedAuthentications {
-        let trusted = trusted.iter().map(|net| net.parse().unwrap()).collect();
+        let trusted = TrustedProxies::new(trusted.iter().map(|net| net.parse().unwrap()).collect());
         FailedAuthentications::new(Some(RateLimit { limit, window_seconds: 60 }), trusted)
     }
 
@@ -130,7 +119,7 @@ mod tests {
         assert_eq!(failures.refused(client, now), Some(40));
         assert_eq!(failures.refused(other, now), None, "others are not affected");
         assert_eq!(failures.refused(client, now + 40_000), None, "a new window starts afresh");
-        assert_eq!(FailedAuthentications::new(None, Vec::new()).refused(client, now), None);
+        assert_eq!(FailedAuthentications::new(None, TrustedProxies::default()).refused(client, now), None);
     }
 
     #[test]
