@@ -47,7 +47,7 @@ pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm, trust
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(envelope_errors))
         .layer(axum::middleware::from_fn(move |request, next| require_token(token_hash, request, next)))
-        .layer(axum::middleware::from_fn(move |request, next| log_request("admin", trusted.clone(), request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("admin", &trusted, request, next)))
 }
 
 /// Hashing both sides first makes the comparison independent of the tokens' lengths.

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
 use axum::middleware::Next;
@@ -45,17 +45,23 @@ fn next_request_id() -> String {
 /// Assigns a request id, runs the request, stamps the id on the response and logs the line.
 /// The path is logged without its query string, which could carry anything. The client is the
 /// address keygate trusts: the peer, or what a trusted proxy forwarded for.
-pub async fn log_request(
+/// Called from the middleware's closure, which holds `trusted`: decided before the future
+/// is made, the address costs no clone of the list per request.
+pub fn log_request(
     listener: &'static str,
-    trusted: TrustedProxies,
-    mut request: Request,
+    trusted: &TrustedProxies,
+    request: Request,
     next: Next,
-) -> Response {
+) -> impl Future<Output = Response> + use<> {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = peer.map(|peer| trusted.client(peer, request.headers()));
+    logged(listener, client, request, next)
+}
+
+async fn logged(listener: &'static str, client: Option<IpAddr>, mut request: Request, next: Next) -> Response {
     let request_id = next_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let client = peer.map(|peer| trusted.client(peer, request.headers()));
     let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|agent| {
         // Client-chosen: bounded, so one line stays one line's size.
         let end = agent.char_indices().nth(USER_AGENT_CHARS).map_or(agent.len(), |(at, _)| at);

@@ -91,7 +91,7 @@ pub fn router(state: Arc<PublicState>) -> Router {
     Router::new()
         .fallback(dispatch)
         .with_state(state)
-        .layer(axum::middleware::from_fn(move |request, next| log_request("public", trusted.clone(), request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("public", &trusted, request, next)))
 }
 
 fn under_api(path: &str) -> bool {
