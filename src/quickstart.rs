@@ -2,7 +2,8 @@
 //! behind gateway routes (one outside `/api/v1`), and ready-to-run curl lines that show a
 //! session being minted, a browser-style write through the gateway, and each class of refusal.
 //! Each run revokes the keys of the previous run (their secrets were shown once and are gone)
-//! and creates fresh ones.
+//! and creates fresh ones. On the demo origin itself (`localhost:3000`) it serves the example
+//! page, `examples/browser/`, which calls keygate with the browser client, `clients/js/`.
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::secret::random_base62;
 
 pub const DEMO_ORIGIN: &str = "http://localhost:3000";
+/// Where the example page is served: the demo origin's port, on loopback.
+const PAGE_ADDRESS: ([u8; 4], u16) = ([127, 0, 0, 1], 3000);
 const KEY_NAME_PREFIX: &str = "quickstart:";
 
 /// The demo's secrets and settings, for the lines printed once keygate listens.
@@ -28,6 +31,8 @@ pub struct Demo {
     suspended: String,
     generated_admin_token: Option<String>,
     store_url: String,
+    /// The example page's address, or why it is not served.
+    page: Result<SocketAddr, String>,
 }
 
 /// Prepares the demo data (and, without configured routes, a demo upstream behind
@@ -44,6 +49,10 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
     }
     let app = App::build(config).await?;
     let listeners = app.bind().await?;
+    // Optional: with the port taken, the rest of the demo still runs.
+    let page_listener = tokio::net::TcpListener::bind(SocketAddr::from(PAGE_ADDRESS))
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", SocketAddr::from(PAGE_ADDRESS)));
     let admin = &app.admin;
     ensure_tenant(admin, json!({ "id": "demo", "name": "Demo Inc.", "modules": ["orders"] })).await?;
     ensure_tenant(admin, json!({ "id": "demo-suspended", "name": "Suspended Ltd.", "status": "suspended" })).await?;
@@ -59,15 +68,46 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
         });
         async move { admin.create_key(tenant, body.to_string().as_bytes()).await.map(|created| created.secret) }
     };
+    let browser = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
+    let unscoped = key("demo", "no sessions:create", &["orders:read"], 100).await?;
+    let page_config = json!({
+        "baseUrl": format!("http://{}", listeners.0.local_addr()?),
+        "browserKey": browser,
+        "unscopedKey": unscoped,
+    });
+    let page = match page_listener {
+        Ok(listener) => serve_example_page(listener, &page_config),
+        Err(reason) => Err(reason),
+    };
     let demo = Demo {
-        browser: key("demo", "browser", &["sessions:create", "orders:*"], 100).await?,
-        unscoped: key("demo", "no sessions:create", &["orders:read"], 100).await?,
+        browser,
+        unscoped,
         limited: key("demo", "one request a minute", &["sessions:create"], 1).await?,
         suspended: key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?,
         generated_admin_token,
         store_url: app.config.store.url.clone(),
+        page,
     };
     Ok((app, listeners, demo))
+}
+
+/// Serves `examples/browser/` with the browser client and a `config.js` naming keygate's
+/// address and the demo keys.
+fn serve_example_page(listener: tokio::net::TcpListener, config: &Value) -> Result<SocketAddr, String> {
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    let config = format!("export default {config};\n");
+    let file = |content_type: &'static str, body: String| {
+        axum::routing::get(move || async move { ([(http::header::CONTENT_TYPE, content_type)], body) })
+    };
+    let html = "text/html; charset=utf-8";
+    let script = "text/javascript; charset=utf-8";
+    let app = Router::new()
+        .route("/", file(html, include_str!("../examples/browser/index.html").to_owned()))
+        .route("/app.js", file(script, include_str!("../examples/browser/app.js").to_owned()))
+        .route("/keygate.js", file(script, include_str!("../clients/js/keygate.js").to_owned()))
+        .route("/config.js", file(script, config));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
 }
 
 impl Demo {
@@ -93,6 +133,13 @@ impl Demo {
         println!("\nkeygate quickstart: demo data is in {}", self.store_url);
         if let (Some(token), Some(admin)) = (&self.generated_admin_token, admin) {
             println!("Admin API on http://{admin}, with this token (generated for this run): {token}");
+        }
+        match &self.page {
+            Ok(_) => println!(
+                "Open {DEMO_ORIGIN}/ in a browser: the example page (examples/browser/) mints a session, writes \
+                 through the gateway, shows a refusal and the remaining quota."
+            ),
+            Err(reason) => println!("The example page is not served ({reason}); the blocks below still run."),
         }
         println!("Each block below is a shell command; its first line says what it answers.\n");
         let blocks = [

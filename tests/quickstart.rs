@@ -1,5 +1,5 @@
 //! `keygate quickstart`, as a user runs it: every printed block is run by `sh` exactly as
-//! printed, and answers what its heading says.
+//! printed, and answers what its heading says; the example page it serves works in Chromium.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -78,6 +78,18 @@ fn every_printed_block_answers_what_it_says() {
     assert!(write_output.contains("hello from the demo upstream"), "{write_output}");
     assert!(write_output.contains("\"channel\":\"browser\""));
     assert!(write_output.contains("\"tenant\":\"demo\""));
+
+    // The example page, on the demo origin, in headless Chromium: a mint and a write, a
+    // refusal, and the quota left.
+    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
+    let output = Command::new("node").arg(e2e.join("open-page.mjs")).arg("http://localhost:3000/").output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the example page: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let page: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(page["writeStatus"], 200, "{page}");
+    assert!(page["sessionExpiresAt"].as_str().is_some_and(|at| at.ends_with('Z')), "{page}");
+    assert_eq!(page["refusal"], "SCOPE_NOT_GRANTED", "{page}");
+    assert!(page["remaining"].as_u64().is_some_and(|left| left < 100), "{page}");
     stop(child);
 
     // A second run revokes the first run's keys and prints working new ones.
