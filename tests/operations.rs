@@ -23,6 +23,8 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
     // Refused before any route: counted as route "unmatched".
     app.get("/api/v1/nowhere").await.assert_error(404, "NOT_FOUND");
     app.call("PUT", "/api/v1/slow", &secret, None, None).await.assert_error(405, "METHOD_NOT_ALLOWED");
+    let bad_path = raw::get(&app.public, "/api/v1/orders\\x", &secret, "").await;
+    assert_eq!(raw::status(&bad_path), 400, "{bad_path}");
 
     let response = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -41,6 +43,7 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
         ("keygate_requests_total{route=\"/api/v1/open\",code=\"UPSTREAM_4XX\"}", 1.0),
         ("keygate_requests_total{route=\"unmatched\",code=\"NOT_FOUND\"}", 1.0),
         ("keygate_requests_total{route=\"unmatched\",code=\"METHOD_NOT_ALLOWED\"}", 1.0),
+        ("keygate_requests_total{route=\"unmatched\",code=\"VALIDATION_ERROR\"}", 1.0),
     ] {
         assert!(metric_value(&text, series) >= at_least, "{series} in\n{text}");
     }
