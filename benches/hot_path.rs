@@ -194,7 +194,7 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
             max_connections: 10_000,
         };
         let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
-        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, stopped));
+        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, stopped));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -184,7 +184,16 @@ impl App {
             let _ = stop.send(true);
         });
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
-        let public_server = http::serve::serve("public", public, routers.routing(), limits, background.stopped.clone());
+        let tls = match (&self.config.server.tls_cert_file, &self.config.server.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                let certificate = Arc::new(crate::tls::ReloadingCertificate::load(cert.as_ref(), key.as_ref())?);
+                certificate.spawn_watcher(background.stopped.clone());
+                Some(certificate.acceptor()?)
+            }
+            _ => None,
+        };
+        let public_server =
+            http::serve::serve("public", public, routers.routing(), limits, tls, background.stopped.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(
@@ -195,7 +204,8 @@ impl App {
                 );
                 // On the runtime that owns the store's connections: admin requests are few.
                 let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-                let admin_server = http::serve::serve("admin", listener, routing, limits, background.stopped.clone());
+                let admin_server =
+                    http::serve::serve("admin", listener, routing, limits, None, background.stopped.clone());
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

@@ -40,12 +40,16 @@ pub struct RouteConfig {
 }
 
 impl RouteConfig {
-    /// The upstream as `http://host[:port]`, without a path.
-    pub fn upstream_authority(&self) -> Result<http::uri::Authority, String> {
+    /// The upstream's scheme and authority: `http://` or `https://host[:port]`, without a path.
+    pub fn upstream_parts(&self) -> Result<(http::uri::Scheme, http::uri::Authority), String> {
         let upstream: http::Uri = self.upstream.parse().map_err(|_| "upstream: not a URL".to_owned())?;
-        match (upstream.scheme_str(), upstream.authority(), upstream.path_and_query()) {
-            (Some("http"), Some(authority), path) if path.is_none_or(|p| p.as_str() == "/") => Ok(authority.clone()),
-            _ => Err("upstream: must be http://host[:port] without a path".to_owned()),
+        match (upstream.scheme(), upstream.authority(), upstream.path_and_query()) {
+            (Some(scheme), Some(authority), path)
+                if matches!(scheme.as_str(), "http" | "https") && path.is_none_or(|p| p.as_str() == "/") =>
+            {
+                Ok((scheme.clone(), authority.clone()))
+            }
+            _ => Err("upstream: must be http:// or https://host[:port] without a path".to_owned()),
         }
     }
 
@@ -87,7 +91,7 @@ impl RouteConfig {
         if !crate::paths::is_normal(prefix) || prefix.contains(['?', '#', '%']) {
             return Err("prefix: must be a plain path without dot or empty segments, `;` or `%`".to_owned());
         }
-        self.upstream_authority()?;
+        self.upstream_parts()?;
         self.parsed_methods()?;
         self.parsed_scope()?;
         Ok(())
@@ -101,6 +105,12 @@ pub struct ServerConfig {
     pub admin_listen: SocketAddr,
     /// No token: no admin listener.
     pub admin_token: Option<String>,
+    /// Both set: the public listener speaks TLS (HTTP/2 by ALPN), with the certificate chain
+    /// and private key in these PEM files, read again when they change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
     /// A connection must send a complete request head within this time of being accepted, or
     /// of its last request ending, whatever the protocol; otherwise it is closed (slowloris and
     /// idle connections). 0 turns the deadline off, for deployments whose load balancer
@@ -124,6 +134,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             max_header_bytes: 32 * 1024,
@@ -227,6 +239,10 @@ pub struct ProxyConfig {
     pub response_timeout_ms: u64,
     pub max_body_bytes: u64,
     pub trusted_proxies: Vec<String>,
+    /// PEM certificates of extra authorities trusted for `https://` upstreams, besides the
+    /// system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Default for ProxyConfig {
@@ -236,6 +252,7 @@ impl Default for ProxyConfig {
             response_timeout_ms: 30000,
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
+            ca_file: None,
         }
     }
 }
@@ -261,6 +278,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "max_header_bytes", Kind::Integer),
     ("server", "public_host", Kind::Text),
     ("server", "threads", Kind::Integer),
+    ("server", "tls_cert_file", Kind::Text),
+    ("server", "tls_key_file", Kind::Text),
     ("store", "url", Kind::Text),
     ("rate_limit", "url", Kind::Text),
     ("rate_limit", "limit", Kind::Integer),
@@ -275,6 +294,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("proxy", "connect_timeout_ms", Kind::Integer),
     ("proxy", "response_timeout_ms", Kind::Integer),
     ("proxy", "max_body_bytes", Kind::Integer),
+    ("proxy", "ca_file", Kind::Text),
 ];
 
 /// `KEYGATE_` variables that are not settings: read by the CLI itself.
@@ -390,6 +410,19 @@ impl Config {
                     "expected an IP address or CIDR such as 10.0.0.0/8",
                 );
             }
+        }
+        match (&self.server.tls_cert_file, &self.server.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                crate::tls::ReloadingCertificate::load(std::path::Path::new(cert), std::path::Path::new(key))
+                    .map_err(ConfigError)?;
+            }
+            (None, None) => {}
+            (Some(_), None) => return fail("server.tls_key_file", "must be set with server.tls_cert_file"),
+            (None, Some(_)) => return fail("server.tls_cert_file", "must be set with server.tls_key_file"),
+        }
+        if let Some(file) = &self.proxy.ca_file {
+            crate::tls::read_certificates(std::path::Path::new(file))
+                .map_err(|e| ConfigError(format!("proxy.ca_file: {e}")))?;
         }
         for (i, route) in self.routes.iter().enumerate() {
             route.validate().map_err(|e| ConfigError(format!("routes[{i}].{e}")))?;

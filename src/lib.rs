@@ -21,6 +21,7 @@
 //! - [`seed`]: many tenants and keys at once, for load tests (`keygate seed`).
 //! - [`error`]: the one table of wire error codes and the error envelope.
 //! - [`trusted`]: trusted proxies, and the client address they make.
+//! - [`tls`]: TLS configuration (rustls).
 
 pub mod admin;
 pub mod app;
@@ -48,6 +49,7 @@ pub mod seed;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod trusted;
 pub mod usage;
 pub mod watch;

@@ -36,6 +36,7 @@ impl PublicParts {
     /// pool, so that each serving thread has its own.
     pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
         let routes = config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
+        let tls = crate::tls::upstream_client_config(config.proxy.ca_file.as_deref())?;
         let (parts, config) = (self.clone(), config.clone());
         Ok(move || {
             let state = PublicState::new(
@@ -43,7 +44,7 @@ impl PublicParts {
                 Arc::clone(&parts.preflight),
                 Arc::clone(&parts.store),
                 routes.clone(),
-                Arc::new(Proxy::new(&config)),
+                Arc::new(Proxy::new(&config, Arc::clone(&tls))),
             );
             router(Arc::new(state))
         })

@@ -2,33 +2,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::logs::Captured;
 use common::*;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 // A current-thread runtime: the server's tasks run on this thread, under this subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn each_request_logs_one_line_without_secrets() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber =
-        tracing_subscriber::fmt().event_format(keygate::logging::JsonLine).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::start();
 
     let app = spawn_app().await;
     let (key, secret) = app.browser_key("acme", &["sessions:create"]).await;
@@ -37,7 +19,7 @@ async fn each_request_logs_one_line_without_secrets() {
     let refused = app.mint(&secret, Some("https://evil.example")).await;
     let invalid = app.mint(&format!("{secret}x"), Some(ORIGIN)).await;
 
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(!text.contains(&secret), "the secret is never logged");
     assert!(!text.contains(&secret[..20]), "not even in part");
     assert!(!text.contains(&token), "the session token is never logged");
@@ -134,11 +116,7 @@ async fn request_lines_are_written_within_a_second_and_all_of_them_by_exit() {
 // A current-thread runtime: the server's tasks run on this thread, under this subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn proxied_lines_carry_the_upstream_status_and_time_and_the_client_a_trusted_proxy_names() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber =
-        tracing_subscriber::fmt().event_format(keygate::logging::JsonLine).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::start();
 
     // The test client connects from 127.0.0.1: a trusted proxy here.
     let (app, _upstream) = spawn_gateway(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".to_owned()]).await;
@@ -157,7 +135,7 @@ async fn proxied_lines_carry_the_upstream_status_and_time_and_the_client_a_trust
     let refused = app.client.get(format!("{}/api/v1/orders", app.public)).send().await.unwrap();
     assert_eq!(refused.status(), 401);
 
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

@@ -3,6 +3,7 @@
 //! caller is exactly what keygate vouches for.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -10,6 +11,7 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +19,7 @@ use smallvec::SmallVec;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
+use crate::gateway::routes::Upstream;
 use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
 use crate::trusted::TrustedProxies;
@@ -71,7 +74,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::http::log::REQUEST_ID_HEADER);
 
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
     response_timeout: Duration,
     max_body_bytes: u64,
     trusted: TrustedProxies,
@@ -95,10 +98,18 @@ fn too_large(max: u64) -> ApiError {
 }
 
 impl Proxy {
-    pub fn new(config: &Config) -> Self {
+    /// `tls`: for `https://` upstreams ([`crate::tls::upstream_client_config`]).
+    pub fn new(config: &Config, tls: Arc<rustls::ClientConfig>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.proxy.connect_timeout_ms)));
         connector.set_nodelay(true);
+        // The scheme decides: TLS for https://, plain TCP for http://.
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(Arc::unwrap_or_clone(tls))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             // Below the common upstream keep-alive (Node: 5 s), so a pooled connection is never
             // reused just as the upstream closes it.
@@ -114,14 +125,14 @@ impl Proxy {
     }
 
     /// Forwards `request` (already judged; its [`Principal`] in the extensions) to `upstream`.
-    pub async fn forward(&self, upstream: &http::uri::Authority, request: Request) -> Response {
+    pub async fn forward(&self, upstream: &Upstream, request: Request) -> Response {
         match self.try_forward(upstream, request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
     }
 
-    async fn try_forward(&self, upstream: &http::uri::Authority, request: Request) -> Result<Response, ApiError> {
+    async fn try_forward(&self, upstream: &Upstream, request: Request) -> Result<Response, ApiError> {
         let (mut parts, body) = request.into_parts();
         let principal = parts.extensions.remove::<Principal>().ok_or_else(ApiError::internal)?;
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -137,8 +148,8 @@ impl Proxy {
             .or_else(|| parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = http::Uri::builder()
-            .scheme("http")
-            .authority(upstream.clone())
+            .scheme(upstream.scheme.clone())
+            .authority(upstream.authority.clone())
             .path_and_query(path)
             .build()
             .map_err(|_| ApiError::internal())?;
@@ -252,6 +263,14 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body_bytes: u64) -> A
         }
         source = current.source();
     }
-    tracing::warn!(error = %error, "upstream request failed");
+    // The causes say what failed: refused, reset, or the TLS handshake (an unknown issuer, …).
+    let mut reason = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(current) = cause {
+        reason.push_str(": ");
+        reason.push_str(&current.to_string());
+        cause = current.source();
+    }
+    tracing::warn!(error = %reason, "upstream request failed");
     unavailable()
 }

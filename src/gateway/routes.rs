@@ -13,9 +13,22 @@ use crate::pipeline::Policy;
 pub struct Route {
     pub prefix: String,
     pub methods: Vec<Method>,
-    /// `scheme://authority` of the upstream, without a path.
-    pub upstream: http::uri::Authority,
+    pub upstream: Upstream,
     pub policy: Policy,
+}
+
+/// Where a route forwards to: `scheme://authority`, without a path.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+}
+
+impl Upstream {
+    fn from_config(config: &RouteConfig) -> Result<Self, String> {
+        let (scheme, authority) = config.upstream_parts()?;
+        Ok(Self { scheme, authority })
+    }
 }
 
 pub enum Resolution {
@@ -32,7 +45,7 @@ impl Route {
         Ok(Self {
             prefix: config.prefix.clone(),
             methods: config.parsed_methods()?,
-            upstream: config.upstream_authority()?,
+            upstream: Upstream::from_config(config)?,
             policy: Policy {
                 label: config.prefix.clone(),
                 scope: config.parsed_scope()?,

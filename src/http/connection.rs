@@ -25,7 +25,6 @@ use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -115,7 +114,7 @@ fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
 /// `stopped` turns true — has finished its requests.
 pub async fn serve_connection(
     builder: &Builder<TokioExecutor>,
-    stream: TcpStream,
+    stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
     router: tokio::sync::watch::Receiver<Router>,
     limits: ConnectionLimits,

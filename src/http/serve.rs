@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
 use crate::http::connection;
@@ -113,6 +114,8 @@ struct Serving {
     builder: Arc<Builder<TokioExecutor>>,
     router: watch::Receiver<Router>,
     limits: ConnectionLimits,
+    /// Present when the listener speaks TLS.
+    tls: Option<TlsAcceptor>,
     stopped: watch::Receiver<bool>,
 }
 
@@ -122,12 +125,24 @@ impl Serving {
         tokio::spawn(async move {
             let _open = crate::metrics::OpenConnection::new(serving.name);
             let Accepted { stream, peer, permit } = accepted;
-            let Serving { builder, router, limits, stopped, .. } = serving;
-            match TcpStream::from_std(stream) {
-                Ok(stream) => {
-                    connection::serve_connection(&builder, stream, peer, router, limits, stopped).await;
-                }
-                Err(error) => tracing::warn!(%error, "could not serve an accepted connection"),
+            let Serving { builder, router, limits, tls, stopped, .. } = serving;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(error) => return tracing::warn!(%error, "could not serve an accepted connection"),
+            };
+            let Some(acceptor) = tls else {
+                return connection::serve_connection(&builder, stream, peer, router, limits, stopped).await;
+            };
+            // The handshake is held to the head deadline too: a client that stalls it is cut off.
+            let handshake = acceptor.accept(stream);
+            let handshake = match limits.head_deadline {
+                Some(deadline) => tokio::time::timeout(deadline, handshake).await.ok(),
+                None => Some(handshake.await),
+            };
+            match handshake {
+                Some(Ok(stream)) => connection::serve_connection(&builder, stream, peer, router, limits, stopped).await,
+                Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
+                None => tracing::debug!(%peer, "TLS handshake not done within the head deadline"),
             }
             drop(permit);
         });
@@ -142,10 +157,18 @@ pub async fn serve(
     listener: TcpListener,
     routing: Routing,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     stopped: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let builder = Arc::new(builder(limits));
-    let serving = |router| Serving { name, builder: Arc::clone(&builder), router, limits, stopped: stopped.clone() };
+    let serving = |router| Serving {
+        name,
+        builder: Arc::clone(&builder),
+        router,
+        limits,
+        tls: tls.clone(),
+        stopped: stopped.clone(),
+    };
     let open = Arc::new(Semaphore::new(limits.max_connections as usize));
     match routing {
         Routing::Caller(router) => {

@@ -3,8 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cli;
+pub mod logs;
 pub mod raw;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 
 use std::sync::Arc;

@@ -36,10 +36,20 @@ impl Upstream {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authority = listener.local_addr().unwrap().to_string();
-        let upstream = Upstream { url: format!("http://{authority}"), authority, received: Arc::default() };
-        let app = Router::new().fallback(record).with_state(upstream.clone());
+        let upstream = Self::unstarted(format!("http://{authority}"), authority);
+        let app = upstream.router();
         tokio::spawn(async move { axum::serve(listener, app).await });
         upstream
+    }
+
+    /// One that records, before anything serves it.
+    pub fn unstarted(url: String, authority: String) -> Self {
+        Upstream { url, authority, received: Arc::default() }
+    }
+
+    /// The app that records what it receives.
+    pub fn router(&self) -> Router {
+        Router::new().fallback(record).with_state(self.clone())
     }
 
     pub fn received(&self) -> Vec<Received> {

@@ -1,0 +1,169 @@
+//! TLS with real certificates made in the test (rcgen): `https://` upstreams, verified against
+//! the system's roots plus `proxy.ca_file`.
+
+mod common;
+
+use common::logs::Captured;
+use common::tls::TestCa;
+use common::upstream::Upstream;
+use common::*;
+
+#[tokio::test]
+async fn a_guarded_request_reaches_an_https_upstream_whose_authority_is_in_ca_file() {
+    let ca = TestCa::new("keygate test CA");
+    let upstream = Upstream::start_tls(&ca.leaf(&["localhost"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem").to_str().unwrap().to_owned();
+    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |c| c.proxy.ca_file = Some(ca_file)).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read", "orders:write"]).await;
+
+    for method in ["GET", "POST", "GET"] {
+        let seen = app.call(method, "/api/v1/orders", &secret, None, None).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        assert_eq!(seen.body["ok"], true);
+    }
+    let received = upstream.last();
+    assert_eq!(received.header("x-keygate-tenant"), Some("acme"));
+    assert_eq!(received.header("x-keygate-channel"), Some("server"));
+    assert_eq!(received.header("host"), Some(upstream.authority.as_str()), "the upstream's own name, as in SNI");
+    assert!(received.header("authorization").is_none(), "the key never reaches the upstream");
+    assert_eq!(upstream.count(), 3);
+}
+
+#[tokio::test]
+async fn an_upstream_certificate_from_an_unknown_authority_is_502_and_nothing_is_sent() {
+    let (logs, _guard) = Captured::start();
+    let ca = TestCa::new("an authority nobody trusts");
+    let upstream = Upstream::start_tls(&ca.leaf(&["localhost"])).await;
+    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(upstream.count(), 0, "no request went over an unverified connection");
+    keygate::logging::flush();
+    let text = logs.text();
+    let warning = text.lines().find(|l| l.contains("upstream request failed")).expect("a log line says why");
+    assert!(warning.contains("UnknownIssuer"), "the TLS reason is in the log: {warning}");
+}
+
+#[tokio::test]
+async fn a_certificate_for_another_name_is_502() {
+    let ca = TestCa::new("keygate test CA");
+    let upstream = Upstream::start_tls(&ca.leaf(&["other.example"])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem").to_str().unwrap().to_owned();
+    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |c| c.proxy.ca_file = Some(ca_file)).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    assert_eq!(upstream.count(), 0);
+}
+
+#[test]
+fn a_missing_or_empty_ca_file_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for file in [dir.path().join("missing.pem"), empty] {
+        let toml = format!("[proxy]\nca_file = {:?}\n", file.to_str().unwrap());
+        let path = dir.path().join("keygate.toml");
+        std::fs::write(&path, toml).unwrap();
+        let error = keygate::config::Config::load(Some(&path), std::iter::empty()).unwrap_err().to_string();
+        assert!(error.contains("proxy.ca_file"), "{error}");
+    }
+}
+
+/// `curl` over TLS to keygate's public listener at `localhost:port`, trusting `ca`: the HTTP
+/// version and status, or curl's failure.
+fn curl(port: u16, ca: &std::path::Path, http: &str, path: &str) -> String {
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}", http, "--cacert"])
+        .arg(ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1"), &format!("https://localhost:{port}{path}")])
+        .output()
+        .expect("curl runs");
+    match output.status.success() {
+        true => String::from_utf8_lossy(&output.stdout).into_owned(),
+        false => format!("curl failed with {}", output.status),
+    }
+}
+
+fn write_leaf(dir: &std::path::Path, leaf: &common::tls::Leaf) -> (String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_serves_http1_and_http2_and_picks_up_a_renewed_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (TestCa::new("first CA"), TestCa::new("second CA"));
+    let (first_ca, second_ca) = (first.write(dir.path(), "first.pem"), second.write(dir.path(), "second.pem"));
+    let (cert, key) = write_leaf(dir.path(), &first.leaf(&["localhost"]));
+    let app = spawn_with(|c| {
+        c.server.tls_cert_file = Some(cert);
+        c.server.tls_key_file = Some(key);
+    })
+    .await;
+    let port: u16 = app.public.rsplit(':').next().unwrap().parse().unwrap();
+    let (_, secret) = app.browser_key("acme", &["sessions:create"]).await;
+
+    // The Rust client (hyper-util, with keygate's own TLS client configuration), HTTP/1.1.
+    let tls = keygate::tls::upstream_client_config(Some(first_ca.to_str().unwrap())).unwrap();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(std::sync::Arc::unwrap_or_clone(tls))
+        .https_only()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Full<axum::body::Bytes>>(connector);
+    let mint = http::Request::post(format!("https://localhost:{port}/api/v1/sessions"))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("origin", ORIGIN)
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let minted = client.request(mint).await.expect("a TLS connection to keygate");
+    assert_eq!(minted.status(), 201);
+    assert_eq!(minted.version(), http::Version::HTTP_11);
+
+    // curl: HTTP/2 by ALPN, and HTTP/1.1.
+    assert_eq!(curl(port, &first_ca, "--http2", "/healthz"), "2 200");
+    assert_eq!(curl(port, &first_ca, "--http1.1", "/healthz"), "1.1 200");
+    assert!(curl(port, &second_ca, "--http2", "/healthz").starts_with("curl failed"), "not trusted yet");
+
+    // The certificate renewed on disk, by another authority: served within seconds, no restart.
+    write_leaf(dir.path(), &second.leaf(&["localhost"]));
+    let started = std::time::Instant::now();
+    while curl(port, &second_ca, "--http2", "/healthz") != "2 200" {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the renewed certificate was not picked up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(curl(port, &first_ca, "--http2", "/healthz").starts_with("curl failed"), "the old one is gone");
+}
+
+#[test]
+fn a_bad_or_half_configured_listener_certificate_is_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("keygate test CA");
+    let (cert, key) = write_leaf(dir.path(), &ca.leaf(&["localhost"]));
+    let other_key = dir.path().join("other-key.pem");
+    std::fs::write(&other_key, ca.leaf(&["localhost"]).key_pem).unwrap();
+    let load = |settings: &str| {
+        let path = dir.path().join("keygate.toml");
+        std::fs::write(&path, format!("[server]\n{settings}")).unwrap();
+        keygate::config::Config::load(Some(&path), std::iter::empty()).map(|_| ()).map_err(|e| e.to_string())
+    };
+    assert_eq!(load(&format!("tls_cert_file = {cert:?}\ntls_key_file = {key:?}\n")), Ok(()));
+    for (settings, named) in [
+        (format!("tls_cert_file = {cert:?}\n"), "server.tls_key_file"),
+        (format!("tls_key_file = {key:?}\n"), "server.tls_cert_file"),
+        (format!("tls_cert_file = \"/nonexistent/cert.pem\"\ntls_key_file = {key:?}\n"), "server.tls_cert_file"),
+        (
+            format!("tls_cert_file = {cert:?}\ntls_key_file = {:?}\n", other_key.to_str().unwrap()),
+            "server.tls_key_file",
+        ),
+        (format!("tls_cert_file = {key:?}\ntls_key_file = {key:?}\n"), "server.tls_cert_file"),
+    ] {
+        let error = load(&settings).unwrap_err();
+        assert!(error.contains(named), "{settings}: {error}");
+    }
+}
