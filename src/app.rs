@@ -58,7 +58,7 @@ impl App {
         let limiter = MemoryLimiter::new();
         let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {
             "memory://" => Arc::new(limiter.clone()),
-            url => Arc::new(RedisLimiter::new(url)?),
+            url => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref())?),
         };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(

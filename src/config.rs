@@ -176,6 +176,9 @@ pub struct RateLimitConfig {
     /// `failed_auth_window_seconds`; over it, 429. 0 (the default): no limit.
     pub failed_auth_limit: u64,
     pub failed_auth_window_seconds: u64,
+    /// For `rediss://`: PEM certificates of the authorities to trust instead of the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 impl Default for RateLimitConfig {
@@ -187,6 +190,7 @@ impl Default for RateLimitConfig {
             on_backend_error: OnBackendError::Allow,
             failed_auth_limit: 0,
             failed_auth_window_seconds: 60,
+            ca_file: None,
         }
     }
 }
@@ -287,6 +291,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "on_backend_error", Kind::Text),
     ("rate_limit", "failed_auth_limit", Kind::Integer),
     ("rate_limit", "failed_auth_window_seconds", Kind::Integer),
+    ("rate_limit", "ca_file", Kind::Text),
     ("sessions", "algorithm", Kind::Text),
     ("sessions", "ttl_seconds", Kind::Integer),
     ("sessions", "issuer", Kind::Text),
@@ -357,8 +362,9 @@ impl Config {
             return fail("store.url", "expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE");
         }
         let limiter = &self.rate_limit.url;
-        if limiter != "memory://" && !["redis://", "unix://", "redis+unix://"].iter().any(|s| limiter.starts_with(s)) {
-            return fail("rate_limit.url", "expected memory://, redis://HOST:PORT or unix:///PATH");
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        if limiter != "memory://" && !schemes.iter().any(|s| limiter.starts_with(s)) {
+            return fail("rate_limit.url", "expected memory://, redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH");
         }
         if !(1..=1_000_000_000).contains(&self.rate_limit.limit) {
             return fail("rate_limit.limit", "must be between 1 and 1000000000");
@@ -419,6 +425,13 @@ impl Config {
             (None, None) => {}
             (Some(_), None) => return fail("server.tls_key_file", "must be set with server.tls_cert_file"),
             (None, Some(_)) => return fail("server.tls_cert_file", "must be set with server.tls_key_file"),
+        }
+        if let Some(file) = &self.rate_limit.ca_file {
+            if !self.rate_limit.url.starts_with("rediss://") {
+                return fail("rate_limit.ca_file", "is for a rediss:// rate_limit.url");
+            }
+            crate::tls::read_certificates(std::path::Path::new(file))
+                .map_err(|e| ConfigError(format!("rate_limit.ca_file: {e}")))?;
         }
         if let Some(file) = &self.proxy.ca_file {
             crate::tls::read_certificates(std::path::Path::new(file))
@@ -594,7 +607,12 @@ mod tests {
         let defaults = toml::Value::try_from(Config::default()).unwrap();
         for (section, key, _) in ENV_KEYS {
             let known = defaults.get(section).and_then(|s| s.as_table()).is_some_and(|s| s.contains_key(*key))
-                || matches!((*section, *key), ("server", "admin_token" | "public_host"));
+                // Settings that are absent by default.
+                || matches!(
+                    (*section, *key),
+                    ("server", "admin_token" | "public_host" | "tls_cert_file" | "tls_key_file")
+                        | ("proxy" | "rate_limit", "ca_file")
+                );
             assert!(known, "{section}.{key}");
         }
     }

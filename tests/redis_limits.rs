@@ -1,5 +1,6 @@
 //! The shared rate limiter on a real Redis: exact across instances, and the configured
-//! behaviour when the backend fails.
+//! behaviour when the backend fails. `scripts/test` runs these once more over TLS
+//! (`TEST_REDIS_TLS`, see `common/redis.rs`).
 
 mod common;
 
@@ -10,9 +11,10 @@ use common::*;
 use keygate::config::OnBackendError;
 
 async fn instance(store: &Arc<TestStore>, redis: &RedisServer, policy: OnBackendError) -> TestApp {
-    let url = redis.url.clone();
+    let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
     spawn_in(Arc::clone(store), move |c| {
         c.rate_limit.url = url;
+        c.rate_limit.ca_file = ca_file;
         c.rate_limit.on_backend_error = policy;
     })
     .await

@@ -163,16 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn upstreams_are_plain_http_authorities() {
+    fn upstreams_are_http_or_https_authorities() {
         let mut config = RouteConfig {
             prefix: "/api/v1/x".to_owned(),
             methods: vec!["GET".to_owned()],
-            upstream: "https://example.com".to_owned(),
+            upstream: "ftp://example.com".to_owned(),
             module: None,
             scope: None,
             write: None,
         };
         assert!(Route::from_config(&config).is_err());
+        config.upstream = "https://example.com:8443".to_owned();
+        assert_eq!(Route::from_config(&config).unwrap().upstream.scheme, http::uri::Scheme::HTTPS);
         config.upstream = "http://example.com/base".to_owned();
         assert!(Route::from_config(&config).is_err());
         config.upstream = "http://example.com:8080/".to_owned();

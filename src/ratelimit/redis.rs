@@ -56,10 +56,18 @@ fn failed(error: impl std::fmt::Display) -> LimitError {
 }
 
 impl RedisLimiter {
-    /// Prepares a connection to `url` (`redis://host:port`, `unix:///path`); it is made on
-    /// first use, so keygate starts even while Redis is down.
-    pub fn new(url: &str) -> Result<Self, LimitError> {
-        let client = redis::Client::open(url).map_err(failed)?;
+    /// Prepares a connection to `url` (`redis://host:port`, `rediss://` over TLS,
+    /// `unix:///path`); it is made on first use, so keygate starts even while Redis is down.
+    /// `ca_file`: for `rediss://`, the authorities to trust instead of the system's.
+    pub fn new(url: &str, ca_file: Option<&str>) -> Result<Self, LimitError> {
+        let client = match ca_file {
+            None => redis::Client::open(url).map_err(failed)?,
+            Some(file) => {
+                let root_cert = std::fs::read(file).map_err(|e| failed(format!("rate_limit.ca_file {file}: {e}")))?;
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+                redis::Client::build_with_tls(url, certificates).map_err(failed)?
+            }
+        };
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))

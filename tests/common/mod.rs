@@ -36,7 +36,9 @@ pub struct TestApp {
 
 /// A fresh, empty store for one test: a SQLite file in a temporary folder, or — when
 /// `TEST_POSTGRES_URL` names a PostgreSQL server (`postgres://user:password@host:port`,
-/// no database) — a new database of its own there. `scripts/test` runs the suite both ways.
+/// no database) — a new database of its own there, connected to with the URL parameters in
+/// `TEST_POSTGRES_PARAMS` (`scripts/test`: `sslmode=verify-full&sslrootcert=…`). `scripts/test`
+/// runs the suite both ways.
 pub struct TestStore {
     pub url: String,
     /// A scratch folder (config files, the SQLite file).
@@ -49,12 +51,13 @@ impl TestStore {
         let url = match std::env::var("TEST_POSTGRES_URL") {
             Ok(server) => {
                 use sqlx::Connection;
+                let params = std::env::var("TEST_POSTGRES_PARAMS").map(|p| format!("?{p}")).unwrap_or_default();
                 let name = format!("kg_test_{}", keygate::secret::random_base62(12).to_lowercase());
-                let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres"))
+                let mut admin = sqlx::postgres::PgConnection::connect(&format!("{server}/postgres{params}"))
                     .await
                     .expect("TEST_POSTGRES_URL is set but the server cannot be reached");
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
-                format!("{server}/{name}")
+                format!("{server}/{name}{params}")
             }
             Err(_) => format!("sqlite://{}", dir.path().join("keygate.db").display()),
         };
