@@ -41,6 +41,8 @@ pub struct App {
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
     usage: UsageRecorder,
+    /// Turns true when shutdown begins: background work and upgraded connections watch it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
@@ -71,7 +73,8 @@ impl App {
             usage.clone(),
         ));
         let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
-        Ok(Self { config, store, pipeline, admin, watch, limiter, usage })
+        let stopping = tokio::sync::watch::Sender::new(false);
+        Ok(Self { config, store, pipeline, admin, watch, limiter, usage, stopping })
     }
 
     /// Binds the configured listeners; the admin one only when an admin token is set.
@@ -129,6 +132,7 @@ impl App {
             pipeline: Arc::clone(&self.pipeline),
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
+            stopping: self.stopping.subscribe(),
         }
     }
 
@@ -145,7 +149,7 @@ impl App {
     /// counters, draining metric samples, writing `lastUsedAt`. Stop it to flush what is
     /// pending.
     pub fn start_background(&self) -> Background {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (stop, stopped) = (self.stopping.clone(), self.stopping.subscribe());
         let url = &self.config.store.url;
         let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
         self.watch.spawn(stopped.clone(), postgres.then(|| url.clone()));

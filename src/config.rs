@@ -243,6 +243,8 @@ pub struct ProxyConfig {
     pub response_timeout_ms: u64,
     pub max_body_bytes: u64,
     pub trusted_proxies: Vec<String>,
+    /// An upgraded (WebSocket) connection through which nothing passed for this long is closed.
+    pub websocket_idle_timeout_ms: u64,
     /// PEM certificates of extra authorities trusted for `https://` upstreams, besides the
     /// system's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -256,6 +258,7 @@ impl Default for ProxyConfig {
             response_timeout_ms: 30000,
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
+            websocket_idle_timeout_ms: 300_000,
             ca_file: None,
         }
     }
@@ -300,6 +303,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("proxy", "response_timeout_ms", Kind::Integer),
     ("proxy", "max_body_bytes", Kind::Integer),
     ("proxy", "ca_file", Kind::Text),
+    ("proxy", "websocket_idle_timeout_ms", Kind::Integer),
 ];
 
 /// `KEYGATE_` variables that are not settings: read by the CLI itself.
@@ -406,7 +410,10 @@ impl Config {
         if self.server.public_host.as_deref().is_some_and(|host| !is_host(host)) {
             return fail("server.public_host", "expected a host name with an optional port, such as api.example.com");
         }
-        if self.proxy.max_body_bytes == 0 || self.proxy.connect_timeout_ms == 0 || self.proxy.response_timeout_ms == 0 {
+        let proxy = &self.proxy;
+        if [proxy.max_body_bytes, proxy.connect_timeout_ms, proxy.response_timeout_ms, proxy.websocket_idle_timeout_ms]
+            .contains(&0)
+        {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");
         }
         for (i, proxy) in self.proxy.trusted_proxies.iter().enumerate() {

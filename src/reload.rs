@@ -29,6 +29,8 @@ pub struct PublicParts {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
     pub store: Arc<dyn Store>,
+    /// Turns true when shutdown begins (upgraded connections then drain).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl PublicParts {
@@ -44,7 +46,7 @@ impl PublicParts {
                 Arc::clone(&parts.preflight),
                 Arc::clone(&parts.store),
                 routes.clone(),
-                Arc::new(Proxy::new(&config, Arc::clone(&tls))),
+                Arc::new(Proxy::new(&config, Arc::clone(&tls), parts.stopping.clone())),
             );
             router(Arc::new(state))
         })

@@ -9,11 +9,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse};
+use common::chromium::open_in_chromium;
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -96,23 +96,6 @@ window.result = await (async () => {{
 }})();
 </script>"#
     )
-}
-
-/// Opens `url` in headless Chromium; what the page stored in `window.result`.
-async fn open_in_chromium(url: String) -> Value {
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
-    assert!(
-        Path::new("/usr/bin/chromium").exists() && e2e.join("node_modules/playwright-core").exists(),
-        "the browser test needs Debian's chromium and e2e/node_modules: run scripts/test (it installs both)"
-    );
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node").arg(e2e.join("open-page.mjs")).arg(url).output().expect("node runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "driver failed: {}\n{}", stdout, String::from_utf8_lossy(&output.stderr));
-    serde_json::from_str(stdout.trim()).expect("the page's result as JSON")
 }
 
 const MINTS: &str = "keygate_sessions_minted_total";

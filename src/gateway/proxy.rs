@@ -9,17 +9,21 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use smallvec::SmallVec;
+use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
+use crate::gateway::websocket;
 use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
 use crate::trusted::TrustedProxies;
@@ -80,6 +84,9 @@ pub struct Proxy {
     trusted: TrustedProxies,
     /// `server.public_host`: the `X-Forwarded-Host` to send instead of the request's `Host`.
     public_host: Option<HeaderValue>,
+    websocket_idle: Duration,
+    /// Turns true when shutdown begins: upgraded connections then drain.
+    stopping: watch::Receiver<bool>,
 }
 
 /// Upstream failures, as answered to the client.
@@ -99,7 +106,7 @@ fn too_large(max: u64) -> ApiError {
 
 impl Proxy {
     /// `tls`: for `https://` upstreams ([`crate::tls::upstream_client_config`]).
-    pub fn new(config: &Config, tls: Arc<rustls::ClientConfig>) -> Self {
+    pub fn new(config: &Config, tls: Arc<rustls::ClientConfig>, stopping: watch::Receiver<bool>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.proxy.connect_timeout_ms)));
         connector.set_nodelay(true);
@@ -121,6 +128,8 @@ impl Proxy {
             max_body_bytes: config.proxy.max_body_bytes,
             trusted: config.trusted_proxies(),
             public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
+            websocket_idle: Duration::from_millis(config.proxy.websocket_idle_timeout_ms),
+            stopping,
         }
     }
 
@@ -135,6 +144,11 @@ impl Proxy {
     async fn try_forward(&self, upstream: &Upstream, request: Request) -> Result<Response, ApiError> {
         let (mut parts, body) = request.into_parts();
         let principal = parts.extensions.remove::<Principal>().ok_or_else(ApiError::internal)?;
+        // A WebSocket handshake: the client's connection is taken over once the upstream agrees.
+        let client_upgrade = match websocket::is_upgrade(&parts.headers) {
+            true => parts.extensions.remove::<OnUpgrade>(),
+            false => None,
+        };
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes) {
             return Err(too_large(self.max_body_bytes));
@@ -156,22 +170,43 @@ impl Proxy {
         // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
         parts.version = http::Version::HTTP_11;
         self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
+        let offered = parts.extensions.remove::<websocket::OfferedEntry>();
+        if client_upgrade.is_some() {
+            // Hop-by-hop, but this hop is to be upgraded too.
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
 
         let limited = Limited::new(body, self.max_body_bytes as usize);
         let outgoing = http::Request::from_parts(parts, Body::new(limited));
         let sent = std::time::Instant::now();
         let answer = tokio::time::timeout(self.response_timeout, self.client.request(outgoing)).await;
-        let response = match answer {
+        let mut response = match answer {
             Err(_) => return Err(timeout()),
             Ok(Err(error)) => return Err(classify(&error, self.max_body_bytes)),
             Ok(Ok(response)) => response,
+        };
+        let upgraded = match client_upgrade {
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some((client, hyper::upgrade::on(&mut response)))
+            }
+            _ => None,
         };
         let (mut parts, body) = response.into_parts();
         parts.extensions.insert(LoggedUpstream { status: parts.status.as_u16(), elapsed: sent.elapsed() });
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.
         keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
-        Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))))
+        let Some((client, upstream)) = upgraded else {
+            return Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))));
+        };
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        if let Some(offered) = offered.filter(|_| !parts.headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL)) {
+            parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered.0);
+        }
+        tokio::spawn(websocket::relay(client, upstream, self.websocket_idle, self.stopping.clone()));
+        Ok(Response::from_parts(parts, Body::empty()))
     }
 
     fn rewrite_headers(

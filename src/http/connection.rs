@@ -144,7 +144,8 @@ pub async fn serve_connection(
             Ok::<_, Infallible>(response.map(|body| GuardedBody { body, _in_flight: in_flight }))
         }
     });
-    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    // With upgrades: a WebSocket handshake hands its connection over to the relay.
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
 
     // Far enough away to never fire when there is no deadline.

@@ -19,6 +19,7 @@ use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::{Resolution, Route, allowed_at, methods_at, resolve};
+use crate::gateway::websocket;
 use crate::http::log::log_request;
 use crate::layer::{RequireKey, normalize_request_path, path_refused};
 use crate::metrics::RouteMetrics;
@@ -137,7 +138,15 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
             return Err(method_not_allowed(&[Method::GET, Method::HEAD]));
         }
         _ => match resolve(&state.routes, path, method) {
-            Resolution::Found(index) => state.handlers[index].clone(),
+            Resolution::Found(index) => {
+                if method == Method::GET && websocket::is_upgrade(request.headers()) {
+                    // Before the pipeline: a page's credentials may be protocol entries.
+                    if let Some(offered) = websocket::take_credentials(request.headers_mut()) {
+                        request.extensions_mut().insert(offered);
+                    }
+                }
+                state.handlers[index].clone()
+            }
             Resolution::MethodNotAllowed => return Err(method_not_allowed(&allowed_at(&state.routes, path))),
             Resolution::NotFound => {
                 return Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response());

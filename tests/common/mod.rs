@@ -2,12 +2,14 @@
 //! SQLite file, with typed helpers that speak HTTP to it.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chromium;
 pub mod cli;
 pub mod logs;
 pub mod raw;
 pub mod redis;
 pub mod tls;
 pub mod upstream;
+pub mod ws_upstream;
 
 use std::sync::Arc;
 
