@@ -192,6 +192,7 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
             head_deadline: Some(std::time::Duration::from_secs(10)),
             max_header_bytes: 32 * 1024,
             max_connections: 10_000,
+            drain: std::time::Duration::from_secs(30),
         };
         let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
         tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, stopped));

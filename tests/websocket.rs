@@ -228,3 +228,17 @@ socket.onclose = (event) => {{ if (window.result === undefined) window.result = 
     assert_eq!(handshakes.len(), 1, "only the allowed page's handshake reached the upstream");
     assert!(!format!("{:?}", handshakes[0]).contains("keygate."), "{:?}", handshakes[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_an_upgraded_connection_the_grace_then_closes_it() {
+    let (app, _upstream) = gateway(|c| c.server.shutdown_grace_ms = 1000).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let bearer = format!("Bearer {secret}");
+    let (mut socket, _) = open(&app, &[("authorization", &bearer)]).await.unwrap();
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(echo(&mut socket, "during the grace").await, "during the grace", "still relayed");
+    let closed = tokio::time::timeout(Duration::from_secs(3), socket.next()).await.expect("closed after the grace");
+    assert!(!matches!(closed, Some(Ok(Message::Text(_)))), "{closed:?}");
+    stopping.await.unwrap();
+}

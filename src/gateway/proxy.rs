@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket;
+use crate::http::connection::ConnectionPermit;
 use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
 use crate::trusted::TrustedProxies;
@@ -85,6 +86,8 @@ pub struct Proxy {
     /// `server.public_host`: the `X-Forwarded-Host` to send instead of the request's `Host`.
     public_host: Option<HeaderValue>,
     websocket_idle: Duration,
+    /// `server.shutdown_grace_ms`: what an upgraded connection gets once shutdown begins.
+    drain: Duration,
     /// Turns true when shutdown begins: upgraded connections then drain.
     stopping: watch::Receiver<bool>,
 }
@@ -129,6 +132,7 @@ impl Proxy {
             trusted: config.trusted_proxies(),
             public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
             websocket_idle: Duration::from_millis(config.proxy.websocket_idle_timeout_ms),
+            drain: Duration::from_millis(config.server.shutdown_grace_ms),
             stopping,
         }
     }
@@ -149,6 +153,7 @@ impl Proxy {
             true => parts.extensions.remove::<OnUpgrade>(),
             false => None,
         };
+        let permit = parts.extensions.remove::<ConnectionPermit>();
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes) {
             return Err(too_large(self.max_body_bytes));
@@ -205,7 +210,11 @@ impl Proxy {
         if let Some(offered) = offered.filter(|_| !parts.headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL)) {
             parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered.0);
         }
-        tokio::spawn(websocket::relay(client, upstream, self.websocket_idle, self.stopping.clone()));
+        let relay = websocket::relay(client, upstream, self.websocket_idle, self.drain, self.stopping.clone());
+        tokio::spawn(async move {
+            relay.await;
+            drop(permit);
+        });
         Ok(Response::from_parts(parts, Body::empty()))
     }
 

@@ -19,9 +19,6 @@ use tokio::sync::watch;
 const KEY_ENTRY: &str = "keygate.key.";
 const SESSION_ENTRY: &str = "keygate.session.";
 
-/// How long an upgraded connection may stay open once shutdown begins, as in-flight requests.
-pub const DRAIN_FOR: Duration = Duration::from_secs(30);
-
 /// The keygate entry the client offered: the answer selects it when the upstream selects no
 /// protocol, since a browser that offered protocols fails a handshake that selects none. It
 /// goes back only to the client that sent it.
@@ -73,8 +70,15 @@ pub fn take_credentials(headers: &mut HeaderMap) -> Option<OfferedEntry> {
 }
 
 /// Relays bytes both ways between the two upgraded connections until either side closes, or
-/// nothing has passed for `idle`, or — once `stopping` turns true — [`DRAIN_FOR`] has passed.
-pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, mut stopping: watch::Receiver<bool>) {
+/// nothing has passed for `idle`, or — once `stopping` turns true — `drain` has passed (the
+/// grace in-flight requests get).
+pub async fn relay(
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    idle: Duration,
+    drain: Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
     let (Ok(client), Ok(upstream)) = tokio::join!(client, upstream) else { return };
     let (mut client_read, mut client_write) = tokio::io::split(TokioIo::new(client));
     let (mut upstream_read, mut upstream_write) = tokio::io::split(TokioIo::new(upstream));
@@ -83,7 +87,7 @@ pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, mut s
     tokio::pin!(deadline);
     let mut draining = *stopping.borrow();
     if draining {
-        deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_FOR);
+        deadline.as_mut().reset(tokio::time::Instant::now() + drain);
     }
     loop {
         let passed = tokio::select! {
@@ -100,7 +104,7 @@ pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, mut s
                 // The sender gone is the app gone: drain as for a shutdown.
                 if changed.is_err() || *stopping.borrow() {
                     draining = true;
-                    deadline.as_mut().reset(tokio::time::Instant::now() + DRAIN_FOR);
+                    deadline.as_mut().reset(tokio::time::Instant::now() + drain);
                 }
                 continue;
             }

@@ -25,6 +25,7 @@ use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -110,12 +111,18 @@ fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
     line + headers + 2
 }
 
+/// The connection's place under `server.max_connections`, handed to a WebSocket relay: an
+/// upgraded connection still counts, and shutdown's drain waits for it.
+#[derive(Clone)]
+pub struct ConnectionPermit(pub Arc<OwnedSemaphorePermit>);
+
 /// Serves one accepted connection until it ends, is closed by the head deadline, or — once
 /// `stopped` turns true — has finished its requests.
 pub async fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     peer: SocketAddr,
+    permit: Arc<OwnedSemaphorePermit>,
     router: tokio::sync::watch::Receiver<Router>,
     limits: ConnectionLimits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -130,6 +137,9 @@ pub async fn serve_connection(
     let tracked = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+        if crate::gateway::websocket::is_upgrade(request.headers()) {
+            request.extensions_mut().insert(ConnectionPermit(Arc::clone(&permit)));
+        }
         let in_flight = tracked.begin();
         // The router current now: a reload reaches kept-alive connections at their next request.
         let router = router.borrow().clone();

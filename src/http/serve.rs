@@ -28,9 +28,6 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::Config;
 use crate::http::connection;
 
-/// How long in-flight requests get to finish after shutdown begins.
-const DRAIN_FOR: Duration = Duration::from_secs(30);
-
 /// At most one "over the connection cap" log line per listener in this time.
 const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
 
@@ -43,6 +40,8 @@ pub struct ConnectionLimits {
     pub max_connections: u32,
     /// The largest request head answered; over it, 431.
     pub max_header_bytes: usize,
+    /// How long in-flight requests get to finish once shutdown begins.
+    pub drain: Duration,
 }
 
 impl ConnectionLimits {
@@ -51,6 +50,7 @@ impl ConnectionLimits {
             head_deadline: config.header_read_timeout(),
             max_connections: config.server.max_connections,
             max_header_bytes: config.server.max_header_bytes,
+            drain: Duration::from_millis(config.server.shutdown_grace_ms),
         }
     }
 }
@@ -125,13 +125,16 @@ impl Serving {
         tokio::spawn(async move {
             let _open = crate::metrics::OpenConnection::new(serving.name);
             let Accepted { stream, peer, permit } = accepted;
+            // Shared with an upgraded connection's relay, which outlives this task.
+            let permit = Arc::new(permit);
             let Serving { builder, router, limits, tls, stopped, .. } = serving;
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => return tracing::warn!(%error, "could not serve an accepted connection"),
             };
             let Some(acceptor) = tls else {
-                return connection::serve_connection(&builder, stream, peer, router, limits, stopped).await;
+                let permit = Arc::clone(&permit);
+                return connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
             };
             // The handshake is held to the head deadline too: a client that stalls it is cut off.
             let handshake = acceptor.accept(stream);
@@ -140,7 +143,10 @@ impl Serving {
                 None => Some(handshake.await),
             };
             match handshake {
-                Some(Ok(stream)) => connection::serve_connection(&builder, stream, peer, router, limits, stopped).await,
+                Some(Ok(stream)) => {
+                    let permit = Arc::clone(&permit);
+                    connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
+                }
                 Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                 None => tracing::debug!(%peer, "TLS handshake not done within the head deadline"),
             }
@@ -276,8 +282,8 @@ fn start_thread(
 /// Waits for the connections to finish: every one holds a permit until it ends, so having
 /// them all back means drained.
 async fn drain(open: &Semaphore, limits: ConnectionLimits) {
-    if tokio::time::timeout(DRAIN_FOR, open.acquire_many(limits.max_connections)).await.is_err() {
-        tracing::warn!("in-flight requests still running after {DRAIN_FOR:?}; stopping anyway");
+    if tokio::time::timeout(limits.drain, open.acquire_many(limits.max_connections)).await.is_err() {
+        tracing::warn!("in-flight requests still running after {:?}; stopping anyway", limits.drain);
     }
 }
 
