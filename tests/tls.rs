@@ -8,13 +8,20 @@ use common::tls::TestCa;
 use common::upstream::Upstream;
 use common::*;
 
+/// A keygate routing to a TLS upstream whose certificate, made by a CA of the test's own, names
+/// `names`; `proxy.ca_file` holds that CA when `trusted`.
+async fn https_gateway(names: &[&str], trusted: bool) -> (TestApp, Upstream, tempfile::TempDir) {
+    let ca = TestCa::new("keygate test CA");
+    let upstream = Upstream::start_tls(&ca.leaf(names)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = trusted.then(|| ca.write(dir.path(), "ca.pem").to_str().unwrap().to_owned());
+    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |c| c.proxy.ca_file = ca_file).await;
+    (app, upstream, dir)
+}
+
 #[tokio::test]
 async fn a_guarded_request_reaches_an_https_upstream_whose_authority_is_in_ca_file() {
-    let ca = TestCa::new("keygate test CA");
-    let upstream = Upstream::start_tls(&ca.leaf(&["localhost"])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path(), "ca.pem").to_str().unwrap().to_owned();
-    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |c| c.proxy.ca_file = Some(ca_file)).await;
+    let (app, upstream, _dir) = https_gateway(&["localhost"], true).await;
     let (_, secret) = app.orders_key("acme", &["orders:read", "orders:write"]).await;
 
     for method in ["GET", "POST", "GET"] {
@@ -33,9 +40,7 @@ async fn a_guarded_request_reaches_an_https_upstream_whose_authority_is_in_ca_fi
 #[tokio::test]
 async fn an_upstream_certificate_from_an_unknown_authority_is_502_and_nothing_is_sent() {
     let (logs, _guard) = Captured::start();
-    let ca = TestCa::new("an authority nobody trusts");
-    let upstream = Upstream::start_tls(&ca.leaf(&["localhost"])).await;
-    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |_| {}).await;
+    let (app, upstream, _dir) = https_gateway(&["localhost"], false).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
     app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
     assert_eq!(upstream.count(), 0, "no request went over an unverified connection");
@@ -47,11 +52,7 @@ async fn an_upstream_certificate_from_an_unknown_authority_is_502_and_nothing_is
 
 #[tokio::test]
 async fn a_certificate_for_another_name_is_502() {
-    let ca = TestCa::new("keygate test CA");
-    let upstream = Upstream::start_tls(&ca.leaf(&["other.example"])).await;
-    let dir = tempfile::tempdir().unwrap();
-    let ca_file = ca.write(dir.path(), "ca.pem").to_str().unwrap().to_owned();
-    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |c| c.proxy.ca_file = Some(ca_file)).await;
+    let (app, upstream, _dir) = https_gateway(&["other.example"], true).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
     app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
     assert_eq!(upstream.count(), 0);
