@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the public and admin APIs, kept in the repo
 //! (`openapi/keygate.json`) and checked against the implementation by `tests/openapi.rs`.
-//! The admin listener serves all of it; the public listener serves the public part.
+//! Each listener serves the part it answers (SPEC §9): a client generated from it, or a
+//! fuzzer run against it, meets only operations that exist there.
 
 use std::sync::OnceLock;
 
@@ -11,13 +12,23 @@ pub fn full() -> &'static str {
     DOCUMENT
 }
 
-/// The document without the admin listener's paths and security scheme.
+/// Whether `path` is served by the admin listener (`/openapi.json` is served by both).
+fn on_admin(path: &str) -> bool {
+    path.starts_with("/admin/") || path == "/metrics" || path == "/openapi.json"
+}
+
+/// The public listener's document: without the admin paths and security scheme.
 pub fn public() -> &'static str {
     static PUBLIC: OnceLock<String> = OnceLock::new();
     PUBLIC.get_or_init(|| {
         let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
         if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|path, _| !path.starts_with("/admin/") && path != "/metrics");
+            paths.retain(|path, _| !on_admin(path) || path == "/openapi.json");
+        }
+        // Never asked for a token there.
+        if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut())
+        {
+            responses.remove("401");
         }
         if let Some(schemes) = doc["components"]["securitySchemes"].as_object_mut() {
             schemes.remove("adminToken");
@@ -26,10 +37,30 @@ pub fn public() -> &'static str {
     })
 }
 
+/// The admin listener's document: the admin API, `/metrics` and this document, all behind the
+/// admin token.
+pub fn admin() -> &'static str {
+    static ADMIN: OnceLock<String> = OnceLock::new();
+    ADMIN.get_or_init(|| {
+        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            paths.retain(|path, _| on_admin(path));
+        }
+        if let Some(operation) = doc.pointer_mut("/paths/~1openapi.json/get") {
+            operation["security"] = serde_json::json!([{ "adminToken": [] }]);
+        }
+        doc.to_string()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_document_parses_and_the_public_part_has_no_admin_paths() {
+    fn each_listener_s_part_has_only_its_own_paths() {
+        let admin: serde_json::Value = serde_json::from_str(super::admin()).unwrap();
+        let paths: Vec<&String> = admin["paths"].as_object().unwrap().keys().collect();
+        assert!(paths.iter().all(|p| super::on_admin(p)), "{paths:?}");
+        assert!(paths.iter().any(|p| *p == "/admin/v1/tenants") && paths.iter().any(|p| *p == "/metrics"));
         let full: serde_json::Value = serde_json::from_str(super::full()).unwrap();
         assert_eq!(full["openapi"], "3.1.0");
         let public: serde_json::Value = serde_json::from_str(super::public()).unwrap();

@@ -113,6 +113,14 @@ pub fn list<T: PartialEq>(
     }
 }
 
+/// A whole number, also when written with a zero fraction (`356.0`): JSON Schema's `integer`.
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let float = value.as_f64()?;
+        (float.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&float)).then_some(float as u64)
+    })
+}
+
 /// `{"limit": 1..=1e9, "windowSeconds": 1..=86400}`.
 pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<RateLimit> {
     let Some(object) = value.as_object() else {
@@ -123,7 +131,7 @@ pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Optio
     for name in object.keys().filter(|k| !["limit", "windowSeconds"].contains(&k.as_str())) {
         details.push(Detail::new(format!("{path}.{name}"), "unknown field"));
     }
-    let mut number = |name: &str, max: u64| match object.get(name).and_then(Value::as_u64) {
+    let mut number = |name: &str, max: u64| match object.get(name).and_then(whole_number) {
         Some(n) if (1..=max).contains(&n) => Some(n),
         _ => {
             details.push(Detail::new(format!("{path}.{name}"), format!("must be a whole number from 1 to {max}")));

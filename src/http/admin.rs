@@ -37,7 +37,7 @@ pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm, trust
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::full()) }),
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::admin()) }),
         )
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no route for this path") })
         .method_not_allowed_fallback(|| async {
