@@ -186,16 +186,15 @@ fn model_normalize(path: &str) -> Option<String> {
         if b == b'\\' || b == b';' {
             return None;
         }
-        if b == b'%' && bytes.len() >= i + 3 {
-            if let Some(value) = path.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                match value {
-                    b'/' | b'\\' | b';' | b'%' | 0 => return None,
-                    c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => out.push(c as char),
-                    _ => out.push_str(&path[i..i + 3]),
-                }
-                i += 3;
-                continue;
+        let escaped = path.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if let (b'%', Some(value)) = (b, escaped) {
+            match value {
+                b'/' | b'\\' | b';' | b'%' | 0 => return None,
+                c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => out.push(c as char),
+                _ => out.push_str(&path[i..i + 3]),
             }
+            i += 3;
+            continue;
         }
         out.push(b as char);
         i += 1;
