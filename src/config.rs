@@ -347,14 +347,19 @@ impl Config {
 
     /// Reads `file` (if any), applies the `KEYGATE_*` variables in `env`, and validates.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut table = match file {
+        match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError(format!("{}: {}", path.display(), e.message())))?
+                Self::parse(&text, env).map_err(|ConfigError(e)| ConfigError(format!("{}: {e}", path.display())))
             }
-            None => toml::Table::new(),
-        };
+            None => Self::parse("", env),
+        }
+    }
+
+    /// [`Config::load`] from the text of a file.
+    pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = text.parse::<toml::Table>().map_err(|e| ConfigError(e.message().to_owned()))?;
         apply_env(&mut table, env)?;
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner().message())))?;

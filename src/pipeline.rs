@@ -352,8 +352,9 @@ impl Pipeline {
     }
 }
 
-/// The credential of `Authorization: Bearer <key>`; the scheme is case-insensitive.
-fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
+/// The credential of `Authorization: Bearer <key>`; the scheme is case-insensitive. Public for
+/// the fuzz target (`fuzz/`).
+pub fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
     let required =
         || ApiError::new(ErrorCode::ApiKeyRequired, "an API key is required: send Authorization: Bearer <key>");
     let invalid = |why: &'static str| ApiError::new(ErrorCode::ApiKeyInvalid, why);

@@ -169,6 +169,16 @@ impl Sessions {
         Ok(sessions)
     }
 
+    /// Sessions over the given signing keys, without a store (the fuzz target, `fuzz/`).
+    pub fn from_records(config: &SessionsConfig, records: &[SigningKeyRecord]) -> Self {
+        Self {
+            algorithm: config.algorithm,
+            issuer: config.issuer.clone(),
+            ttl_seconds: config.ttl_seconds as i64,
+            ring: RwLock::new(Arc::new(KeyRing::build(config.algorithm, records))),
+        }
+    }
+
     /// Re-reads the signing keys (after a rotation, here or on another instance).
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
         let ring = Arc::new(KeyRing::build(self.algorithm, &store.signing_keys().await?));

@@ -167,6 +167,8 @@ fn segment() -> impl Strategy<Value = String> {
             1 => Just("%00".to_owned()),
             2 => "%[46][1-9A-Fa-f]",
             1 => Just("%20".to_owned()),
+            1 => Just("%".to_owned()),
+            1 => Just("%4".to_owned()),
             1 => Just("\\".to_owned()),
             1 => Just(String::new()),
         ],
@@ -186,7 +188,11 @@ fn model_normalize(path: &str) -> Option<String> {
         if b == b'\\' || b == b';' {
             return None;
         }
-        let escaped = path.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        let escaped = path.get(i + 1..i + 3).filter(|hex| hex.bytes().all(|h| h.is_ascii_hexdigit()));
+        let escaped = escaped.and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        if b == b'%' && escaped.is_none() {
+            return None;
+        }
         if let (b'%', Some(value)) = (b, escaped) {
             match value {
                 b'/' | b'\\' | b';' | b'%' | 0 => return None,
