@@ -180,6 +180,8 @@ pub async fn serve(
         Routing::Caller(router) => {
             let serving = serving(router);
             accept(name, &listener, &open, limits, stopped.clone(), |accepted| serving.spawn(accepted)).await;
+            // Closed before the drain: new connections are refused, not left waiting.
+            drop(listener);
             drain(&open, limits).await;
         }
         Routing::Threads(routers) => {
@@ -197,6 +199,7 @@ pub async fn serve(
                 next = (next + 1) % senders.len();
             })
             .await;
+            drop(listener);
             drain(&open, limits).await;
             // Their senders gone, the serving threads end.
             drop(senders);
@@ -209,6 +212,8 @@ pub async fn serve(
 }
 
 /// Accepts until `stopped` turns true, handing each connection within the cap to `dispatch`.
+/// The caller then closes the listener before draining: a connection made after that is
+/// refused at once (a load balancer tries another instance) instead of waiting out the drain.
 async fn accept(
     name: &'static str,
     listener: &TcpListener,
