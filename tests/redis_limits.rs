@@ -5,6 +5,8 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::*;
@@ -123,4 +125,71 @@ async fn keygate_starts_while_redis_is_down() {
     let app = instance(&TestStore::new().await, &redis, OnBackendError::Deny).await;
     app.get("/readyz").await.assert_error(503, "SERVICE_UNAVAILABLE");
     assert_eq!(app.get("/healthz").await.status, 200);
+}
+
+/// Mints with `secret` from 4 clients at once until `stop`: each answer's status, and whether
+/// it carried quota headers.
+fn steady_mints(app: &TestApp, secret: &str, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<(u16, bool)>>> {
+    (0..4)
+        .map(|_| {
+            let (client, url, secret, stop) =
+                (app.client.clone(), format!("{}/api/v1/sessions", app.public), secret.to_owned(), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let response =
+                        client.post(&url).bearer_auth(&secret).header("origin", ORIGIN).send().await.unwrap();
+                    seen.push((response.status().as_u16(), response.headers().contains_key("x-ratelimit-limit")));
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+// Multi-threaded: the load runs while the test stops and starts Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_started_under_load_holds_each_policy_then_counts_exactly_again() {
+    for policy in [OnBackendError::Allow, OnBackendError::Local, OnBackendError::Deny] {
+        let mut redis = RedisServer::start();
+        let app = instance(&TestStore::new().await, &redis, policy).await;
+        app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+        let (_, busy) = app.limited_key("acme", &["sessions:create"], 1_000_000).await;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let load = steady_mints(&app, &busy, &stop);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        redis.stop();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        redis.start_again();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut answers = Vec::new();
+        for worker in load {
+            answers.extend(worker.await.unwrap());
+        }
+
+        // Every answer is the policy's: never a 500, never a 401 for a valid key.
+        let outage: Vec<_> = answers.iter().filter(|(status, quota)| (*status, *quota) != (201, true)).collect();
+        match policy {
+            OnBackendError::Allow => assert!(
+                outage.iter().all(|answer| **answer == (201, false)) && !outage.is_empty(),
+                "allow: let through uncounted during the outage: {outage:?}"
+            ),
+            OnBackendError::Local => assert!(outage.is_empty(), "local: counted in process all along: {outage:?}"),
+            OnBackendError::Deny => assert!(
+                outage.iter().all(|(status, _)| *status == 503) && !outage.is_empty(),
+                "deny: 503 during the outage: {outage:?}"
+            ),
+        }
+        assert!(answers.len() > 20, "{policy:?}: steady load: {}", answers.len());
+
+        // Redis is back and empty: a new key's window is counted exactly again.
+        let (_, fresh) = app.limited_key("acme", &["sessions:create"], 5).await;
+        let mut statuses = Vec::new();
+        for _ in 0..8 {
+            statuses.push(app.mint(&fresh, Some(ORIGIN)).await.status.as_u16());
+        }
+        assert_eq!(statuses, [201, 201, 201, 201, 201, 429, 429, 429], "{policy:?}");
+    }
 }

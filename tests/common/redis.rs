@@ -13,6 +13,10 @@ pub struct RedisServer {
     /// The authority to trust for `rediss://` (`rate_limit.ca_file`).
     pub ca_file: Option<String>,
     child: Option<Child>,
+    /// What starts it, again after [`RedisServer::stop`], on the same address.
+    command: Vec<std::ffi::OsString>,
+    /// Whether it answers on its address.
+    ready: Box<dyn Fn() -> bool + Send>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,9 +31,28 @@ impl RedisServer {
     fn start_on_socket() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("redis.sock");
-        let child = spawn(Command::new("redis-server").args(["--port", "0", "--unixsocket"]).arg(&socket));
-        wait_until(|| socket.exists());
-        Self { url: format!("unix://{}", socket.display()), ca_file: None, child: Some(child), _dir: dir }
+        let command = vec!["--port".into(), "0".into(), "--unixsocket".into(), socket.clone().into_os_string()];
+        let url = format!("unix://{}", socket.display());
+        let ready = Box::new(move || std::os::unix::net::UnixStream::connect(&socket).is_ok());
+        Self::started(url, None, command, ready, dir)
+    }
+
+    fn started(
+        url: String,
+        ca_file: Option<String>,
+        command: Vec<std::ffi::OsString>,
+        ready: Box<dyn Fn() -> bool + Send>,
+        dir: tempfile::TempDir,
+    ) -> Self {
+        let mut server = Self { url, ca_file, child: None, command, ready, _dir: dir };
+        server.start_again();
+        server
+    }
+
+    /// Starts it again after [`RedisServer::stop`], on the same address, empty.
+    pub fn start_again(&mut self) {
+        self.child = Some(spawn(Command::new("redis-server").args(&self.command)));
+        wait_until(&self.ready);
     }
 
     fn start_tls() -> Self {
@@ -41,32 +64,20 @@ impl RedisServer {
         std::fs::write(&key, &leaf.key_pem).unwrap();
         let ca_file = ca.write(dir.path(), "ca.pem");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = spawn(
-            Command::new("redis-server")
-                .args([
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--tls-port",
-                    &port.to_string(),
-                    "--tls-auth-clients",
-                    "no",
-                ])
-                .arg("--tls-cert-file")
-                .arg(&cert)
-                .arg("--tls-key-file")
-                .arg(&key)
-                .arg("--tls-ca-cert-file")
-                .arg(&ca_file),
-        );
-        wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
-        Self {
-            url: format!("rediss://localhost:{port}"),
-            ca_file: Some(ca_file.to_str().unwrap().to_owned()),
-            child: Some(child),
-            _dir: dir,
+        let mut command: Vec<std::ffi::OsString> =
+            ["--port", "0", "--bind", "127.0.0.1", "--tls-auth-clients", "no"].into_iter().map(Into::into).collect();
+        for (flag, value) in [
+            ("--tls-port", port.to_string().into()),
+            ("--tls-cert-file", cert.into_os_string()),
+            ("--tls-key-file", key.into_os_string()),
+            ("--tls-ca-cert-file", ca_file.clone().into_os_string()),
+        ] {
+            command.push(flag.into());
+            command.push(value);
         }
+        let ready = Box::new(move || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        let ca_file = Some(ca_file.to_str().unwrap().to_owned());
+        Self::started(format!("rediss://localhost:{port}"), ca_file, command, ready, dir)
     }
 
     /// Stops the server: the backend now fails.
@@ -86,7 +97,7 @@ fn spawn(command: &mut Command) -> Child {
         .expect("redis-server runs (scripts/test installs it)")
 }
 
-fn wait_until(ready: impl Fn() -> bool) {
+fn wait_until(ready: &dyn Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ready() {
         assert!(Instant::now() < deadline, "redis-server did not start");
