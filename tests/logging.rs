@@ -155,3 +155,20 @@ async fn proxied_lines_carry_the_upstream_status_and_time_and_the_client_a_trust
     assert!(lines[2].get("upstream_status").is_none() && lines[2].get("upstream_us").is_none(), "{}", lines[2]);
     assert_eq!(lines[2]["client"], "127.0.0.1", "no X-Forwarded-For: the peer");
 }
+
+// A current-thread runtime: the server's tasks run on this thread, under this subscriber. Here,
+// not in tests/tls.rs: a test binary whose other tests log the same line on threads without a
+// capturing subscriber can leave it uncaptured (tracing caches a callsite's interest).
+#[tokio::test(flavor = "current_thread")]
+async fn a_failed_tls_handshake_with_the_upstream_is_logged_with_its_reason() {
+    let (logs, _guard) = Captured::start();
+    let ca = common::tls::TestCa::new("an authority nobody trusts");
+    let upstream = common::upstream::Upstream::start_tls(&ca.leaf(&["localhost"])).await;
+    let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    keygate::logging::flush();
+    let text = logs.text();
+    let warning = text.lines().find(|l| l.contains("upstream request failed")).expect("a log line says why");
+    assert!(warning.contains("UnknownIssuer"), "the TLS reason is in the log: {warning}");
+}
