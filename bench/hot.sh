@@ -22,17 +22,13 @@ ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 missing=()
 command -v wrk > /dev/null || missing+=(wrk)
 command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v curl > /dev/null || missing+=(curl)
 command -v redis-server > /dev/null || missing+=(redis-server)
-if ((${#missing[@]})); then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing "${missing[@]}"
 
 cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)
@@ -162,7 +158,6 @@ if [ -n "${BASELINE_BIN:-}" ]; then
     "baseline browser write|POST|$base/api/v1/orders|$base_secret|https://bench.example|$base_session|2xx"
   )
 fi
-to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 declare -A results passed
 for round in $(seq "$ROUNDS"); do
   for entry in "${scenarios[@]}"; do

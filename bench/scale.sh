@@ -15,17 +15,13 @@ TENANTS=${TENANTS:-10000}
 ENGINES=${ENGINES:-sqlite postgres}
 UNKNOWN=${UNKNOWN:-100000}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 now() { date +%s.%N; }
 missing=()
 command -v wrk > /dev/null || missing+=(wrk)
 command -v curl > /dev/null || missing+=(curl)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || missing+=(postgresql)
-if ((${#missing[@]})); then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing "${missing[@]}"
 
 cargo build --release --quiet
 bin=$PWD/target/release/keygate

@@ -13,15 +13,11 @@ MINUTES=${MINUTES:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 WRITES_PER_SECOND=${WRITES_PER_SECOND:-5}
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 missing=()
 command -v wrk > /dev/null || missing+=(wrk)
 command -v curl > /dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+install_missing "${missing[@]}"
 
 cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)
@@ -91,7 +87,6 @@ wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET")
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"item":"tea"}'
 LUA
-to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 rss() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$keygate/status"; }
 fds() { find "/proc/$keygate/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 

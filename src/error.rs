@@ -176,6 +176,19 @@ fn json_body(value: &serde_json::Value) -> ([(header::HeaderName, HeaderValue); 
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], value.to_string())
 }
 
+/// An error and its causes, outermost first, for a log line or a message: hyper's own
+/// ("client error (Connect)") says little without them.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use keygate::admin::Admin;
 use keygate::app::StartError;
 use keygate::config::Config;
+use keygate::error::causes;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -92,9 +93,9 @@ impl Target {
                 let response = sent
                     .await
                     .map_err(|_| unreachable(format!("no answer within {} s", TIMEOUT.as_secs())))?
-                    .map_err(|error| unreachable(reasons(&error)))?;
+                    .map_err(|error| unreachable(causes(&error)))?;
                 let (parts, body) = response.into_parts();
-                let bytes = body.collect().await.map_err(|error| unreachable(reasons(&error)))?.to_bytes();
+                let bytes = body.collect().await.map_err(|error| unreachable(causes(&error)))?.to_bytes();
                 answer(parts.status, &bytes, base)
             }
             Target::Store { router, token } => {
@@ -134,19 +135,6 @@ fn answer(status: StatusCode, bytes: &[u8], from: &str) -> Result<Answer, StartE
             Err(format!("{from} answered {status} with a body that is not JSON: is it keygate's admin API?").into())
         }
     }
-}
-
-/// An error and its causes, outermost first: hyper's own message ("client error (Connect)")
-/// says little without them.
-fn reasons(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The address to call a listener on: one bound to every interface is reached on loopback.

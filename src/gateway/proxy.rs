@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::upgrade::OnUpgrade;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -24,7 +23,6 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket;
-use crate::http::connection::ConnectionPermit;
 use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
 use crate::trusted::TrustedProxies;
@@ -148,12 +146,7 @@ impl Proxy {
     async fn try_forward(&self, upstream: &Upstream, request: Request) -> Result<Response, ApiError> {
         let (mut parts, body) = request.into_parts();
         let principal = parts.extensions.remove::<Principal>().ok_or_else(ApiError::internal)?;
-        // A WebSocket handshake: the client's connection is taken over once the upstream agrees.
-        let client_upgrade = match websocket::is_upgrade(&parts.headers) {
-            true => parts.extensions.remove::<OnUpgrade>(),
-            false => None,
-        };
-        let permit = parts.extensions.remove::<ConnectionPermit>();
+        let handshake = websocket::Handshake::take(&mut parts);
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes) {
             return Err(too_large(self.max_body_bytes));
@@ -175,11 +168,9 @@ impl Proxy {
         // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
         parts.version = http::Version::HTTP_11;
         self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
-        let offered = parts.extensions.remove::<websocket::OfferedEntry>();
-        if client_upgrade.is_some() {
+        if handshake.is_some() {
             // Hop-by-hop, but this hop is to be upgraded too.
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            websocket::mark_upgrade(&mut parts.headers);
         }
 
         let limited = Limited::new(body, self.max_body_bytes as usize);
@@ -191,9 +182,9 @@ impl Proxy {
             Ok(Err(error)) => return Err(classify(&error, self.max_body_bytes)),
             Ok(Ok(response)) => response,
         };
-        let upgraded = match client_upgrade {
-            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                Some((client, hyper::upgrade::on(&mut response)))
+        let upgraded = match handshake {
+            Some(handshake) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some((handshake, hyper::upgrade::on(&mut response)))
             }
             _ => None,
         };
@@ -202,19 +193,10 @@ impl Proxy {
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.
         keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
-        let Some((client, upstream)) = upgraded else {
+        let Some((handshake, upstream)) = upgraded else {
             return Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))));
         };
-        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        if let Some(offered) = offered.filter(|_| !parts.headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL)) {
-            parts.headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered.0);
-        }
-        let relay = websocket::relay(client, upstream, self.websocket_idle, self.drain, self.stopping.clone());
-        tokio::spawn(async move {
-            relay.await;
-            drop(permit);
-        });
+        handshake.accept(upstream, &mut parts.headers, self.websocket_idle, self.drain, self.stopping.clone());
         Ok(Response::from_parts(parts, Body::empty()))
     }
 
@@ -308,13 +290,6 @@ fn classify(error: &hyper_util::client::legacy::Error, max_body_bytes: u64) -> A
         source = current.source();
     }
     // The causes say what failed: refused, reset, or the TLS handshake (an unknown issuer, …).
-    let mut reason = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(current) = cause {
-        reason.push_str(": ");
-        reason.push_str(&current.to_string());
-        cause = current.source();
-    }
-    tracing::warn!(error = %reason, "upstream request failed");
+    tracing::warn!(error = %crate::error::causes(error), "upstream request failed");
     unavailable()
 }

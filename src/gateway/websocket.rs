@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::http::connection::ConnectionPermit;
+
 const KEY_ENTRY: &str = "keygate.key.";
 const SESSION_ENTRY: &str = "keygate.session.";
 
@@ -24,6 +26,54 @@ const SESSION_ENTRY: &str = "keygate.session.";
 /// goes back only to the client that sent it.
 #[derive(Clone)]
 pub struct OfferedEntry(pub HeaderValue);
+
+/// What the proxy needs of a WebSocket handshake: the client's connection to take over once
+/// the upstream agrees, the connection's place under the cap, and the keygate entry to select.
+pub struct Handshake {
+    client: OnUpgrade,
+    permit: Option<ConnectionPermit>,
+    offered: Option<OfferedEntry>,
+}
+
+impl Handshake {
+    /// The handshake `parts` carries, taken out of its extensions; `None` for any other
+    /// request, at the cost of one header lookup.
+    pub fn take(parts: &mut http::request::Parts) -> Option<Self> {
+        if !is_upgrade(&parts.headers) {
+            return None;
+        }
+        let client = parts.extensions.remove::<OnUpgrade>()?;
+        Some(Self { client, permit: parts.extensions.remove(), offered: parts.extensions.remove() })
+    }
+
+    /// The upstream answered 101 (`upstream`): makes `headers` the client's 101, and relays the
+    /// two connections until [`relay`] ends; the connection keeps its place under the cap
+    /// until then.
+    pub fn accept(
+        self,
+        upstream: OnUpgrade,
+        headers: &mut HeaderMap,
+        idle: Duration,
+        drain: Duration,
+        stopping: watch::Receiver<bool>,
+    ) {
+        mark_upgrade(headers);
+        if let Some(offered) = self.offered.filter(|_| !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL)) {
+            headers.insert(header::SEC_WEBSOCKET_PROTOCOL, offered.0);
+        }
+        let (client, permit) = (self.client, self.permit);
+        tokio::spawn(async move {
+            relay(client, upstream, idle, drain, stopping).await;
+            drop(permit);
+        });
+    }
+}
+
+/// `Connection: upgrade` and `Upgrade: websocket`: hop-by-hop headers, set again on each hop.
+pub fn mark_upgrade(headers: &mut HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+}
 
 /// A WebSocket handshake: `Upgrade: websocket`, with `upgrade` among the `Connection` tokens.
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -72,7 +122,7 @@ pub fn take_credentials(headers: &mut HeaderMap) -> Option<OfferedEntry> {
 /// Relays bytes both ways between the two upgraded connections until either side closes, or
 /// nothing has passed for `idle`, or — once `stopping` turns true — `drain` has passed (the
 /// grace in-flight requests get).
-pub async fn relay(
+async fn relay(
     client: OnUpgrade,
     upstream: OnUpgrade,
     idle: Duration,

@@ -125,7 +125,7 @@ impl Serving {
         tokio::spawn(async move {
             let _open = crate::metrics::OpenConnection::new(serving.name);
             let Accepted { stream, peer, permit } = accepted;
-            // Shared with an upgraded connection's relay, which outlives this task.
+            // Held until the connection ends, or — handed to a WebSocket relay — until the relay does.
             let permit = Arc::new(permit);
             let Serving { builder, router, limits, tls, stopped, .. } = serving;
             let stream = match TcpStream::from_std(stream) {
@@ -133,7 +133,6 @@ impl Serving {
                 Err(error) => return tracing::warn!(%error, "could not serve an accepted connection"),
             };
             let Some(acceptor) = tls else {
-                let permit = Arc::clone(&permit);
                 return connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
             };
             // The handshake is held to the head deadline too: a client that stalls it is cut off.
@@ -144,13 +143,11 @@ impl Serving {
             };
             match handshake {
                 Some(Ok(stream)) => {
-                    let permit = Arc::clone(&permit);
                     connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
                 }
                 Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                 None => tracing::debug!(%peer, "TLS handshake not done within the head deadline"),
             }
-            drop(permit);
         });
     }
 }
