@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::process::{self, Served};
 use common::*;
 
 #[tokio::test]
@@ -69,60 +70,19 @@ async fn rate_limited_requests_are_counted() {
     assert!(metric_value(&text, "keygate_requests_total{route=\"sessions\",code=\"RATE_LIMITED\"}") >= 1.0);
 }
 
-/// Writes the config file of [`serve_binary`]: listeners, admin token and store, then `extra`.
-fn write_config(store: &TestStore, extra: &str) -> std::path::PathBuf {
-    let config = store.dir.path().join("keygate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
-             [store]\nurl = \"{}\"\n{extra}",
-            store.url
-        ),
-    )
-    .unwrap();
-    config
-}
-
-/// Starts `keygate serve` as a child process; returns it with its public and admin addresses.
-fn serve_binary(store: &TestStore, upstream: &str) -> (std::process::Child, String, String) {
-    let (child, public, admin, _) = serve_binary_logging(store, upstream);
-    (child, public, admin)
-}
-
-/// [`serve_binary`], with the lines it logs after it listens.
-fn serve_binary_logging(
-    store: &TestStore,
-    upstream: &str,
-) -> (std::process::Child, String, String, std::sync::mpsc::Receiver<String>) {
+/// Starts `keygate serve` as a child process over `store`, with routes `/api/v1/slow` (the
+/// upstream takes 3 s) and, from `extra` on, whatever else a test adds.
+fn serve_binary_with(store: &TestStore, upstream: &str, extra: &str) -> Served {
     // A day-long window keeps rate-limit assertions off window boundaries.
-    let route = format!(
+    let config = format!(
         "[rate_limit]\nwindow_seconds = {DAY}\n\
-         [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n"
+         [[routes]]\nprefix = \"/api/v1/slow\"\nmethods = [\"GET\"]\nupstream = \"{upstream}\"\n{extra}"
     );
-    let config = write_config(store, &route);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
-        .args(["--config", config.to_str().unwrap(), "serve"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|line| line.contains("keygate listening"))
-        .expect("keygate logs where it listens");
-    let (send, logged) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
-    let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
-    let public = line["fields"]["public"].as_str().unwrap().to_owned();
-    let admin = line["fields"]["admin"].as_str().unwrap().to_owned();
-    (child, public, admin, logged)
+    process::serve(&process::write_config(store, "keygate", &config), &[])
+}
+
+fn serve_binary(store: &TestStore, upstream: &str) -> Served {
+    serve_binary_with(store, upstream, "")
 }
 
 /// `POST /admin/v1/tenants` on a keygate started by [`serve_binary`].
@@ -157,7 +117,7 @@ async fn tenant_with_key(client: &reqwest::Client, admin: &str) -> String {
 async fn sigterm_finishes_in_flight_requests_then_exits() {
     let upstream = upstream::Upstream::start().await;
     let store = TestStore::new().await;
-    let (mut child, public, admin) = serve_binary(&store, &upstream.url);
+    let Served { mut child, public, admin, .. } = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
     let secret = tenant_with_key(&client, &admin).await;
 
@@ -170,8 +130,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     while upstream.count() == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    process::signal(&child, "TERM");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = client.get(format!("http://{public}/healthz")).timeout(Duration::from_secs(2)).send().await;
     // Refused at once (the listener is closed before the drain), not left waiting out the drain.
@@ -186,14 +145,14 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 async fn an_acknowledged_admin_write_survives_kill_9() {
     let upstream = upstream::Upstream::start().await;
     let store = TestStore::new().await;
-    let (mut child, _, admin) = serve_binary(&store, &upstream.url);
+    let Served { mut child, admin, .. } = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
     assert_eq!(create_tenant(&client, &admin, "durable").await, 201);
     // SIGKILL right after the acknowledgement: no shutdown code runs.
     child.kill().unwrap();
     child.wait().unwrap();
 
-    let (mut child, _, admin) = serve_binary(&store, &upstream.url);
+    let Served { mut child, admin, .. } = serve_binary(&store, &upstream.url);
     let fetched =
         client.get(format!("http://{admin}/admin/v1/tenants/durable")).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(fetched.status(), 200, "the acknowledged write was kept");
@@ -245,11 +204,11 @@ async fn without_an_admin_token_the_admin_listener_is_not_started_and_a_log_line
 async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_new_one_is_bad() {
     let upstream = upstream::Upstream::start().await;
     let store = TestStore::new().await;
-    let (mut child, public, admin, logged) = serve_binary_logging(&store, &upstream.url);
+    let Served { mut child, public, admin, logged } = serve_binary(&store, &upstream.url);
     let client = reqwest::Client::new();
     let secret = tenant_with_key(&client, &admin).await;
     let get = |path: &str| client.get(format!("http://{public}{path}")).bearer_auth(&secret).send();
-    let hangup = || Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success();
+    let hangup = || process::signal(&child, "HUP");
 
     // Under way when the reload comes: it finishes on the route it started with.
     let in_flight = tokio::spawn(get("/api/v1/slow"));
@@ -260,8 +219,8 @@ async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_
         "[rate_limit]\nlimit = 3\nwindow_seconds = {DAY}\n[[routes]]\nprefix = \"/api/v1/open\"\nmethods = [\"GET\"]\nupstream = \"{}\"\n",
         upstream.url
     );
-    write_config(&store, &open);
-    assert!(hangup());
+    process::write_config(&store, "keygate", &open);
+    hangup();
     let reloaded = std::time::Instant::now();
     let mut statuses = Vec::new();
     while statuses.is_empty() && reloaded.elapsed() < Duration::from_secs(1) {
@@ -279,8 +238,12 @@ async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_
     assert_eq!(get("/api/v1/open").await.unwrap().status(), 429, "the reloaded default limit");
 
     // A config that does not load is refused, named, and the running one stays.
-    write_config(&store, "[[routes]]\nprefix = \"/api/v1/open\"\nmethods = []\nupstream = \"http://x\"\n");
-    assert!(hangup());
+    process::write_config(
+        &store,
+        "keygate",
+        "[[routes]]\nprefix = \"/api/v1/open\"\nmethods = []\nupstream = \"http://x\"\n",
+    );
+    hangup();
     let refusal = logged
         .iter()
         .find(|line| line.contains("configuration not reloaded"))

@@ -193,3 +193,79 @@ async fn redis_stopped_and_started_under_load_holds_each_policy_then_counts_exac
         assert_eq!(statuses, [201, 201, 201, 201, 201, 429, 429, 429], "{policy:?}");
     }
 }
+
+/// Two keygate processes whose wall clocks are 90 minutes apart (libfaketime) share one window
+/// on Redis: the window is read off Redis's clock, so together they admit exactly the limit,
+/// and every answer names the same reset and a `Retry-After` true to real time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_whose_clocks_disagree_share_one_window() {
+    use common::process;
+    const HOUR: i64 = 3600;
+    let redis = RedisServer::start();
+    let upstream = upstream::Upstream::start().await;
+    let store = TestStore::new().await;
+    let ca_file = redis.ca_file.as_ref().map(|file| format!("ca_file = \"{file}\"\n")).unwrap_or_default();
+    let config = format!(
+        "[rate_limit]\nurl = \"{}\"\n{ca_file}on_backend_error = \"deny\"\n\
+         [[routes]]\nprefix = \"/api/v1/orders\"\nmethods = [\"GET\"]\nupstream = \"{}\"\n",
+        redis.url, upstream.url
+    );
+    let mut instances = [("behind", "-45m"), ("ahead", "+45m")].map(|(name, offset)| {
+        process::serve(&process::write_config(&store, name, &config), &process::skewed_clock(offset))
+    });
+    let client = reqwest::Client::new();
+
+    // The clocks do disagree: keygate's own answers are dated by its clock.
+    let mut dates = Vec::new();
+    for instance in &instances {
+        let answer = client.get(format!("http://{}/healthz", instance.public)).send().await.unwrap();
+        let date = answer.headers()["date"].to_str().unwrap();
+        dates.push(chrono::DateTime::parse_from_rfc2822(date).unwrap().timestamp());
+    }
+    let apart = dates[1] - dates[0];
+    assert!((5395..=5405).contains(&apart), "the instances' clocks are 90 minutes apart: {apart} s");
+
+    let admin = |path: &str, body: serde_json::Value| {
+        client.post(format!("http://{}{path}", instances[0].admin)).bearer_auth(ADMIN_TOKEN).json(&body).send()
+    };
+    let tenant = admin("/admin/v1/tenants", serde_json::json!({ "id": "acme", "name": "Acme" })).await.unwrap();
+    assert_eq!(tenant.status(), 201);
+    let rate = serde_json::json!({ "limit": 6, "windowSeconds": HOUR });
+    let key = admin("/admin/v1/tenants/acme/keys", serde_json::json!({ "name": "k", "scopes": [], "rateLimit": rate }));
+    let key: serde_json::Value = key.await.unwrap().json().await.unwrap();
+    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+
+    // Off the hour's last seconds, so that Redis's window does not end mid-test.
+    if HOUR - now_seconds().rem_euclid(HOUR) < 20 {
+        tokio::time::sleep(Duration::from_secs(21)).await;
+    }
+    let now = now_seconds();
+    let reset = now - now.rem_euclid(HOUR) + HOUR;
+    let mut answers = Vec::new();
+    for turn in 0..10 {
+        let instance = &instances[turn % 2];
+        let answer = client.get(format!("http://{}/api/v1/orders", instance.public)).bearer_auth(&secret).send().await;
+        answers.push(Seen::from(answer.unwrap()).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|seen| seen.status.as_u16()).collect();
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 200, 200, 429, 429, 429, 429],
+        "exactly the limit, both instances together"
+    );
+    let remaining: Vec<&str> = answers.iter().map(|seen| seen.header("x-ratelimit-remaining").unwrap()).collect();
+    assert_eq!(remaining, ["5", "4", "3", "2", "1", "0", "0", "0", "0", "0"], "one count");
+    for seen in &answers {
+        assert_eq!(seen.header("x-ratelimit-reset"), Some(reset.to_string().as_str()), "one window, by real time");
+    }
+    for seen in &answers[6..] {
+        seen.assert_error(429, "RATE_LIMITED");
+        let retry_after: i64 = seen.header("retry-after").unwrap().parse().unwrap();
+        assert!((retry_after - (reset - now)).abs() <= 2, "Retry-After {retry_after} s, by real time");
+    }
+    assert_eq!(upstream.count(), 6, "only the admitted requests reached the upstream");
+    for instance in &mut instances {
+        instance.child.kill().unwrap();
+        instance.child.wait().unwrap();
+    }
+}

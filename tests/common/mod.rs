@@ -5,6 +5,7 @@
 pub mod chromium;
 pub mod cli;
 pub mod logs;
+pub mod process;
 pub mod raw;
 pub mod redis;
 pub mod tls;

@@ -1,0 +1,86 @@
+//! keygate as a child process (`keygate serve`), for what only a process of its own shows:
+//! signals, `kill -9`, a clock of its own.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+
+use super::{ADMIN_TOKEN, TestStore};
+
+/// A running `keygate serve`.
+pub struct Served {
+    pub child: Child,
+    /// `host:port` of the public listener.
+    pub public: String,
+    /// `host:port` of the admin listener.
+    pub admin: String,
+    /// The lines it logs after the one saying where it listens.
+    pub logged: Receiver<String>,
+}
+
+/// Writes `{name}.toml` in the store's folder: both listeners on port 0, the admin token, the
+/// store, then `extra`.
+pub fn write_config(store: &TestStore, name: &str, extra: &str) -> PathBuf {
+    let config = store.dir.path().join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n\
+             [store]\nurl = \"{}\"\n{extra}",
+            store.url
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Starts `keygate --config config serve` with `env` added to the environment; returns once
+/// it listens.
+pub fn serve(config: &Path, env: &[(&str, String)]) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["--config", config.to_str().unwrap(), "serve"])
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("keygate listening"))
+        .expect("keygate logs where it listens");
+    let (send, logged) = channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = send.send(line);
+        }
+    });
+    let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
+    let public = line["fields"]["public"].as_str().unwrap().to_owned();
+    let admin = line["fields"]["admin"].as_str().unwrap_or_default().to_owned();
+    Served { child, public, admin, logged }
+}
+
+/// Sends `signal` (`TERM`, `HUP`, …) to `child`.
+pub fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -{signal}");
+}
+
+/// The environment that sets a process's wall clock `offset` (libfaketime's syntax: `+45m`,
+/// `-2h`) off this machine's, with libfaketime from Debian's `faketime` (`scripts/test`
+/// installs it). Monotonic time is left alone, so timers and deadlines run at the real pace.
+pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
+    let library = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| PathBuf::from(format!("/usr/lib/{arch}/faketime/libfaketime.so.1")))
+        .find(|path| path.exists())
+        .expect("libfaketime is installed (Debian's faketime; scripts/test installs it)");
+    vec![
+        ("LD_PRELOAD", library.display().to_string()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+    ]
+}
