@@ -195,7 +195,8 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
             drain: std::time::Duration::from_secs(30),
         };
         let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
-        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, stopped));
+        let shutdown = keygate::http::serve::Shutdown { draining: stopped.clone(), stopped };
+        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, shutdown));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -16,7 +17,7 @@ use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::cors;
 use crate::http;
-use crate::http::serve::{RouterSet, Routing};
+use crate::http::serve::{RouterSet, Routing, Shutdown};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
@@ -41,7 +42,10 @@ pub struct App {
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
     usage: UsageRecorder,
-    /// Turns true when shutdown begins: background work and upgraded connections watch it.
+    /// Turns true when shutdown begins: readiness then fails and connections close after
+    /// their current request, while the listeners still serve (`server.shutdown_delay_ms`).
+    draining: tokio::sync::watch::Sender<bool>,
+    /// Turns true when the listeners close: background work and upgraded connections watch it.
     stopping: tokio::sync::watch::Sender<bool>,
 }
 
@@ -73,8 +77,8 @@ impl App {
             usage.clone(),
         ));
         let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
-        let stopping = tokio::sync::watch::Sender::new(false);
-        Ok(Self { config, store, pipeline, admin, watch, limiter, usage, stopping })
+        let (draining, stopping) = (tokio::sync::watch::Sender::new(false), tokio::sync::watch::Sender::new(false));
+        Ok(Self { config, store, pipeline, admin, watch, limiter, usage, draining, stopping })
     }
 
     /// Binds the configured listeners; the admin one only when an admin token is set.
@@ -132,6 +136,7 @@ impl App {
             pipeline: Arc::clone(&self.pipeline),
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
+            draining: self.draining.subscribe(),
             stopping: self.stopping.subscribe(),
         }
     }
@@ -159,8 +164,9 @@ impl App {
         Background { stop, stopped, flusher }
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests, writes pending
-    /// `lastUsedAt` times, and returns.
+    /// Serves until `shutdown` completes and `server.shutdown_delay_ms` has passed (draining:
+    /// `/readyz` fails, connections close after their current request), then closes the
+    /// listeners, finishes in-flight requests, writes pending `lastUsedAt` times, and returns.
     pub async fn serve(
         self,
         public: TcpListener,
@@ -182,11 +188,21 @@ impl App {
         let (routers, reloader) = self.public_routing()?;
         reloading(reloader);
         let background = self.start_background();
-        let stop = background.stop.clone();
+        let (draining, stop) = (self.draining.clone(), background.stop.clone());
+        let delay = Duration::from_millis(self.config.server.shutdown_delay_ms);
         tokio::spawn(async move {
             shutdown.await;
+            let _ = draining.send(true);
+            if !delay.is_zero() {
+                tracing::info!(
+                    delay_ms = delay.as_millis() as u64,
+                    "draining: /readyz answers 503 until the listeners close"
+                );
+                tokio::time::sleep(delay).await;
+            }
             let _ = stop.send(true);
         });
+        let shutdown = Shutdown { draining: self.draining.subscribe(), stopped: background.stopped.clone() };
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
         let tls = match (&self.config.server.tls_cert_file, &self.config.server.tls_key_file) {
             (Some(cert), Some(key)) => {
@@ -196,8 +212,7 @@ impl App {
             }
             _ => None,
         };
-        let public_server =
-            http::serve::serve("public", public, routers.routing(), limits, tls, background.stopped.clone());
+        let public_server = http::serve::serve("public", public, routers.routing(), limits, tls, shutdown.clone());
         match (admin, &self.config.server.admin_token) {
             (Some(listener), Some(token)) => {
                 let router = http::admin::router(
@@ -208,8 +223,7 @@ impl App {
                 );
                 // On the runtime that owns the store's connections: admin requests are few.
                 let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-                let admin_server =
-                    http::serve::serve("admin", listener, routing, limits, None, background.stopped.clone());
+                let admin_server = http::serve::serve("admin", listener, routing, limits, None, shutdown);
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

@@ -118,7 +118,11 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Open client connections per listener; over it, a new connection is closed at once.
     pub max_connections: u32,
-    /// Once shutdown begins, how long in-flight requests and upgraded connections get to
+    /// From SIGTERM, how long keygate goes on accepting and serving while `/readyz` answers
+    /// 503, so that a load balancer takes it out of rotation before its listeners close. Set
+    /// it above the balancer's time to notice (check interval × failures); 0: close at once.
+    pub shutdown_delay_ms: u64,
+    /// Once the listeners close, how long in-flight requests and upgraded connections get to
     /// finish before they are closed.
     pub shutdown_grace_ms: u64,
     /// The largest request head (request line and headers) keygate reads; over it: 431.
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             tls_key_file: None,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
+            shutdown_delay_ms: 0,
             shutdown_grace_ms: 30_000,
             max_header_bytes: 32 * 1024,
             public_host: None,
@@ -286,6 +291,7 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "admin_token", Kind::Text),
     ("server", "header_read_timeout_ms", Kind::Integer),
     ("server", "max_connections", Kind::Integer),
+    ("server", "shutdown_delay_ms", Kind::Integer),
     ("server", "shutdown_grace_ms", Kind::Integer),
     ("server", "max_header_bytes", Kind::Integer),
     ("server", "public_host", Kind::Text),

@@ -29,7 +29,9 @@ pub struct PublicParts {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
     pub store: Arc<dyn Store>,
-    /// Turns true when shutdown begins (upgraded connections then drain).
+    /// Turns true when shutdown begins (readiness then fails).
+    pub draining: tokio::sync::watch::Receiver<bool>,
+    /// Turns true when the listeners close (upgraded connections then drain).
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -47,6 +49,7 @@ impl PublicParts {
                 Arc::clone(&parts.store),
                 routes.clone(),
                 Arc::new(Proxy::new(&config, Arc::clone(&tls), parts.stopping.clone())),
+                parts.draining.clone(),
             );
             router(Arc::new(state))
         })

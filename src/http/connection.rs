@@ -9,6 +9,12 @@
 //!
 //! A request is in flight from the moment its head reaches the service until its response
 //! body has been written (the body carries a guard), so a long download is never cut off.
+//!
+//! On shutdown ([`Shutdown`]) a connection closes without failing a request: from draining on,
+//! an HTTP/1 response says `Connection: close` (closing an idle HTTP/1 connection instead would
+//! race a request the client is sending on it), and HTTP/2 is sent `GOAWAY`, which tells the
+//! client which streams were taken. Once stopped, an idle connection is closed; one accepted
+//! that late is served its first request before it closes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,12 +31,12 @@ use axum::response::IntoResponse;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::http::serve::ConnectionLimits;
+use crate::http::serve::{ConnectionLimits, Shutdown};
 
 /// After an idle connection is asked to close gracefully (HTTP/2 `GOAWAY`), how long it gets
 /// before it is dropped.
@@ -44,12 +50,36 @@ struct Activity {
     served: AtomicBool,
     /// When the last request ended, in milliseconds since `accepted`.
     idle_since_ms: AtomicU64,
+    /// Whether a request came over HTTP/2.
+    http2: AtomicBool,
+    /// Set once shutdown begins: HTTP/1 responses then say `Connection: close`.
+    closing: AtomicBool,
+    /// Told of each request that arrives once `closing` is set.
+    arrived_closing: Notify,
 }
 
 impl Activity {
-    fn begin(self: &Arc<Self>) -> InFlight {
+    fn new() -> Self {
+        Self {
+            accepted: Instant::now(),
+            in_flight: AtomicU32::new(0),
+            served: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            http2: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            arrived_closing: Notify::new(),
+        }
+    }
+
+    fn begin(self: &Arc<Self>, version: http::Version) -> InFlight {
         self.served.store(true, Ordering::Relaxed);
+        if version == http::Version::HTTP_2 {
+            self.http2.store(true, Ordering::Relaxed);
+        }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if self.closing.load(Ordering::Relaxed) {
+            self.arrived_closing.notify_one();
+        }
         InFlight(Arc::clone(self))
     }
 
@@ -117,7 +147,7 @@ fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
 pub struct ConnectionPermit(pub Arc<OwnedSemaphorePermit>);
 
 /// Serves one accepted connection until it ends, is closed by the head deadline, or — once
-/// `stopped` turns true — has finished its requests.
+/// shutdown begins — has finished its requests.
 pub async fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -125,22 +155,19 @@ pub async fn serve_connection(
     permit: Arc<OwnedSemaphorePermit>,
     router: tokio::sync::watch::Receiver<Router>,
     limits: ConnectionLimits,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
+    let Shutdown { mut draining, mut stopped } = shutdown;
     let head_deadline = limits.head_deadline;
-    let activity = Arc::new(Activity {
-        accepted: Instant::now(),
-        in_flight: AtomicU32::new(0),
-        served: AtomicBool::new(false),
-        idle_since_ms: AtomicU64::new(0),
-    });
+    let activity = Arc::new(Activity::new());
     let tracked = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
         if crate::gateway::websocket::is_upgrade(request.headers()) {
             request.extensions_mut().insert(ConnectionPermit(Arc::clone(&permit)));
         }
-        let in_flight = tracked.begin();
+        let version = request.version();
+        let in_flight = tracked.begin(version);
         // The router current now: a reload reaches kept-alive connections at their next request.
         let router = router.borrow().clone();
         async move {
@@ -151,7 +178,14 @@ pub async fn serve_connection(
                 let Ok(response) = router.oneshot(request).await;
                 response
             };
-            Ok::<_, Infallible>(response.map(|body| GuardedBody { body, _in_flight: in_flight }))
+            let closing = in_flight.0.closing.load(Ordering::Relaxed);
+            let mut response = response.map(|body| GuardedBody { body, _in_flight: in_flight });
+            let upgraded = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
+            if closing && version < http::Version::HTTP_2 && !upgraded {
+                // hyper closes the connection once this response is written.
+                response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     // With upgrades: a WebSocket handshake hands its connection over to the relay.
@@ -162,11 +196,10 @@ pub async fn serve_connection(
     let never = Duration::from_secs(86_400 * 365);
     let watchdog = tokio::time::sleep(head_deadline.unwrap_or(never));
     tokio::pin!(watchdog);
+    // Asked to close gracefully (by the head deadline or shutdown).
     let mut closing = false;
-    let mut shutting_down = *stopped.borrow();
-    if shutting_down {
-        connection.as_mut().graceful_shutdown();
-    }
+    // Where shutdown stands, as this connection has seen it.
+    let (mut draining_seen, mut stopped_seen) = (false, false);
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -174,6 +207,31 @@ pub async fn serve_connection(
                     tracing::debug!(error = %error, "connection ended with an error");
                 }
                 return;
+            }
+            // At once for a connection accepted while draining or stopped.
+            Ok(_) = draining.wait_for(|draining| *draining), if !draining_seen => {
+                draining_seen = true;
+                activity.closing.store(true, Ordering::Relaxed);
+                // HTTP/1 closes after its next response; HTTP/2 is told now.
+                if activity.http2.load(Ordering::Relaxed) && !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            Ok(_) = stopped.wait_for(|stopped| *stopped), if !stopped_seen => {
+                stopped_seen = true;
+                activity.closing.store(true, Ordering::Relaxed);
+                // One that has not sent its first request yet is served it first (below).
+                if activity.served.load(Ordering::Relaxed) && !closing {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            () = activity.arrived_closing.notified(), if !closing => {
+                if stopped_seen || activity.http2.load(Ordering::Relaxed) {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
             () = &mut watchdog, if head_deadline.is_some() => {
                 let deadline = head_deadline.unwrap_or(never);
@@ -190,10 +248,6 @@ pub async fn serve_connection(
                         watchdog.as_mut().reset(now + CLOSE_GRACE);
                     }
                 }
-            }
-            _ = stopped.changed(), if !shutting_down => {
-                shutting_down = true;
-                connection.as_mut().graceful_shutdown();
             }
         }
     }

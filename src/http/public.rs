@@ -43,6 +43,8 @@ pub struct PublicState {
     handlers: Vec<Handler>,
     /// Requests refused before any route was found.
     unmatched: RouteMetrics,
+    /// True once shutdown begins: not ready any more.
+    draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl PublicState {
@@ -52,6 +54,7 @@ impl PublicState {
         store: Arc<dyn Store>,
         routes: Vec<Route>,
         proxy: Arc<Proxy>,
+        draining: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let sessions = Arc::clone(pipeline.sessions());
         let minting = Arc::clone(&sessions);
@@ -83,6 +86,7 @@ impl PublicState {
             routes,
             handlers,
             unmatched: RouteMetrics::new("unmatched"),
+            draining,
         }
     }
 }
@@ -192,6 +196,10 @@ fn mint_session(sessions: &Sessions, request: &Request) -> Response {
 
 /// Ready when both the store and the rate-limit backend answer.
 async fn readiness(state: &PublicState) -> Response {
+    if *state.draining.borrow() {
+        // A load balancer takes this instance out of rotation before its listeners close.
+        return ApiError::unavailable("keygate is shutting down").into_response();
+    }
     if let Err(error) = state.store.ping().await {
         tracing::warn!(%error, "readiness: store unreachable");
         return ApiError::unavailable("the store is unreachable").into_response();

@@ -1,6 +1,13 @@
 //! Accepting connections for a listener (SPEC §9): at most `server.max_connections` open at
 //! once, each served by [`connection::serve_connection`] (HTTP/1.1, and HTTP/2 with prior
-//! knowledge) under the head deadline. On shutdown the listener closes at once; in-flight
+//! knowledge) under the head deadline.
+//!
+//! Shutdown comes in two steps ([`Shutdown`]). While draining (`server.shutdown_delay_ms` from
+//! SIGTERM) the listener still accepts and serves, but every connection is on its way out: an
+//! HTTP/1 response says `Connection: close`, an HTTP/2 connection is sent `GOAWAY`, and
+//! `/readyz` answers 503, so a load balancer moves the traffic elsewhere without a request
+//! failing. Once stopped, the listener takes what the kernel has already queued, then closes
+//! (a connection made after that is refused, which a client may safely retry), and in-flight
 //! requests finish.
 //!
 //! Where connections run is the caller's choice ([`Routing`]): on the calling runtime, or on
@@ -30,6 +37,15 @@ use crate::http::connection;
 
 /// At most one "over the connection cap" log line per listener in this time.
 const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// Where shutdown stands, for a listener and its connections.
+#[derive(Clone)]
+pub struct Shutdown {
+    /// True from the shutdown signal on: connections close after their current request.
+    pub draining: watch::Receiver<bool>,
+    /// True once the listener is to close; in-flight requests then finish.
+    pub stopped: watch::Receiver<bool>,
+}
 
 /// What a listener allows its connections.
 #[derive(Debug, Clone, Copy)]
@@ -116,7 +132,7 @@ struct Serving {
     limits: ConnectionLimits,
     /// Present when the listener speaks TLS.
     tls: Option<TlsAcceptor>,
-    stopped: watch::Receiver<bool>,
+    shutdown: Shutdown,
 }
 
 impl Serving {
@@ -127,13 +143,13 @@ impl Serving {
             let Accepted { stream, peer, permit } = accepted;
             // Held until the connection ends, or — handed to a WebSocket relay — until the relay does.
             let permit = Arc::new(permit);
-            let Serving { builder, router, limits, tls, stopped, .. } = serving;
+            let Serving { builder, router, limits, tls, shutdown, .. } = serving;
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => return tracing::warn!(%error, "could not serve an accepted connection"),
             };
             let Some(acceptor) = tls else {
-                return connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
+                return connection::serve_connection(&builder, stream, peer, permit, router, limits, shutdown).await;
             };
             // The handshake is held to the head deadline too: a client that stalls it is cut off.
             let handshake = acceptor.accept(stream);
@@ -143,7 +159,7 @@ impl Serving {
             };
             match handshake {
                 Some(Ok(stream)) => {
-                    connection::serve_connection(&builder, stream, peer, permit, router, limits, stopped).await;
+                    connection::serve_connection(&builder, stream, peer, permit, router, limits, shutdown).await;
                 }
                 Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                 None => tracing::debug!(%peer, "TLS handshake not done within the head deadline"),
@@ -152,16 +168,16 @@ impl Serving {
     }
 }
 
-/// Serves on `listener` until `stopped` turns true, where and with what `routing` says. Each
-/// request carries the peer address as `ConnectInfo<SocketAddr>`. `name` labels the listener in
-/// metrics and logs.
+/// Serves on `listener` until shutdown has stopped it and its connections have ended (or the
+/// drain's time is up), where and with what `routing` says. Each request carries the peer
+/// address as `ConnectInfo<SocketAddr>`. `name` labels the listener in metrics and logs.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     routing: Routing,
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
-    stopped: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> std::io::Result<()> {
     let builder = Arc::new(builder(limits));
     let serving = |router| Serving {
@@ -170,15 +186,13 @@ pub async fn serve(
         router,
         limits,
         tls: tls.clone(),
-        stopped: stopped.clone(),
+        shutdown: shutdown.clone(),
     };
     let open = Arc::new(Semaphore::new(limits.max_connections as usize));
     match routing {
         Routing::Caller(router) => {
             let serving = serving(router);
-            accept(name, &listener, &open, limits, stopped.clone(), |accepted| serving.spawn(accepted)).await;
-            // Closed before the drain: new connections are refused, not left waiting.
-            drop(listener);
+            accept(name, listener, &open, limits, shutdown.stopped.clone(), |accepted| serving.spawn(accepted)).await;
             drain(&open, limits).await;
         }
         Routing::Threads(routers) => {
@@ -190,13 +204,12 @@ pub async fn serve(
                 handles.push(handle);
             }
             let mut next = 0;
-            accept(name, &listener, &open, limits, stopped.clone(), |accepted| {
+            accept(name, listener, &open, limits, shutdown.stopped.clone(), |accepted| {
                 // In turn: keep-alive connections are long-lived, so turns even out the load.
                 let _ = senders[next].send(accepted);
                 next = (next + 1) % senders.len();
             })
             .await;
-            drop(listener);
             drain(&open, limits).await;
             // Their senders gone, the serving threads end.
             drop(senders);
@@ -208,12 +221,14 @@ pub async fn serve(
     Ok(())
 }
 
-/// Accepts until `stopped` turns true, handing each connection within the cap to `dispatch`.
-/// The caller then closes the listener before draining: a connection made after that is
-/// refused at once (a load balancer tries another instance) instead of waiting out the drain.
+/// Accepts until `stopped` turns true, handing each connection within the cap to `dispatch`;
+/// then takes the connections the kernel has already queued, and closes the listener before
+/// the drain. A connection the kernel completed is so served rather than reset, and one made
+/// after the close is refused at once (a load balancer tries another instance) instead of
+/// waiting out the drain.
 async fn accept(
     name: &'static str,
-    listener: &TcpListener,
+    listener: TcpListener,
     open: &Arc<Semaphore>,
     limits: ConnectionLimits,
     mut stopped: watch::Receiver<bool>,
@@ -223,7 +238,7 @@ async fn accept(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     tokio::pin!(stop);
-    let mut last_cap_warning: Option<Instant> = None;
+    let mut admit = Admission { name, open, limits, last_cap_warning: None };
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -237,25 +252,53 @@ async fn accept(
             },
             () = &mut stop => break,
         };
-        let Ok(permit) = Arc::clone(open).try_acquire_owned() else {
-            // Over the cap: close at once, so the descriptor is free again.
-            drop(stream);
-            crate::metrics::connection_refused(name);
-            if last_cap_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
-                last_cap_warning = Some(Instant::now());
-                tracing::warn!(
-                    listener = name,
-                    max_connections = limits.max_connections,
-                    "connection cap reached: closing new connections"
-                );
-            }
-            continue;
-        };
         let _ = stream.set_nodelay(true);
         match stream.into_std() {
-            Ok(stream) => dispatch(Accepted { stream, peer, permit }),
+            Ok(stream) => {
+                if let Some(accepted) = admit.admit(stream, peer) {
+                    dispatch(accepted);
+                }
+            }
             Err(error) => tracing::warn!(%error, listener = name, "could not hand over a connection"),
         }
+    }
+    // Out of the reactor, the listener is asked directly (it is non-blocking) until the queue
+    // is empty: the reactor may not have seen the last arrivals yet.
+    let Ok(listener) = listener.into_std() else { return };
+    while let Ok((stream, peer)) = listener.accept() {
+        let _ = stream.set_nodelay(true);
+        if let (Ok(()), Some(accepted)) = (stream.set_nonblocking(true), admit.admit(stream, peer)) {
+            dispatch(accepted);
+        }
+    }
+}
+
+/// A listener's connection cap, as connections arrive.
+struct Admission<'a> {
+    name: &'static str,
+    open: &'a Arc<Semaphore>,
+    limits: ConnectionLimits,
+    last_cap_warning: Option<Instant>,
+}
+
+impl Admission<'_> {
+    /// The connection with its place under the cap, or `None` (and the connection closed at
+    /// once, so its descriptor is free again) when the cap is reached.
+    fn admit(&mut self, stream: std::net::TcpStream, peer: SocketAddr) -> Option<Accepted> {
+        if let Ok(permit) = Arc::clone(self.open).try_acquire_owned() {
+            return Some(Accepted { stream, peer, permit });
+        }
+        drop(stream);
+        crate::metrics::connection_refused(self.name);
+        if self.last_cap_warning.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+            self.last_cap_warning = Some(Instant::now());
+            tracing::warn!(
+                listener = self.name,
+                max_connections = self.limits.max_connections,
+                "connection cap reached: closing new connections"
+            );
+        }
+        None
     }
 }
 
