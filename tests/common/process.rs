@@ -46,11 +46,15 @@ pub fn serve(config: &Path, env: &[(&str, String)]) -> Served {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut before = Vec::new();
     let listening = lines
         .by_ref()
         .map_while(Result::ok)
-        .find(|line| line.contains("keygate listening"))
-        .expect("keygate logs where it listens");
+        .find(|line| {
+            before.push(line.clone());
+            line.contains("keygate listening")
+        })
+        .unwrap_or_else(|| panic!("keygate exited before it listened; it logged: {before:#?}"));
     let (send, logged) = channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
