@@ -218,7 +218,8 @@ pub async fn serve_connection(
                     closing = true;
                 }
             }
-            Ok(_) = stopped.wait_for(|stopped| *stopped), if !stopped_seen => {
+            // Stopped comes after draining: one branch is polled at a time, as a request wakes it.
+            Ok(_) = stopped.wait_for(|stopped| *stopped), if draining_seen && !stopped_seen => {
                 stopped_seen = true;
                 activity.closing.store(true, Ordering::Relaxed);
                 // One that has not sent its first request yet is served it first (below).
@@ -227,7 +228,7 @@ pub async fn serve_connection(
                     closing = true;
                 }
             }
-            () = activity.arrived_closing.notified(), if !closing => {
+            () = activity.arrived_closing.notified(), if draining_seen && !closing => {
                 if stopped_seen || activity.http2.load(Ordering::Relaxed) {
                     connection.as_mut().graceful_shutdown();
                     closing = true;

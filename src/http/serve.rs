@@ -43,7 +43,8 @@ const CAP_WARNING_EVERY: Duration = Duration::from_secs(10);
 pub struct Shutdown {
     /// True from the shutdown signal on: connections close after their current request.
     pub draining: watch::Receiver<bool>,
-    /// True once the listener is to close; in-flight requests then finish.
+    /// True once the listener is to close; in-flight requests then finish. It turns true only
+    /// after `draining` has (it may be the same channel).
     pub stopped: watch::Receiver<bool>,
 }
 
