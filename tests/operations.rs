@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::{self, Served};
+use common::process::{self, Served, create_tenant, tenant_with_key};
 use common::*;
 
 #[tokio::test]
@@ -83,34 +83,6 @@ fn serve_binary_with(store: &TestStore, upstream: &str, extra: &str) -> Served {
 
 fn serve_binary(store: &TestStore, upstream: &str) -> Served {
     serve_binary_with(store, upstream, "")
-}
-
-/// `POST /admin/v1/tenants` on a keygate started by [`serve_binary`].
-async fn create_tenant(client: &reqwest::Client, admin: &str, id: &str) -> reqwest::StatusCode {
-    let response = client
-        .post(format!("http://{admin}/admin/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "id": id, "name": id }))
-        .send()
-        .await
-        .unwrap();
-    response.status()
-}
-
-/// Tenant `acme` and a key of it, on a keygate started by [`serve_binary`]; returns the secret.
-async fn tenant_with_key(client: &reqwest::Client, admin: &str) -> String {
-    assert_eq!(create_tenant(client, admin, "acme").await, 201);
-    let key: serde_json::Value = client
-        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    key["data"]["secret"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

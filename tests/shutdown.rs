@@ -118,26 +118,7 @@ async fn sigterm_under_steady_load_behind_a_load_balancer_fails_no_request() {
     let Served { child: mut stopping, public: first, admin, .. } = process::serve(&config, &env);
     let Served { child: mut staying, public: second, .. } = process::serve(&config, &env);
 
-    let client = reqwest::Client::new();
-    let created = client
-        .post(format!("http://{admin}/admin/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "id": "acme", "name": "Acme" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let key: serde_json::Value = client
-        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = key["data"]["secret"].as_str().unwrap().to_owned();
+    let secret = process::tenant_with_key(&reqwest::Client::new(), &admin).await;
 
     let balancer = Balancer::new(vec![first, second]);
     let stop = Arc::new(AtomicBool::new(false));

@@ -88,3 +88,31 @@ pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
         ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
     ]
 }
+
+/// `POST /admin/v1/tenants` on the admin listener at `admin` (`host:port`).
+pub async fn create_tenant(client: &reqwest::Client, admin: &str, id: &str) -> reqwest::StatusCode {
+    let response = client
+        .post(format!("http://{admin}/admin/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "id": id, "name": id }))
+        .send()
+        .await
+        .unwrap();
+    response.status()
+}
+
+/// Tenant `acme` and a key of it, through the admin listener at `admin`; returns the secret.
+pub async fn tenant_with_key(client: &reqwest::Client, admin: &str) -> String {
+    assert_eq!(create_tenant(client, admin, "acme").await, 201);
+    let key: serde_json::Value = client
+        .post(format!("http://{admin}/admin/v1/tenants/acme/keys"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "name": "k", "scopes": [] }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    key["data"]["secret"].as_str().unwrap().to_owned()
+}
