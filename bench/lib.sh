@@ -12,3 +12,21 @@ install_missing() {
 
 # A wrk latency (`812.00us`, `1.20ms`, `2.01s`) in milliseconds.
 to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
+
+# unknown_keys FILE COUNT: writes COUNT distinct well-formed keys (prefix `kg`, checksum right)
+# that no store holds, one a line.
+unknown_keys() {
+  python3 - "$1" "$2" << 'PY'
+import secrets, string, sys, zlib
+alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+def base62(n, width):
+    out = []
+    for _ in range(width):
+        out.append(alphabet[n % 62]); n //= 62
+    return "".join(reversed(out))
+with open(sys.argv[1], "w") as f:
+    for _ in range(int(sys.argv[2])):
+        body = "kg_" + "".join(secrets.choice(alphabet) for _ in range(40))
+        f.write(body + base62(zlib.crc32(body.encode()), 6) + "\n")
+PY
+}

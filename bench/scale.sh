@@ -57,19 +57,7 @@ request = function()
   return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. keys[i] })
 end
 LUA
-python3 - "$work/unknown.keys" "$UNKNOWN" << 'PY'
-import secrets, string, sys, zlib
-alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
-def base62(n, width):
-    out = []
-    for _ in range(width):
-        out.append(alphabet[n % 62]); n //= 62
-    return "".join(reversed(out))
-with open(sys.argv[1], "w") as f:
-    for _ in range(int(sys.argv[2])):
-        body = "kg_" + "".join(secrets.choice(alphabet) for _ in range(40))
-        f.write(body + base62(zlib.crc32(body.encode()), 6) + "\n")
-PY
+unknown_keys "$work/unknown.keys" "$UNKNOWN"
 
 # p99 of wrk --latency output, in milliseconds.
 wrk_p99() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
