@@ -22,10 +22,7 @@ ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-8}
 
 source bench/lib.sh
-missing=()
-command -v wrk > /dev/null || missing+=(wrk)
-command -v curl > /dev/null || missing+=(curl)
-install_missing "${missing[@]}"
+need wrk curl
 
 cargo build --release --quiet --bin keygate
 work=$(mktemp -d)

@@ -10,6 +10,13 @@ install_missing() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# need COMMAND...: installs, for each command missing, the Debian package of the same name.
+need() {
+  local missing=() command
+  for command in "$@"; do command -v "$command" > /dev/null || missing+=("$command"); done
+  install_missing "${missing[@]}"
+}
+
 # A wrk latency (`812.00us`, `1.20ms`, `2.01s`) in milliseconds.
 to_ms() { awk '{ v = $1; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 

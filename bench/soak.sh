@@ -14,10 +14,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 WRITES_PER_SECOND=${WRITES_PER_SECOND:-5}
 
 source bench/lib.sh
-missing=()
-command -v wrk > /dev/null || missing+=(wrk)
-command -v curl > /dev/null || missing+=(curl)
-install_missing "${missing[@]}"
+need wrk curl
 
 cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)
