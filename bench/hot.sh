@@ -23,12 +23,8 @@ SECONDS_EACH=${SECONDS_EACH:-8}
 CONNECTIONS=${CONNECTIONS:-64}
 
 source bench/lib.sh
-missing=()
-command -v wrk > /dev/null || missing+=(wrk)
-command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-command -v curl > /dev/null || missing+=(curl)
-command -v redis-server > /dev/null || missing+=(redis-server)
-install_missing "${missing[@]}"
+need wrk curl redis-server
+command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || install_missing nginx-light
 
 cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)

@@ -136,9 +136,13 @@ impl App {
             pipeline: Arc::clone(&self.pipeline),
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
-            draining: self.draining.subscribe(),
-            stopping: self.stopping.subscribe(),
+            shutdown: self.shutdown(),
         }
+    }
+
+    /// Where shutdown stands, for the listeners, their connections and the public routes.
+    fn shutdown(&self) -> Shutdown {
+        Shutdown { draining: self.draining.subscribe(), stopped: self.stopping.subscribe() }
     }
 
     /// The public routers, one per serving thread, and what swaps a reloaded configuration
@@ -202,7 +206,7 @@ impl App {
             }
             let _ = stop.send(true);
         });
-        let shutdown = Shutdown { draining: self.draining.subscribe(), stopped: background.stopped.clone() };
+        let shutdown = self.shutdown();
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
         let tls = match (&self.config.server.tls_cert_file, &self.config.server.tls_key_file) {
             (Some(cert), Some(key)) => {

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::Route;
 use crate::http::public::{PublicState, router};
-use crate::http::serve::RouterSet;
+use crate::http::serve::{RouterSet, Shutdown};
 use crate::model::RateLimit;
 use crate::pipeline::Pipeline;
 use crate::preflight::PreflightIndex;
@@ -29,10 +29,8 @@ pub struct PublicParts {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
     pub store: Arc<dyn Store>,
-    /// Turns true when shutdown begins (readiness then fails).
-    pub draining: tokio::sync::watch::Receiver<bool>,
-    /// Turns true when the listeners close (upgraded connections then drain).
-    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Readiness fails once draining; upgraded connections drain once stopped.
+    pub shutdown: Shutdown,
 }
 
 impl PublicParts {
@@ -48,8 +46,8 @@ impl PublicParts {
                 Arc::clone(&parts.preflight),
                 Arc::clone(&parts.store),
                 routes.clone(),
-                Arc::new(Proxy::new(&config, Arc::clone(&tls), parts.stopping.clone())),
-                parts.draining.clone(),
+                Arc::new(Proxy::new(&config, Arc::clone(&tls), parts.shutdown.stopped.clone())),
+                parts.shutdown.draining.clone(),
             );
             router(Arc::new(state))
         })
