@@ -196,7 +196,7 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
         };
         let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
         let shutdown = keygate::http::serve::Shutdown { draining: stopped.clone(), stopped };
-        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, shutdown));
+        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, shutdown, None));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -16,7 +16,9 @@ use crate::admin::Admin;
 use crate::cache::KeyCache;
 use crate::config::Config;
 use crate::cors;
+use crate::gateway::websocket::OpenSockets;
 use crate::http;
+use crate::http::admin::AdminTokens;
 use crate::http::serve::{RouterSet, Routing, Shutdown};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
@@ -39,6 +41,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub pipeline: Arc<Pipeline>,
     pub admin: Arc<Admin>,
+    /// The admin tokens in force: a reload replaces them.
+    admin_tokens: AdminTokens,
+    /// The open WebSockets, judged again at every change they depend on.
+    sockets: Arc<OpenSockets>,
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
     usage: UsageRecorder,
@@ -77,8 +83,11 @@ impl App {
             usage.clone(),
         ));
         let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
+        let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
+        watch.set_listener(Arc::clone(&sockets) as Arc<dyn crate::watch::FeedListener>);
+        let admin_tokens = AdminTokens::new(config.server.admin_token.as_deref());
         let (draining, stopping) = (tokio::sync::watch::Sender::new(false), tokio::sync::watch::Sender::new(false));
-        Ok(Self { config, store, pipeline, admin, watch, limiter, usage, draining, stopping })
+        Ok(Self { config, store, pipeline, admin, admin_tokens, sockets, watch, limiter, usage, draining, stopping })
     }
 
     /// Binds the configured listeners; the admin one only when an admin token is set.
@@ -136,6 +145,7 @@ impl App {
             pipeline: Arc::clone(&self.pipeline),
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
+            sockets: Arc::clone(&self.sockets),
             shutdown: self.shutdown(),
         }
     }
@@ -150,7 +160,8 @@ impl App {
     fn public_routing(&self) -> Result<(Arc<RouterSet>, Arc<Reloader>), StartError> {
         let parts = self.public_parts();
         let routers = Arc::new(RouterSet::new(http::serve::serving_threads(&self.config), parts.maker(&self.config)?));
-        let reloader = Arc::new(Reloader::new(parts, Arc::clone(&routers), self.config.clone()));
+        let reloader =
+            Arc::new(Reloader::new(parts, Arc::clone(&routers), self.admin_tokens.clone(), self.config.clone()));
         Ok((routers, reloader))
     }
 
@@ -208,26 +219,29 @@ impl App {
         });
         let shutdown = self.shutdown();
         let limits = http::serve::ConnectionLimits::from_config(&self.config);
-        let tls = match (&self.config.server.tls_cert_file, &self.config.server.tls_key_file) {
-            (Some(cert), Some(key)) => {
-                let certificate = Arc::new(crate::tls::ReloadingCertificate::load(cert.as_ref(), key.as_ref())?);
-                certificate.spawn_watcher(background.stopped.clone());
-                Some(certificate.acceptor()?)
-            }
-            _ => None,
+        let server = &self.config.server;
+        let tls = |setting, cert: &Option<String>, key: &Option<String>| -> Result<_, StartError> {
+            let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
+            let certificate = Arc::new(crate::tls::ReloadingCertificate::load(setting, cert.as_ref(), key.as_ref())?);
+            certificate.spawn_watcher(background.stopped.clone());
+            Ok(Some(certificate.acceptor()?))
         };
-        let public_server = http::serve::serve("public", public, routers.routing(), limits, tls, shutdown.clone());
-        match (admin, &self.config.server.admin_token) {
-            (Some(listener), Some(token)) => {
+        let public_tls = tls("server.tls", &server.tls_cert_file, &server.tls_key_file)?;
+        let upgraded = Some(self.sockets.drain_handle());
+        let public_server =
+            http::serve::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
+        match admin {
+            Some(listener) if server.admin_token.is_some() => {
                 let router = http::admin::router(
                     Arc::clone(&self.admin),
-                    token,
+                    self.admin_tokens.clone(),
                     self.config.sessions.algorithm,
                     self.pipeline.trusted_proxies().clone(),
                 );
+                let admin_tls = tls("server.admin_tls", &server.admin_tls_cert_file, &server.admin_tls_key_file)?;
                 // On the runtime that owns the store's connections: admin requests are few.
                 let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-                let admin_server = http::serve::serve("admin", listener, routing, limits, None, shutdown);
+                let admin_server = http::serve::serve("admin", listener, routing, limits, admin_tls, shutdown, None);
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }

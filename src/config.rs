@@ -111,6 +111,12 @@ pub struct ServerConfig {
     pub tls_cert_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key_file: Option<String>,
+    /// Both set: the admin listener speaks TLS, with these PEM files (read again when they
+    /// change), so that the admin token can cross a network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_tls_key_file: Option<String>,
     /// A connection must send a complete request head within this time of being accepted, or
     /// of its last request ending, whatever the protocol; otherwise it is closed (slowloris and
     /// idle connections). 0 turns the deadline off, for deployments whose load balancer
@@ -143,6 +149,8 @@ impl Default for ServerConfig {
             admin_token: None,
             tls_cert_file: None,
             tls_key_file: None,
+            admin_tls_cert_file: None,
+            admin_tls_key_file: None,
             header_read_timeout_ms: 10_000,
             max_connections: 10_000,
             shutdown_delay_ms: 0,
@@ -254,6 +262,12 @@ pub struct ProxyConfig {
     pub trusted_proxies: Vec<String>,
     /// An upgraded (WebSocket) connection through which nothing passed for this long is closed.
     pub websocket_idle_timeout_ms: u64,
+    /// An upgraded connection is closed this long after it opened, whatever passes through it.
+    pub websocket_max_lifetime_ms: u64,
+    /// Open WebSockets per instance, and per API key; over either, a handshake gets 429. They
+    /// are counted apart from `server.max_connections`.
+    pub max_websockets: u32,
+    pub max_websockets_per_key: u32,
     /// PEM certificates of extra authorities trusted for `https://` upstreams, besides the
     /// system's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -268,6 +282,9 @@ impl Default for ProxyConfig {
             max_body_bytes: 10 * 1024 * 1024,
             trusted_proxies: Vec::new(),
             websocket_idle_timeout_ms: 300_000,
+            websocket_max_lifetime_ms: 86_400_000,
+            max_websockets: 1000,
+            max_websockets_per_key: 100,
             ca_file: None,
         }
     }
@@ -298,6 +315,8 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "threads", Kind::Integer),
     ("server", "tls_cert_file", Kind::Text),
     ("server", "tls_key_file", Kind::Text),
+    ("server", "admin_tls_cert_file", Kind::Text),
+    ("server", "admin_tls_key_file", Kind::Text),
     ("store", "url", Kind::Text),
     ("rate_limit", "url", Kind::Text),
     ("rate_limit", "limit", Kind::Integer),
@@ -315,10 +334,13 @@ const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("proxy", "max_body_bytes", Kind::Integer),
     ("proxy", "ca_file", Kind::Text),
     ("proxy", "websocket_idle_timeout_ms", Kind::Integer),
+    ("proxy", "websocket_max_lifetime_ms", Kind::Integer),
+    ("proxy", "max_websockets", Kind::Integer),
+    ("proxy", "max_websockets_per_key", Kind::Integer),
 ];
 
 /// `KEYGATE_` variables that are not settings: read by the CLI itself.
-pub const ENV_NON_SETTINGS: &[&str] = &["KEYGATE_CONFIG", "KEYGATE_LOG", "KEYGATE_ADMIN_URL"];
+pub const ENV_NON_SETTINGS: &[&str] = &["KEYGATE_CONFIG", "KEYGATE_LOG", "KEYGATE_ADMIN_URL", "KEYGATE_ADMIN_CA_FILE"];
 
 pub fn env_name(section: &str, key: &str) -> String {
     format!("KEYGATE_{}_{}", section.to_ascii_uppercase(), key.to_ascii_uppercase())
@@ -327,10 +349,41 @@ pub fn env_name(section: &str, key: &str) -> String {
 /// What a printed secret becomes.
 pub const REDACTED: &str = "<redacted>";
 
-/// `url` with the password of its user info, if any, redacted.
+/// Query parameters of a URL that carry a secret (libpq's `password`, `sslpassword`).
+const SECRET_PARAMETERS: &[&str] = &["password", "sslpassword"];
+
+/// `url` with its secrets redacted: the password of its user info, and the `password` and
+/// `sslpassword` query parameters (SPEC §17).
 pub fn redact_url(url: &str) -> String {
+    let (head, query) = match url.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (url, None),
+    };
+    let mut redacted = redact_user_info(head);
+    if let Some(query) = query {
+        let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if SECRET_PARAMETERS.iter().any(|secret| name.eq_ignore_ascii_case(secret)) => {
+                    format!("{name}={REDACTED}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        redacted.push('?');
+        redacted.push_str(&pairs.join("&"));
+        if let Some(fragment) = fragment {
+            redacted.push('#');
+            redacted.push_str(fragment);
+        }
+    }
+    redacted
+}
+
+fn redact_user_info(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
     let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
     match rest[..at].split_once(':') {
         Some((user, _password)) => format!("{scheme}://{user}:{REDACTED}{}", &rest[at..]),
@@ -427,10 +480,22 @@ impl Config {
             return fail("server.public_host", "expected a host name with an optional port, such as api.example.com");
         }
         let proxy = &self.proxy;
-        if [proxy.max_body_bytes, proxy.connect_timeout_ms, proxy.response_timeout_ms, proxy.websocket_idle_timeout_ms]
-            .contains(&0)
+        if [
+            proxy.max_body_bytes,
+            proxy.connect_timeout_ms,
+            proxy.response_timeout_ms,
+            proxy.websocket_idle_timeout_ms,
+            proxy.websocket_max_lifetime_ms,
+        ]
+        .contains(&0)
         {
             return fail("proxy", "timeouts and max_body_bytes must be above 0");
+        }
+        if !(1..=1_000_000).contains(&proxy.max_websockets) {
+            return fail("proxy.max_websockets", "must be between 1 and 1000000");
+        }
+        if !(1..=proxy.max_websockets).contains(&proxy.max_websockets_per_key) {
+            return fail("proxy.max_websockets_per_key", "must be between 1 and proxy.max_websockets");
         }
         for (i, proxy) in self.proxy.trusted_proxies.iter().enumerate() {
             if parse_cidr(proxy).is_none() {
@@ -440,14 +505,24 @@ impl Config {
                 );
             }
         }
-        match (&self.server.tls_cert_file, &self.server.tls_key_file) {
-            (Some(cert), Some(key)) => {
-                crate::tls::ReloadingCertificate::load(std::path::Path::new(cert), std::path::Path::new(key))
-                    .map_err(ConfigError)?;
+        let listeners = [
+            ("server.tls", &self.server.tls_cert_file, &self.server.tls_key_file),
+            ("server.admin_tls", &self.server.admin_tls_cert_file, &self.server.admin_tls_key_file),
+        ];
+        for (setting, cert, key) in listeners {
+            match (cert, key) {
+                (Some(cert), Some(key)) => {
+                    crate::tls::ReloadingCertificate::load(setting, Path::new(cert), Path::new(key))
+                        .map_err(ConfigError)?;
+                }
+                (None, None) => {}
+                (Some(_), None) => {
+                    return fail(&format!("{setting}_key_file"), &format!("must be set with {setting}_cert_file"));
+                }
+                (None, Some(_)) => {
+                    return fail(&format!("{setting}_cert_file"), &format!("must be set with {setting}_key_file"));
+                }
             }
-            (None, None) => {}
-            (Some(_), None) => return fail("server.tls_key_file", "must be set with server.tls_cert_file"),
-            (None, Some(_)) => return fail("server.tls_cert_file", "must be set with server.tls_key_file"),
         }
         if let Some(file) = &self.rate_limit.ca_file {
             if !self.rate_limit.url.starts_with("rediss://") {
@@ -623,6 +698,15 @@ mod tests {
         assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
         assert_eq!(redact_url("sqlite:///var/lib/kg@x/keygate.db"), "sqlite:///var/lib/kg@x/keygate.db");
         assert_eq!(redact_url("postgres://kg@db/kg"), "postgres://kg@db/kg");
+        // libpq takes passwords as query parameters too (SPEC §17).
+        assert_eq!(
+            redact_url("postgres://db/kg?user=kg&password=s3cret&sslmode=verify-full&SSLPassword=k3y#x"),
+            "postgres://db/kg?user=kg&password=<redacted>&sslmode=verify-full&SSLPassword=<redacted>#x"
+        );
+        assert_eq!(
+            redact_url("postgres://kg:pw@db/kg?password=s3cret"),
+            "postgres://kg:<redacted>@db/kg?password=<redacted>"
+        );
     }
 
     #[test]
@@ -633,8 +717,15 @@ mod tests {
                 // Settings that are absent by default.
                 || matches!(
                     (*section, *key),
-                    ("server", "admin_token" | "public_host" | "tls_cert_file" | "tls_key_file")
-                        | ("proxy" | "rate_limit", "ca_file")
+                    (
+                        "server",
+                        "admin_token"
+                            | "public_host"
+                            | "tls_cert_file"
+                            | "tls_key_file"
+                            | "admin_tls_cert_file"
+                            | "admin_tls_key_file"
+                    ) | ("proxy" | "rate_limit", "ca_file")
                 );
             assert!(known, "{section}.{key}");
         }

@@ -199,6 +199,16 @@ pub fn connection_refused(listener: &'static str) {
     metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);
 }
 
+/// A WebSocket handshake refused because `cap` (`instance` or `key`) had no place left.
+pub fn websocket_refused(cap: &'static str) {
+    metrics::counter!("keygate_websockets_refused_total", "cap" => cap).increment(1);
+}
+
+/// An open WebSocket closed by keygate because its handshake would be refused now.
+pub fn websocket_closed(code: &'static str) {
+    metrics::counter!("keygate_websockets_closed_total", "code" => code).increment(1);
+}
+
 /// Counts one open connection of a listener for as long as it lives.
 pub struct OpenConnection(metrics::Gauge);
 

@@ -103,12 +103,63 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// [`prefix_matches`] with ASCII letter case ignored: how Express and other case-insensitive
-/// routers would read the path.
-pub fn prefix_matches_ignoring_case(prefix: &str, path: &str) -> bool {
+/// How a path that does not match a prefix would still match it, read by a looser router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LooseMatch {
+    /// With ASCII letter case ignored (Express, IIS).
+    Case,
+    /// With a segment's trailing `.suffix`, trailing dots or trailing whitespace dropped (and
+    /// case ignored): Rails' `(.:format)`, older Spring suffix matching, IIS and Windows file
+    /// names (SPEC §17).
+    Suffix,
+}
+
+/// Whether `path` lies under `prefix` as a looser upstream router would read it, and how;
+/// `None` when it does not even so. Meant for paths [`prefix_matches`] refused.
+pub fn prefix_matches_loosely(prefix: &str, path: &str) -> Option<LooseMatch> {
     let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
-    path.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+    let mut path_segments = path.split('/').skip(1);
+    let mut how = LooseMatch::Case;
+    for wanted in prefix.split('/').skip(1) {
+        let segment = path_segments.next()?;
+        if segment.eq_ignore_ascii_case(wanted) {
+            continue;
+        }
+        if !loose_forms(segment).any(|form| form.eq_ignore_ascii_case(wanted)) {
+            return None;
+        }
+        how = LooseMatch::Suffix;
+    }
+    Some(how)
+}
+
+/// The shorter forms a looser router may read `segment` as: trailing whitespace (plain or
+/// percent-encoded) and dots dropped, then each `.suffix` in turn. Never the empty segment.
+fn loose_forms(segment: &str) -> impl Iterator<Item = &str> {
+    let mut current = Some(segment);
+    std::iter::from_fn(move || {
+        let form = current?;
+        let trimmed = trim_trailing_spaces_and_dots(form);
+        let next = if trimmed != form { Some(trimmed) } else { form.rfind('.').map(|dot| &form[..dot]) };
+        current = next.filter(|next| !next.is_empty());
+        current
+    })
+}
+
+fn trim_trailing_spaces_and_dots(mut segment: &str) -> &str {
+    const ENCODED: [&str; 6] = ["%20", "%09", "%0a", "%0b", "%0c", "%0d"];
+    loop {
+        let before = segment.len();
+        segment = segment.trim_end_matches([' ', '\t', '.']);
+        if let Some(head) = segment.len().checked_sub(3).and_then(|at| segment.get(at..).map(|tail| (at, tail)))
+            && ENCODED.iter().any(|encoded| head.1.eq_ignore_ascii_case(encoded))
+        {
+            segment = &segment[..head.0];
+        }
+        if segment.len() == before {
+            return segment;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -199,10 +250,37 @@ mod tests {
         assert!(!prefix_matches("/api/v1/orders", "/api/v1/ordersx"));
         assert!(!prefix_matches("/api/v1/orders", "/api/v1/order"));
         assert!(!prefix_matches("/api/v1/orders", "/api/v1/Orders"));
-        assert!(prefix_matches_ignoring_case("/api/v1/orders", "/API/V1/Orders/7"));
-        assert!(prefix_matches_ignoring_case("/api/v1/orders/", "/api/v1/ORDERS"));
-        assert!(!prefix_matches_ignoring_case("/api/v1/orders", "/api/v1/ORDERSX"));
-        assert!(!prefix_matches_ignoring_case("/api/v1/é", "/api/v1/\u{c9}"));
-        assert!(!prefix_matches_ignoring_case("/api/v1/orders", "/api/v1/ord"));
+        let case = Some(LooseMatch::Case);
+        assert_eq!(prefix_matches_loosely("/api/v1/orders", "/API/V1/Orders/7"), case);
+        assert_eq!(prefix_matches_loosely("/api/v1/orders/", "/api/v1/ORDERS"), case);
+        assert_eq!(prefix_matches_loosely("/api/v1/orders", "/api/v1/ORDERSX"), None);
+        assert_eq!(prefix_matches_loosely("/api/v1/é", "/api/v1/\u{c9}"), None);
+        assert_eq!(prefix_matches_loosely("/api/v1/orders", "/api/v1/ord"), None);
+    }
+
+    #[test]
+    fn looser_routers_read_suffixes_dots_and_spaces_away() {
+        let internal = "/api/v1/orders/internal";
+        for (path, how) in [
+            ("/api/v1/orders/INTERNAL", Some(LooseMatch::Case)),
+            ("/api/v1/orders/internal.json", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal.json/7", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/Internal.tar.gz", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal.", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal...", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal%20", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal%20.%09", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internal.json%20", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders.json/internal", Some(LooseMatch::Suffix)),
+            ("/api/v1/orders/internals", None),
+            ("/api/v1/orders/internal-report.json", None),
+            ("/api/v1/orders/intern.al", None),
+            ("/api/v1/orders", None),
+        ] {
+            assert_eq!(prefix_matches_loosely(internal, path), how, "{path}");
+        }
+        assert_eq!(prefix_matches_loosely("/v1.0/things", "/v1.0/things.json"), Some(LooseMatch::Suffix));
+        assert_eq!(prefix_matches_loosely("/", "/anything.json"), Some(LooseMatch::Case), "nothing to loosen");
+        assert_eq!(prefix_matches_loosely("/.well-known", "/.well-known"), Some(LooseMatch::Case));
     }
 }

@@ -1,7 +1,8 @@
 //! The check pipeline of SPEC §2 — the one place where a request is judged, shared by every
-//! entry point (the sessions endpoint now; the gateway and the tower layer next).
+//! entry point: the sessions endpoint, the gateway, the tower layer, and the re-judging of open
+//! WebSockets ([`Pipeline::recheck`]).
 //!
-//! `Pipeline::check` reads as the contract's table: authenticate (1–3), limit (4), standing
+//! `Pipeline::run` reads as the contract's table: authenticate (1–3), limit (4), standing
 //! (5), origin (6), session (7), module (8), scope (9). The first failure answers. Besides the
 //! verdict it returns what the response must carry whatever the verdict: the rate-limit quota
 //! (once steps 1–3 passed) and the CORS origin (once the key is known and allows it).
@@ -163,6 +164,16 @@ struct Trail {
     quota: Option<Quota>,
     cors_origin: Option<Origin>,
     identity: Option<Arc<KeyWithTenant>>,
+    /// When the session token checked at step 7 expires.
+    session_ends: Option<Millis>,
+}
+
+/// Whether a judgement counts: a request does (step 4 and usage); judging an open WebSocket
+/// again does not, since its handshake counted once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    Count,
+    Recheck,
 }
 
 impl Pipeline {
@@ -230,7 +241,7 @@ impl Pipeline {
                 Err(ApiError::new(ErrorCode::RateLimited, "too many failed authentications from this address")
                     .with_retry_after(retry_after))
             }
-            None => self.run(headers, policy.is_write(method), policy, now, &mut trail).await,
+            None => self.run(headers, policy.is_write(method), policy, now, &mut trail, Counting::Count).await,
         };
         if let (Some(client), Err(error)) = (client, &outcome)
             && matches!(error.code, ErrorCode::ApiKeyInvalid | ErrorCode::ApiKeyRevoked | ErrorCode::ApiKeyExpired)
@@ -240,6 +251,22 @@ impl Pipeline {
         Decision { outcome, quota: trail.quota, cors_origin: trail.cors_origin, identity: trail.identity }
     }
 
+    /// Judges again a request that was allowed — an open WebSocket, after a change it depends
+    /// on (SPEC §17) — by the same steps, counting nothing. `Ok` carries the next instant at
+    /// which the verdict may change by the clock alone: the key's expiry, or the session
+    /// token's.
+    pub async fn recheck(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        policy: &Policy,
+    ) -> Result<Option<Millis>, ApiError> {
+        let mut trail = Trail::default();
+        let now = now_millis();
+        let principal = self.run(headers, policy.is_write(method), policy, now, &mut trail, Counting::Recheck).await?;
+        Ok(principal.record.key.expires_at.into_iter().chain(trail.session_ends).min())
+    }
+
     async fn run(
         &self,
         headers: &HeaderMap,
@@ -247,20 +274,23 @@ impl Pipeline {
         policy: &Policy,
         now: Millis,
         trail: &mut Trail,
+        counting: Counting,
     ) -> Result<Principal, ApiError> {
         let record = self.authenticate(headers).await?; // steps 1 and 2
         trail.identity = Some(Arc::clone(&record));
         let origin = request_origin(headers);
         trail.cors_origin = allowed_origin(&origin, &record);
         check_key_state(&record, now)?; // step 3
-        self.usage.record(&record.key.id, now);
-        trail.quota = self.count_request(&record).await?; // step 4
-        check_quota(trail.quota.as_ref())?;
+        if counting == Counting::Count {
+            self.usage.record(&record.key.id, now);
+            trail.quota = self.count_request(&record).await?; // step 4
+            check_quota(trail.quota.as_ref())?;
+        }
         check_standing(&record)?; // step 5
         let allowed = trail.cors_origin.is_some();
         let (channel, origin) = check_origin(origin, allowed, policy)?; // step 6
         if !policy.mints_session {
-            self.check_session(headers, &record, origin.as_ref(), write, now)?; // step 7
+            trail.session_ends = self.check_session(headers, &record, origin.as_ref(), write, now)?; // step 7
             check_module(&record, policy)?; // step 8
         }
         check_scope(&record, policy)?; // step 9
@@ -319,7 +349,7 @@ impl Pipeline {
     }
 
     /// Step 7: on the browser channel a write needs a session, and a presented token is
-    /// always checked.
+    /// always checked. `Some`: when the token checked expires.
     fn check_session(
         &self,
         headers: &HeaderMap,
@@ -327,8 +357,8 @@ impl Pipeline {
         origin: Option<&Origin>,
         write: bool,
         now: Millis,
-    ) -> Result<(), ApiError> {
-        let Some(origin) = origin else { return Ok(()) };
+    ) -> Result<Option<Millis>, ApiError> {
+        let Some(origin) = origin else { return Ok(None) };
         let invalid = || ApiError::new(ErrorCode::SessionInvalid, "the session token is not valid");
         let mut tokens = headers.get_all(SESSION_TOKEN_HEADER).iter();
         let token = match (tokens.next(), tokens.next()) {
@@ -338,12 +368,12 @@ impl Pipeline {
                     "a session token (X-Session-Token) is required for writes from a browser",
                 ));
             }
-            (None, _) => return Ok(()),
+            (None, _) => return Ok(None),
             (Some(_), Some(_)) => return Err(invalid()),
             (Some(value), None) => value.to_str().map_err(|_| invalid())?,
         };
-        match self.sessions.verify(token, &record.key, origin, now) {
-            Ok(()) => Ok(()),
+        match self.sessions.verify_until(token, &record.key, origin, now) {
+            Ok(expires) => Ok(Some(expires * 1000)),
             Err(SessionError::Expired) => {
                 Err(ApiError::new(ErrorCode::SessionExpired, "the session token has expired"))
             }

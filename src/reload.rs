@@ -1,7 +1,9 @@
 //! Reloading the configuration without a restart (`kill -HUP`, SPEC §8). What a reload
-//! changes: the routes and their upstreams, the `[proxy]` settings, `server.public_host` and
-//! the default rate limit. They are swapped in at once: every serving thread gets a new
-//! router, and the default rate changes in one atomic step. A request already running
+//! changes: the routes and their upstreams, the `[proxy]` settings, `server.public_host`, the
+//! default rate limit and the admin token (SPEC §17: a leaked token is rotated without a
+//! restart). They are swapped in at once: every serving thread gets a new router, the default
+//! rate changes in one atomic step, the old admin token stops working, and every open WebSocket
+//! is judged against the new routes. A request already running
 //! finishes on the router it started with; a kept-alive connection takes the new one at its
 //! next request. Every other setting (listeners, store, limiter backend, sessions, key prefix)
 //! keeps its running value, and a changed one is named in a warning: it needs a restart.
@@ -16,6 +18,8 @@ use axum::Router;
 use crate::config::Config;
 use crate::gateway::proxy::Proxy;
 use crate::gateway::routes::Route;
+use crate::gateway::websocket::OpenSockets;
+use crate::http::admin::AdminTokens;
 use crate::http::public::{PublicState, router};
 use crate::http::serve::{RouterSet, Shutdown};
 use crate::model::RateLimit;
@@ -29,6 +33,7 @@ pub struct PublicParts {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
     pub store: Arc<dyn Store>,
+    pub sockets: Arc<OpenSockets>,
     /// Readiness fails once draining; upgraded connections drain once stopped.
     pub shutdown: Shutdown,
 }
@@ -39,6 +44,8 @@ impl PublicParts {
     pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
         let routes = config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
         let tls = crate::tls::upstream_client_config(config.proxy.ca_file.as_deref())?;
+        // Open WebSockets are judged against the routes from now on.
+        self.sockets.set_routes(routes.clone());
         let (parts, config) = (self.clone(), config.clone());
         Ok(move || {
             let state = PublicState::new(
@@ -46,7 +53,12 @@ impl PublicParts {
                 Arc::clone(&parts.preflight),
                 Arc::clone(&parts.store),
                 routes.clone(),
-                Arc::new(Proxy::new(&config, Arc::clone(&tls), parts.shutdown.stopped.clone())),
+                Arc::new(Proxy::new(
+                    &config,
+                    Arc::clone(&tls),
+                    Arc::clone(&parts.sockets),
+                    parts.shutdown.stopped.clone(),
+                )),
                 parts.shutdown.draining.clone(),
             );
             router(Arc::new(state))
@@ -58,12 +70,13 @@ impl PublicParts {
 pub struct Reloader {
     parts: PublicParts,
     routers: Arc<RouterSet>,
+    admin_tokens: AdminTokens,
     running: Mutex<Config>,
 }
 
 impl Reloader {
-    pub fn new(parts: PublicParts, routers: Arc<RouterSet>, running: Config) -> Self {
-        Self { parts, routers, running: Mutex::new(running) }
+    pub fn new(parts: PublicParts, routers: Arc<RouterSet>, admin_tokens: AdminTokens, running: Config) -> Self {
+        Self { parts, routers, admin_tokens, running: Mutex::new(running) }
     }
 
     /// Applies what `new` changes of the reloadable settings. Returns the settings it changes
@@ -76,7 +89,15 @@ impl Reloader {
         // The client address is decided once for all that uses it (the failed-authentication
         // limit, the request log, the proxy): its trusted proxies change only with a restart.
         effective.proxy.trusted_proxies = running.proxy.trusted_proxies.clone();
+        // The WebSocket caps size what is held for open connections: a restart changes them.
+        effective.proxy.max_websockets = running.proxy.max_websockets;
+        effective.proxy.max_websockets_per_key = running.proxy.max_websockets_per_key;
         effective.server.public_host = new.server.public_host.clone();
+        // With an admin listener running, a new token applies at once (none: no token works);
+        // without one, starting it needs a restart.
+        if running.server.admin_token.is_some() {
+            effective.server.admin_token = new.server.admin_token.clone();
+        }
         effective.rate_limit.limit = new.rate_limit.limit;
         effective.rate_limit.window_seconds = new.rate_limit.window_seconds;
         let make = self.parts.maker(&effective)?;
@@ -85,6 +106,12 @@ impl Reloader {
             limit: effective.rate_limit.limit,
             window_seconds: effective.rate_limit.window_seconds,
         });
+        if running.server.admin_token.is_some() {
+            self.admin_tokens.replace(effective.server.admin_token.as_deref());
+            if effective.server.admin_token.is_none() {
+                tracing::warn!("server.admin_token removed: the admin listener now refuses every request");
+            }
+        }
         let needing_restart = differences(&effective, new);
         *running = effective;
         Ok(needing_restart)

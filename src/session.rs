@@ -222,6 +222,11 @@ impl Sessions {
 
     /// Checks a presented token against the authenticated key and the request's origin.
     pub fn verify(&self, token: &str, key: &ApiKey, origin: &Origin, now: Millis) -> Result<(), SessionError> {
+        self.verify_until(token, key, origin, now).map(|_| ())
+    }
+
+    /// [`Sessions::verify`], answering when the token expires (Unix seconds).
+    pub fn verify_until(&self, token: &str, key: &ApiKey, origin: &Origin, now: Millis) -> Result<i64, SessionError> {
         let ring = self.current();
         let claims = match ring.verified.get(token) {
             Some(claims) => claims,
@@ -261,7 +266,7 @@ impl Sessions {
 
     /// Every claim rule of the contract, against the authenticated key, the request's origin
     /// and the clock.
-    fn check_claims(&self, claims: &Claims, key: &ApiKey, origin: &Origin, now: Millis) -> Result<(), SessionError> {
+    fn check_claims(&self, claims: &Claims, key: &ApiKey, origin: &Origin, now: Millis) -> Result<i64, SessionError> {
         let now_seconds = now.div_euclid(1000);
         let claims_ok = claims.iss == self.issuer
             && claims.aud == AUDIENCE
@@ -274,7 +279,7 @@ impl Sessions {
         if !claims_ok {
             return Err(SessionError::Invalid);
         }
-        if now_seconds >= claims.exp { Err(SessionError::Expired) } else { Ok(()) }
+        if now_seconds >= claims.exp { Err(SessionError::Expired) } else { Ok(claims.exp) }
     }
 }
 

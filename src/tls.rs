@@ -28,15 +28,21 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
 /// The client side of TLS to upstreams. Made once per configuration, shared by every serving
 /// thread's connection pool.
 pub fn upstream_client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String> {
+    client_config(ca_file, "proxy.ca_file")
+}
+
+/// The client side of TLS: the system's roots, plus the PEM certificates of `ca_file` (named
+/// `setting` in messages: `proxy.ca_file`, `--admin-ca-file`); certificates always verified.
+pub fn client_config(ca_file: Option<&str>, setting: &str) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     let system = rustls_native_certs::load_native_certs();
     let (added, _unparsable) = roots.add_parsable_certificates(system.certs);
     if let Some(file) = ca_file {
-        for certificate in read_certificates(Path::new(file)).map_err(|e| format!("proxy.ca_file: {e}"))? {
-            roots.add(certificate).map_err(|error| format!("proxy.ca_file: {file}: {error}"))?;
+        for certificate in read_certificates(Path::new(file)).map_err(|e| format!("{setting}: {e}"))? {
+            roots.add(certificate).map_err(|error| format!("{setting}: {file}: {error}"))?;
         }
     } else if added == 0 {
-        tracing::warn!("no system root certificates found: https upstreams need proxy.ca_file");
+        tracing::warn!("no system root certificates found: https needs {setting}");
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
@@ -47,11 +53,13 @@ pub fn upstream_client_config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>
     Ok(Arc::new(config))
 }
 
-/// The public listener's certificate (`server.tls_cert_file`, `server.tls_key_file`), read
-/// again when either file changes ([`ReloadingCertificate::reload_if_changed`], called every
+/// A listener's certificate (`server.tls_cert_file` and `server.tls_key_file`, or the admin
+/// listener's `server.admin_tls_…`), read again when either file changes ([`ReloadingCertificate::reload_if_changed`], called every
 /// second while keygate serves): certificates are renewed without a restart.
 #[derive(Debug)]
 pub struct ReloadingCertificate {
+    /// The settings' common start (`server.tls`, `server.admin_tls`), for messages.
+    setting: &'static str,
     cert_file: PathBuf,
     key_file: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
@@ -60,10 +68,12 @@ pub struct ReloadingCertificate {
 }
 
 impl ReloadingCertificate {
-    pub fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+    /// `setting`: the settings' common start, `server.tls` or `server.admin_tls`.
+    pub fn load(setting: &'static str, cert_file: &Path, key_file: &Path) -> Result<Self, String> {
         let read_at = (modified(cert_file), modified(key_file));
-        let certified = certified_key(cert_file, key_file)?;
+        let certified = certified_key(setting, cert_file, key_file)?;
         Ok(Self {
+            setting,
             cert_file: cert_file.to_owned(),
             key_file: key_file.to_owned(),
             current: RwLock::new(Arc::new(certified)),
@@ -79,7 +89,7 @@ impl ReloadingCertificate {
         if *read_at == now {
             return;
         }
-        match certified_key(&self.cert_file, &self.key_file) {
+        match certified_key(self.setting, &self.cert_file, &self.key_file) {
             Ok(certified) => {
                 *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(certified);
                 *read_at = now;
@@ -128,11 +138,11 @@ fn modified(path: &Path) -> Option<SystemTime> {
 }
 
 /// The certificate chain in `cert_file` with the private key in `key_file`, which must match.
-fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
-    let chain = read_certificates(cert_file).map_err(|e| format!("server.tls_cert_file: {e}"))?;
+fn certified_key(setting: &str, cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
+    let chain = read_certificates(cert_file).map_err(|e| format!("{setting}_cert_file: {e}"))?;
     let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|error| format!("server.tls_key_file: no PEM private key in {}: {error}", key_file.display()))?;
+        .map_err(|error| format!("{setting}_key_file: no PEM private key in {}: {error}", key_file.display()))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     CertifiedKey::from_der(chain, key, &provider)
-        .map_err(|error| format!("server.tls_key_file: {} does not fit the certificate: {error}", key_file.display()))
+        .map_err(|error| format!("{setting}_key_file: {} does not fit the certificate: {error}", key_file.display()))
 }

@@ -34,6 +34,15 @@ const PROBE_SPACING: Duration = Duration::from_millis(5);
 /// Changes read from the feed at a time.
 const BATCH: u32 = 500;
 
+/// Told of each key and tenant change the feed brings, once the caches have let it go: what
+/// holds something judged earlier (an open WebSocket, SPEC §17) judges it again.
+pub trait FeedListener: Send + Sync {
+    fn key_changed(&self, key_id: &str);
+    fn tenant_changed(&self, tenant_id: &str);
+    /// Part of the feed was missed: anything may have changed.
+    fn everything_changed(&self);
+}
+
 pub struct StoreWatch {
     store: Arc<dyn Store>,
     pub cache: Arc<KeyCache>,
@@ -46,6 +55,7 @@ pub struct StoreWatch {
     /// When the last catch-up for an unknown key began; the lock queues the requests waiting
     /// for the next one.
     last_probe: tokio::sync::Mutex<Option<Instant>>,
+    listener: std::sync::OnceLock<Arc<dyn FeedListener>>,
 }
 
 impl StoreWatch {
@@ -64,7 +74,13 @@ impl StoreWatch {
             seen: tokio::sync::Mutex::new(0),
             seen_now: AtomicI64::new(0),
             last_probe: tokio::sync::Mutex::new(None),
+            listener: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Tells `listener` of every change from now on (one listener: the open WebSockets).
+    pub fn set_listener(&self, listener: Arc<dyn FeedListener>) {
+        let _ = self.listener.set(listener);
     }
 
     /// Loads everything the feed keeps current, as of the store's revision now.
@@ -174,8 +190,16 @@ impl StoreWatch {
                     let key = self.store.key(&change.subject).await?;
                     let allowlist = key.as_ref().and_then(KeyAllowlist::of);
                     self.preflight.update_key(&change.subject, allowlist.as_ref());
+                    if let Some(listener) = self.listener.get() {
+                        listener.key_changed(&change.subject);
+                    }
                 }
-                ChangeKind::Tenant => self.cache.forget_tenant(&change.subject),
+                ChangeKind::Tenant => {
+                    self.cache.forget_tenant(&change.subject);
+                    if let Some(listener) = self.listener.get() {
+                        listener.tenant_changed(&change.subject);
+                    }
+                }
                 ChangeKind::SigningKey => signing_keys_changed = true,
             }
         }
@@ -198,6 +222,9 @@ impl StoreWatch {
         if let Err(error) = self.load_from_revision(seen).await {
             // `seen` stays behind, so the next catch-up resyncs again.
             tracing::warn!(%error, "resync failed; retrying at the next poll");
+        }
+        if let Some(listener) = self.listener.get() {
+            listener.everything_changed();
         }
     }
 

@@ -415,4 +415,20 @@ fn config_check_prints_the_effective_settings_with_secrets_redacted() {
     let output = check(&file);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("server.max_connections"));
+
+    // Passwords as libpq's query parameters are redacted too.
+    std::fs::write(
+        &file,
+        "[store]\nurl = \"postgres://db.internal/kg?user=kg&password=query-password&sslpassword=key-password\"\n",
+    )
+    .unwrap();
+    let output = check(&file);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(!stdout.contains("query-password") && !stdout.contains("key-password"), "{stdout}");
+    let printed: toml::Table = stdout.parse().expect("the settings, as TOML");
+    assert_eq!(
+        printed["store"]["url"].as_str(),
+        Some("postgres://db.internal/kg?user=kg&password=<redacted>&sslpassword=<redacted>")
+    );
 }

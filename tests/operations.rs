@@ -226,3 +226,36 @@ async fn sighup_reloads_routes_and_limits_and_keeps_the_running_config_when_the_
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_rotates_the_admin_token_at_once_and_logs_neither_value() {
+    const ROTATED: &str = "a-rotated-admin-token-9876543210";
+    let store = TestStore::new().await;
+    let config = process::write_config(&store, "keygate", "");
+    let Served { mut child, admin, logged, .. } = process::serve(&config, &[]);
+    let client = reqwest::Client::new();
+    let status = |token: &'static str| {
+        let request = client.get(format!("http://{admin}/admin/v1/tenants")).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(ADMIN_TOKEN).await, 200);
+    assert_eq!(status(ROTATED).await, 401);
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(ADMIN_TOKEN, ROTATED);
+    std::fs::write(&config, text).unwrap();
+    process::signal(&child, "HUP");
+    let reloaded = std::time::Instant::now();
+    while status(ROTATED).await != 200 {
+        // Before, SIGHUP kept the old token until a restart.
+        assert!(reloaded.elapsed() < Duration::from_secs(1), "the new token does not work a second after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status(ADMIN_TOKEN).await, 401, "the old token stopped working");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let lines: Vec<String> = logged.try_iter().collect();
+    assert!(lines.iter().any(|line| line.contains("reloaded")), "{lines:#?}");
+    for line in &lines {
+        assert!(!line.contains(ADMIN_TOKEN) && !line.contains(ROTATED), "a token in the log: {line}");
+    }
+}

@@ -51,6 +51,18 @@ async fn no_spelling_of_a_stricter_path_gets_the_broader_routes_checks() {
         "/api/v1/orders/%%369nternal/report",
         "/api/v1/orders/%%3669nternal/report",
         "/api/v1/orders/%4%39nternal/report",
+        // SPEC §17: suffix spellings. Rails' `(.:format)`, older Spring suffix matching and IIS
+        // read each of these as /api/v1/orders/internal.
+        "/api/v1/orders/internal.json",
+        "/api/v1/orders/internal%2Ejson",
+        "/api/v1/orders/internal.",
+        "/api/v1/orders/internal...",
+        "/api/v1/orders/internal%20",
+        "/api/v1/orders/internal%20.",
+        "/api/v1/orders/internal%09",
+        "/api/v1/orders/Internal.JSON/report",
+        "/api/v1/orders/internal.tar.gz",
+        "/api/v1/orders/internal.json%20",
     ];
     for target in refused {
         let answer = raw::get(&app.public, target, &secret, "").await;
@@ -60,6 +72,12 @@ async fn no_spelling_of_a_stricter_path_gets_the_broader_routes_checks() {
         assert!(by_its_own_scope || as_a_bad_path, "{target}: {answer}");
     }
     assert_eq!(upstream.count(), 0, "no spelling reached the upstream");
+
+    // A suffix is an ordinary path where no more specific route could be meant.
+    for target in ["/api/v1/orders/7.json", "/api/v1/orders/internals.json", "/api/v1/orders/report.internal"] {
+        assert_eq!(raw::status(&raw::get(&app.public, target, &secret, "").await), 200, "{target}");
+    }
+    assert_eq!(upstream.count(), 3);
 
     // The stricter route's own key gets through every spelling that decodes to it.
     let (_, admin_secret) = app.orders_key("globex", &["orders:read", "orders:admin"]).await;
@@ -285,6 +303,40 @@ async fn a_request_head_over_max_header_bytes_is_431_and_never_forwarded() {
     assert_eq!(upstream.count(), 2);
 }
 
+#[tokio::test]
+async fn more_than_100_header_fields_are_431_over_http2_as_over_http1() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    // curl adds User-Agent and Accept (and Host over HTTP/1.1; HTTP/2 has :authority): with
+    // Authorization, `extra` fields make `extra + 3` over HTTP/2 and `extra + 4` over HTTP/1.1.
+    let curl = |http2: bool, extra: usize| {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", "-w", " %{http_code} %{http_version}"]);
+        if http2 {
+            curl.arg("--http2-prior-knowledge");
+        }
+        curl.args(["-H", &format!("Authorization: Bearer {secret}")]);
+        for n in 0..extra {
+            curl.args(["-H", &format!("X-Field-{n}: {n}")]);
+        }
+        curl.arg(format!("{}/api/v1/orders", app.public));
+        async move {
+            let output = tokio::task::spawn_blocking(move || curl.output()).await.unwrap().expect("curl runs");
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        }
+    };
+    // Over HTTP/2, keygate's own 431 in the envelope: before, such a request was forwarded (and
+    // the upstream, itself limited, answered a bare 431). Over HTTP/1, hyper's 431, as before.
+    let answer = curl(true, 98).await;
+    assert!(answer.ends_with(" 431 2") && answer.contains("HEADERS_TOO_LARGE"), "{answer}");
+    assert!(curl(false, 97).await.ends_with(" 431 1.1"));
+    assert_eq!(upstream.count(), 0, "neither was forwarded");
+    // Well within the limit (the upstream's own is 100 too, and keygate adds its headers).
+    assert!(curl(true, 80).await.ends_with(" 200 2"));
+    assert!(curl(false, 80).await.ends_with(" 200 1.1"));
+    assert_eq!(upstream.count(), 2);
+}
+
 /// Reads one response with a `Content-Length` body from a kept-alive connection.
 async fn read_response(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
@@ -331,4 +383,38 @@ async fn repeated_failed_authentications_from_one_client_are_limited_and_others_
     from("203.0.113.7", secret.clone()).await.assert_error(429, "RATE_LIMITED");
     assert_eq!(from("203.0.113.8", secret.clone()).await.status, 200);
     assert_eq!(upstream.count(), 1);
+
+    // IPv6: a client rotating through its /64 is one client; the next /64 is another.
+    for host in ["2001:db8:0:7::1", "2001:db8:0:7::2", "2001:db8:0:7:abcd::3"] {
+        from(host, guess()).await.assert_error(401, "API_KEY_INVALID");
+    }
+    from("2001:db8:0:7:ffff::4", secret.clone()).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(from("2001:db8:0:8::1", secret.clone()).await.status, 200);
+
+    // A hop that does not parse ends the walk: the guesser cannot pass as a fresh client by
+    // writing one, nor hide behind ip:port.
+    for chain in ["198.51.100.1, 203.0.113.9:4711", "198.51.100.2, 203.0.113.9", "198.51.100.3, [::ffff:203.0.113.9]:1"]
+    {
+        from(chain, guess()).await.assert_error(401, "API_KEY_INVALID");
+    }
+    from("198.51.100.4, junk, 203.0.113.9", secret.clone()).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(upstream.count(), 2);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    // Always SQLite, whichever store the suite runs on: these files hold the signing keys.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let url = format!("sqlite://{}", path.display());
+    let app = spawn_with(move |c| c.store.url = url).await;
+    app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
+    for file in ["private.db", "private.db-wal", "private.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file)).expect(file).permissions().mode() & 0o777;
+        // Before, 0644 under the usual umask: any local user could read the signing keys.
+        assert_eq!(mode, 0o600, "{file}: {mode:o}");
+    }
+    app.stop().await;
 }

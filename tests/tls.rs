@@ -163,3 +163,112 @@ fn a_bad_or_half_configured_listener_certificate_is_refused_naming_the_setting()
         assert!(error.contains(named), "{settings}: {error}");
     }
 }
+
+/// A keygate whose public listener speaks TLS for `localhost`, routed to a plain recording
+/// upstream; returns it with the CA's file and the listener's port.
+async fn tls_listener(
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut keygate::config::Config),
+) -> (TestApp, Upstream, std::path::PathBuf, u16) {
+    let ca = TestCa::new("listener CA");
+    let ca_file = ca.write(dir, "ca.pem");
+    let (cert, key) = write_leaf(dir, &ca.leaf(&["localhost"]));
+    let (app, upstream) = spawn_gateway(|c| {
+        c.server.tls_cert_file = Some(cert);
+        c.server.tls_key_file = Some(key);
+        tweak(c);
+    })
+    .await;
+    let port: u16 = app.public.rsplit(':').next().unwrap().parse().unwrap();
+    (app, upstream, ca_file, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_tls_listener_is_forwarded_as_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app, upstream, ca_file, port) = tls_listener(dir.path(), |_| {}).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    let output = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&ca_file)
+        .args(["-H", &format!("Authorization: Bearer {secret}"), "-H", "X-Forwarded-Proto: http"])
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1"), &format!("https://localhost:{port}/api/v1/orders")])
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200");
+    // Before, `http`: keygate's own value ignored how the request came (SPEC §17).
+    assert_eq!(upstream.last().headers.get("x-forwarded-proto").map(|v| v.to_str().unwrap()), Some("https"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_head_deadline_runs_from_accept_through_the_tls_handshake() {
+    const DEADLINE: std::time::Duration = std::time::Duration::from_millis(2000);
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, _upstream, ca_file, port) =
+        tls_listener(dir.path(), |c| c.server.header_read_timeout_ms = DEADLINE.as_millis() as u64).await;
+    let connected = std::time::Instant::now();
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // A slow handshake that still ends within the deadline, then no request at all.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let tls = keygate::tls::client_config(Some(ca_file.to_str().unwrap()), "ca").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut stream = connector.connect(name, stream).await.expect("the handshake, within the deadline");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(DEADLINE * 2, tokio::io::AsyncReadExt::read(&mut stream, &mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed, without an answer: {read:?}");
+    // Before, the clock started again after the handshake: closed at 1.5 s + 2 s.
+    let closed = connected.elapsed();
+    assert!(
+        closed >= DEADLINE - std::time::Duration::from_millis(100) && closed < std::time::Duration::from_millis(2900),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_speaks_tls_and_the_cli_sends_its_token_only_over_tls_or_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("admin CA");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let admin_dir = dir.path().join("admin");
+    std::fs::create_dir(&admin_dir).unwrap();
+    let (cert, key) = write_leaf(&admin_dir, &ca.leaf(&["localhost"]));
+    let app = spawn_with(|c| {
+        c.server.admin_tls_cert_file = Some(cert);
+        c.server.admin_tls_key_file = Some(key);
+    })
+    .await;
+    assert!(app.admin.starts_with("https://"));
+    let port = app.admin.rsplit(':').next().unwrap().to_owned();
+    let cli = |url: &str, ca: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"));
+        command.args(["--admin-url", url, "-o", "json"]).env("KEYGATE_SERVER_ADMIN_TOKEN", ADMIN_TOKEN);
+        command.env_remove("KEYGATE_CONFIG").env_remove("KEYGATE_ADMIN_URL").env_remove("KEYGATE_ADMIN_CA_FILE");
+        if let Some(ca) = ca {
+            command.arg("--admin-ca-file").arg(ca);
+        }
+        let output = command.args(["tenant", "create", "--name", "Acme"]).output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let url = format!("https://localhost:{port}");
+    let (code, stdout, stderr) = cli(&url, Some(&ca_file));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("\"name\": \"Acme\"") || stdout.contains("\"name\":\"Acme\""), "{stdout}");
+    // Unverified: refused before the token is sent.
+    let (code, _, stderr) = cli(&url, None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot reach the admin API"), "{stderr}");
+    // Plain HTTP to anything but loopback: refused, nothing sent.
+    let (code, _, stderr) = cli("http://192.0.2.1:8081", None);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("only to a loopback address"), "{stderr}");
+    assert!(!stderr.contains(ADMIN_TOKEN));
+    // The listener speaks nothing but TLS.
+    let plain =
+        reqwest::Client::new().get(format!("http://127.0.0.1:{port}/metrics")).bearer_auth(ADMIN_TOKEN).send().await;
+    assert!(!plain.is_ok_and(|answer| answer.status().is_success()), "plain HTTP is not served");
+}

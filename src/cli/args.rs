@@ -19,8 +19,13 @@ pub(crate) struct Cli {
     pub(crate) config: Option<PathBuf>,
     /// The admin API the tenant, key and signing-key commands go through. Default:
     /// http://<server.admin_listen>. The token is server.admin_token (KEYGATE_SERVER_ADMIN_TOKEN).
+    /// http:// only to a loopback address: elsewhere the token needs https://.
     #[arg(long, global = true, env = "KEYGATE_ADMIN_URL", value_name = "URL")]
     pub(crate) admin_url: Option<String>,
+    /// PEM certificates of the authority that signed an https:// admin URL's certificate,
+    /// trusted besides the system's roots.
+    #[arg(long, global = true, env = "KEYGATE_ADMIN_CA_FILE", value_name = "FILE")]
+    pub(crate) admin_ca_file: Option<PathBuf>,
     /// Work on the configured store directly, not through the admin API: for bootstrap and
     /// recovery. The store must exist (`keygate migrate` creates it).
     #[arg(long, global = true)]

@@ -62,7 +62,7 @@ impl Cli {
         };
         let target = match self.store {
             true => Target::store(&config).await?,
-            false => Target::api(self.admin_url, &config)?,
+            false => Target::api(self.admin_url, self.admin_ca_file.as_deref(), &config)?,
         };
         Ok(output.print(target.send(request).await?))
     }

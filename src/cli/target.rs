@@ -3,12 +3,14 @@
 //! `--store`, into the same admin router in this process, on the configured store.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use http::{StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -29,7 +31,7 @@ pub(crate) enum Target {
         base: String,
         token: String,
         // Boxed: the client is large, and the enum is made once per run.
-        client: Box<Client<HttpConnector, Full<Bytes>>>,
+        client: Box<Client<HttpsConnector<HttpConnector>, Full<Bytes>>>,
     },
     /// The admin router over the store, called in process; `token` is made up for the call.
     Store { router: axum::Router, token: String },
@@ -43,21 +45,25 @@ pub(crate) struct Answer {
 
 impl Target {
     /// The admin API at `admin_url`, or at the configured admin listener, with the configured
-    /// admin token.
-    pub(crate) fn api(admin_url: Option<String>, config: &Config) -> Result<Self, StartError> {
-        let base = admin_url.unwrap_or_else(|| format!("http://{}", reachable(config.server.admin_listen)));
+    /// admin token. The token goes over `https://` (verified: the system's roots and
+    /// `ca_file`), or over plain `http://` to a loopback address only (SPEC §17).
+    pub(crate) fn api(admin_url: Option<String>, ca_file: Option<&Path>, config: &Config) -> Result<Self, StartError> {
+        let scheme = if config.server.admin_tls_cert_file.is_some() { "https" } else { "http" };
+        let base = admin_url.unwrap_or_else(|| format!("{scheme}://{}", reachable(config.server.admin_listen)));
         let base = base.trim_end_matches('/').to_owned();
         let uri: Uri = base.parse().map_err(|_| format!("--admin-url {base:?} is not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
+        match (uri.scheme_str(), uri.host()) {
+            (Some("https"), Some(_)) => {}
+            (Some("http"), Some(host)) if is_loopback(host) => {}
+            (Some("http"), Some(_)) => {
                 return Err(format!(
-                    "--admin-url {base}: https is not supported by the CLI yet; reach the admin API over \
-                     http on a private network, or use --store"
+                    "--admin-url {base}: the admin token is sent over plain http only to a loopback \
+                     address; use https:// (the admin listener speaks TLS with \
+                     server.admin_tls_cert_file and server.admin_tls_key_file)"
                 )
                 .into());
             }
-            _ => return Err(format!("--admin-url {base:?} must start with http://").into()),
+            _ => return Err(format!("--admin-url {base:?} must start with https:// or http://").into()),
         }
         let Some(token) = config.server.admin_token.clone() else {
             return Err("no admin token: the CLI works through the admin API, which needs \
@@ -65,7 +71,14 @@ impl Target {
                         the store directly"
                 .into());
         };
-        let client = Box::new(Client::builder(TokioExecutor::new()).build_http());
+        let ca_file = ca_file.map(|file| file.to_string_lossy().into_owned());
+        let tls = keygate::tls::client_config(ca_file.as_deref(), "--admin-ca-file")?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(Arc::unwrap_or_clone(tls))
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Box::new(Client::builder(TokioExecutor::new()).build(connector));
         Ok(Self::Api { base, token, client })
     }
 
@@ -75,7 +88,8 @@ impl Target {
         let store = keygate::store::open_existing(config).await.map_err(|error| format!("store.url {url}: {error}"))?;
         let admin = Arc::new(Admin::new(store, config.keys.prefix.clone(), None));
         let token = keygate::secret::random_base62(32);
-        let router = keygate::http::admin::router(admin, &token, config.sessions.algorithm, Default::default());
+        let tokens = keygate::http::admin::AdminTokens::new([token.as_str()]);
+        let router = keygate::http::admin::router(admin, tokens, config.sessions.algorithm, Default::default());
         Ok(Self::Store { router, token })
     }
 
@@ -135,6 +149,12 @@ fn answer(status: StatusCode, bytes: &[u8], from: &str) -> Result<Answer, StartE
             Err(format!("{from} answered {status} with a body that is not JSON: is it keygate's admin API?").into())
         }
     }
+}
+
+/// `localhost`, or an address of 127.0.0.0/8 or `::1`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The address to call a listener on: one bound to every interface is reached on loopback.

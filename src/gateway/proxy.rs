@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
-use crate::gateway::websocket;
+use crate::gateway::websocket::{self, OpenSockets, RelaySettings};
 use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
 use crate::trusted::TrustedProxies;
@@ -83,11 +83,12 @@ pub struct Proxy {
     trusted: TrustedProxies,
     /// `server.public_host`: the `X-Forwarded-Host` to send instead of the request's `Host`.
     public_host: Option<HeaderValue>,
-    websocket_idle: Duration,
-    /// `server.shutdown_grace_ms`: what an upgraded connection gets once shutdown begins.
-    drain: Duration,
-    /// Turns true when shutdown begins: upgraded connections then drain.
-    stopping: watch::Receiver<bool>,
+    /// `X-Forwarded-Proto` of a request that did not come from a trusted proxy: `https` when
+    /// the public listener speaks TLS (SPEC §17), else `http`.
+    own_proto: HeaderValue,
+    /// The open WebSockets: their caps, and what closes them.
+    sockets: Arc<OpenSockets>,
+    relay: RelaySettings,
 }
 
 /// Upstream failures, as answered to the client.
@@ -107,7 +108,13 @@ fn too_large(max: u64) -> ApiError {
 
 impl Proxy {
     /// `tls`: for `https://` upstreams ([`crate::tls::upstream_client_config`]).
-    pub fn new(config: &Config, tls: Arc<rustls::ClientConfig>, stopping: watch::Receiver<bool>) -> Self {
+    /// `stopping` turns true when shutdown begins: upgraded connections then drain.
+    pub fn new(
+        config: &Config,
+        tls: Arc<rustls::ClientConfig>,
+        sockets: Arc<OpenSockets>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(config.proxy.connect_timeout_ms)));
         connector.set_nodelay(true);
@@ -129,9 +136,14 @@ impl Proxy {
             max_body_bytes: config.proxy.max_body_bytes,
             trusted: config.trusted_proxies(),
             public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
-            websocket_idle: Duration::from_millis(config.proxy.websocket_idle_timeout_ms),
-            drain: Duration::from_millis(config.server.shutdown_grace_ms),
-            stopping,
+            own_proto: HeaderValue::from_static(if config.server.tls_cert_file.is_some() { "https" } else { "http" }),
+            sockets,
+            relay: RelaySettings {
+                idle: Duration::from_millis(config.proxy.websocket_idle_timeout_ms),
+                max_lifetime: Duration::from_millis(config.proxy.websocket_max_lifetime_ms),
+                drain: Duration::from_millis(config.server.shutdown_grace_ms),
+                stopping,
+            },
         }
     }
 
@@ -146,11 +158,17 @@ impl Proxy {
     async fn try_forward(&self, upstream: &Upstream, request: Request) -> Result<Response, ApiError> {
         let (mut parts, body) = request.into_parts();
         let principal = parts.extensions.remove::<Principal>().ok_or_else(ApiError::internal)?;
-        let handshake = websocket::Handshake::take(&mut parts);
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.max_body_bytes) {
             return Err(too_large(self.max_body_bytes));
         }
+        // A WebSocket takes its place before the upstream hears of it (SPEC §17: 429 when full).
+        let websocket = match websocket::Handshake::take(&mut parts) {
+            Some(handshake) => {
+                Some(handshake.admit(&self.sockets, &principal.record, parts.uri.path(), &parts.headers)?)
+            }
+            None => None,
+        };
         let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         // Over HTTP/2 the host comes as the `:authority`, not as a `Host` header.
         let request_host = parts
@@ -168,7 +186,7 @@ impl Proxy {
         // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
         parts.version = http::Version::HTTP_11;
         self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
-        if handshake.is_some() {
+        if websocket.is_some() {
             // Hop-by-hop, but this hop is to be upgraded too.
             websocket::mark_upgrade(&mut parts.headers);
         }
@@ -182,9 +200,9 @@ impl Proxy {
             Ok(Err(error)) => return Err(classify(&error, self.max_body_bytes)),
             Ok(Ok(response)) => response,
         };
-        let upgraded = match handshake {
-            Some(handshake) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                Some((handshake, hyper::upgrade::on(&mut response)))
+        let upgraded = match websocket {
+            Some(admitted) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Some((admitted, hyper::upgrade::on(&mut response)))
             }
             _ => None,
         };
@@ -193,10 +211,10 @@ impl Proxy {
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.
         keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
-        let Some((handshake, upstream)) = upgraded else {
+        let Some((admitted, upstream)) = upgraded else {
             return Ok(Response::from_parts(parts, Body::new(body.map_err(axum::Error::new))));
         };
-        handshake.accept(upstream, &mut parts.headers, self.websocket_idle, self.drain, self.stopping.clone());
+        admitted.accept(upstream, &mut parts.headers, &self.relay);
         Ok(Response::from_parts(parts, Body::empty()))
     }
 
@@ -234,7 +252,7 @@ impl Proxy {
         if !forwarded_for.is_empty() {
             set(headers, X_FORWARDED_FOR, &forwarded_for);
         }
-        let proto = client_proto.filter(|_| from_trusted_proxy).unwrap_or(HeaderValue::from_static("http"));
+        let proto = client_proto.filter(|_| from_trusted_proxy).unwrap_or_else(|| self.own_proto.clone());
         headers.insert(X_FORWARDED_PROTO, proto);
         let own_host = self.public_host.clone().or(request_host);
         if let Some(host) = client_host.filter(|_| from_trusted_proxy).or(own_host) {

@@ -5,7 +5,7 @@
 use http::Method;
 
 use crate::config::RouteConfig;
-use crate::paths::{prefix_matches, prefix_matches_ignoring_case};
+use crate::paths::{LooseMatch, prefix_matches, prefix_matches_loosely};
 use crate::pipeline::Policy;
 
 /// A configured route, parsed.
@@ -38,6 +38,9 @@ pub enum Resolution {
     NotFound,
     /// The path matches a more specific route only if letter case is ignored.
     CaseMismatch,
+    /// The path matches a more specific route only if a segment's suffix, trailing dots or
+    /// trailing whitespace are dropped (SPEC §17).
+    SuffixMismatch,
 }
 
 impl Route {
@@ -64,13 +67,15 @@ impl Route {
 /// Resolves a request (its path in normal form, see [`crate::paths`]) to the first route
 /// matching its path and method.
 ///
-/// A path that would match a more specific route if letter case were ignored is refused:
-/// `/orders/INTERNAL` must not reach an upstream that routes case-insensitively (Express does
-/// by default) under `/orders`'s checks when `/orders/internal` has stricter ones.
+/// A path that a looser router would read as a more specific route is refused: `/orders/INTERNAL`
+/// must not reach an upstream that routes case-insensitively (Express does by default) under
+/// `/orders`'s checks when `/orders/internal` has stricter ones, nor `/orders/internal.json`
+/// one that drops format suffixes (Rails), nor `/orders/internal.` or `/orders/internal%20`
+/// one that drops trailing dots and spaces (IIS).
 pub fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
     let mut found = None;
     let mut longest_match = None;
-    let mut longest_folded = None;
+    let mut longest_loose: Option<(usize, LooseMatch)> = None;
     for (index, route) in routes.iter().enumerate() {
         let length = route.prefix.trim_end_matches('/').len();
         if prefix_matches(&route.prefix, path) {
@@ -78,12 +83,18 @@ pub fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
             if found.is_none() && route.allows(method) {
                 found = Some(index);
             }
-        } else if prefix_matches_ignoring_case(&route.prefix, path) {
-            longest_folded = longest_folded.max(Some(length));
+        } else if let Some(how) = prefix_matches_loosely(&route.prefix, path) {
+            longest_loose = longest_loose.max(Some((length, how)));
         }
     }
-    if longest_folded > longest_match {
-        return Resolution::CaseMismatch;
+    match longest_loose {
+        Some((length, how)) if Some(length) > longest_match => {
+            return match how {
+                LooseMatch::Case => Resolution::CaseMismatch,
+                LooseMatch::Suffix => Resolution::SuffixMismatch,
+            };
+        }
+        _ => {}
     }
     match (found, longest_match) {
         (Some(index), _) => Resolution::Found(index),
@@ -145,6 +156,7 @@ mod tests {
             Resolution::MethodNotAllowed => Some("405".to_owned()),
             Resolution::NotFound => None,
             Resolution::CaseMismatch => Some("400".to_owned()),
+            Resolution::SuffixMismatch => Some("400 suffix".to_owned()),
         };
         assert_eq!(found("/api/v1/orders/7", "GET").as_deref(), Some("GET"));
         assert_eq!(found("/api/v1/orders/7", "HEAD").as_deref(), Some("GET"));
@@ -158,6 +170,11 @@ mod tests {
         assert_eq!(found("/api/v1/Orders/7", "GET").as_deref(), Some("400"), "/api/v1/orders is more specific");
         assert_eq!(found("/api/v1/ORDERS/7", "POST").as_deref(), Some("400"));
         assert_eq!(found("/API/V1/orders", "GET").as_deref(), Some("400"));
+        // The suffix spellings of SPEC §17: /api/v1/orders.json is /api/v1/orders to Rails.
+        assert_eq!(found("/api/v1/orders.json", "GET").as_deref(), Some("400 suffix"));
+        assert_eq!(found("/api/v1/orders./7", "GET").as_deref(), Some("400 suffix"));
+        assert_eq!(found("/api/v1/orders/7.json", "GET").as_deref(), Some("GET"), "no more specific route");
+        assert_eq!(found("/api/v1/other.json", "GET").as_deref(), Some("GET"));
         let methods: Vec<String> = methods_at(&routes, "/api/v1/orders").iter().map(|m| m.to_string()).collect();
         assert_eq!(methods, ["GET", "POST", "PURGE"]);
     }

@@ -2,7 +2,7 @@
 //! compared in constant time. The token guards every route, unknown paths included.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -23,9 +23,39 @@ use crate::trusted::TrustedProxies;
 /// Admin bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// `trusted`: whose `X-Forwarded-For` the request log believes.
-pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm, trusted: TrustedProxies) -> Router {
-    let token_hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+/// The admin tokens in force, kept as their SHA-256: a reload replaces them at once, and the old
+/// values stop working (SPEC §17).
+#[derive(Clone, Default)]
+pub struct AdminTokens(Arc<RwLock<Vec<[u8; 32]>>>);
+
+impl AdminTokens {
+    pub fn new<'a>(tokens: impl IntoIterator<Item = &'a str>) -> Self {
+        let this = Self::default();
+        this.replace(tokens);
+        this
+    }
+
+    /// Puts `tokens` in force instead of the current ones.
+    pub fn replace<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
+        let hashes = tokens.into_iter().map(hash_token).collect();
+        *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = hashes;
+    }
+
+    /// Whether `presented` is a token in force. Every token is compared, in constant time.
+    fn accepts(&self, presented: &[u8; 32]) -> bool {
+        let tokens = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens.iter().fold(subtle::Choice::from(0), |found, token| found | token.ct_eq(presented)).into()
+    }
+}
+
+/// Hashing both sides first makes the comparison independent of the tokens' lengths.
+fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// `tokens`: the admin tokens in force; `trusted`: whose `X-Forwarded-For` the request log
+/// believes.
+pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorithm, trusted: TrustedProxies) -> Router {
     Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant))
@@ -46,21 +76,20 @@ pub fn router(admin: Arc<Admin>, token: &str, algorithm: SessionAlgorithm, trust
         .with_state(admin)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(envelope_errors))
-        .layer(axum::middleware::from_fn(move |request, next| require_token(token_hash, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| require_token(tokens.clone(), request, next)))
         .layer(axum::middleware::from_fn(move |request, next| log_request("admin", &trusted, request, next)))
 }
 
-/// Hashing both sides first makes the comparison independent of the tokens' lengths.
-async fn require_token(expected: [u8; 32], request: Request, next: Next) -> Response {
+async fn require_token(tokens: AdminTokens, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| -> [u8; 32] { Sha256::digest(token.trim().as_bytes()).into() });
+        .map(|(_, token)| hash_token(token.trim()));
     match presented {
-        Some(hash) if bool::from(hash.ct_eq(&expected)) => next.run(request).await,
+        Some(hash) if tokens.accepts(&hash) => next.run(request).await,
         _ => ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response(),
     }
 }

@@ -59,9 +59,9 @@ struct Activity {
 }
 
 impl Activity {
-    fn new() -> Self {
+    fn new(accepted: Instant) -> Self {
         Self {
-            accepted: Instant::now(),
+            accepted,
             in_flight: AtomicU32::new(0),
             served: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
@@ -129,6 +129,10 @@ impl hyper::body::Body for GuardedBody {
     }
 }
 
+/// Request header fields answered at most, whatever the protocol: hyper's own limit for HTTP/1
+/// (over it, 431), applied to HTTP/2 here (SPEC §17).
+const MAX_HEADER_FIELDS: usize = 100;
+
 /// The size of a request's head as sent in HTTP/1.1: request line, and each header as
 /// `name: value` and a line break. An HTTP/2 request counts the same, so one limit means one
 /// thing whatever the protocol.
@@ -141,43 +145,41 @@ fn head_bytes(request: &hyper::Request<Incoming>) -> usize {
     line + headers + 2
 }
 
-/// The connection's place under `server.max_connections`, handed to a WebSocket relay: an
-/// upgraded connection still counts, and shutdown's drain waits for it.
-#[derive(Clone)]
-pub struct ConnectionPermit(pub Arc<OwnedSemaphorePermit>);
-
-/// Serves one accepted connection until it ends, is closed by the head deadline, or — once
-/// shutdown begins — has finished its requests.
+/// Serves one connection, accepted at `accepted` (the head deadline runs from then, a TLS
+/// handshake included), until it ends, is closed by the head deadline, or — once shutdown
+/// begins — has finished its requests.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_connection(
     builder: &Builder<TokioExecutor>,
     stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    accepted: Instant,
     peer: SocketAddr,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: OwnedSemaphorePermit,
     router: tokio::sync::watch::Receiver<Router>,
     limits: ConnectionLimits,
     shutdown: Shutdown,
 ) {
     let Shutdown { mut draining, mut stopped } = shutdown;
     let head_deadline = limits.head_deadline;
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::new(Activity::new(accepted));
+    // Held until the connection ends; an upgraded connection leaves the cap (SPEC §17).
+    let _permit = permit;
     let tracked = Arc::clone(&activity);
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-        if crate::gateway::websocket::is_upgrade(request.headers()) {
-            request.extensions_mut().insert(ConnectionPermit(Arc::clone(&permit)));
-        }
         let version = request.version();
         let in_flight = tracked.begin(version);
         // The router current now: a reload reaches kept-alive connections at their next request.
         let router = router.borrow().clone();
         async move {
-            let response = if head_bytes(&request) > limits.max_header_bytes {
-                // Never routed, so never forwarded.
-                ApiError::new(ErrorCode::HeadersTooLarge, "the request head is too large").into_response()
-            } else {
-                let Ok(response) = router.oneshot(request).await;
-                response
-            };
+            let response =
+                if request.headers().len() > MAX_HEADER_FIELDS || head_bytes(&request) > limits.max_header_bytes {
+                    // Never routed, so never forwarded.
+                    ApiError::new(ErrorCode::HeadersTooLarge, "the request head is too large").into_response()
+                } else {
+                    let Ok(response) = router.oneshot(request).await;
+                    response
+                };
             let closing = in_flight.0.closing.load(Ordering::Relaxed);
             let mut response = response.map(|body| GuardedBody { body, _in_flight: in_flight });
             let upgraded = response.status() == http::StatusCode::SWITCHING_PROTOCOLS;
@@ -194,7 +196,7 @@ pub async fn serve_connection(
 
     // Far enough away to never fire when there is no deadline.
     let never = Duration::from_secs(86_400 * 365);
-    let watchdog = tokio::time::sleep(head_deadline.unwrap_or(never));
+    let watchdog = tokio::time::sleep_until(accepted + head_deadline.unwrap_or(never));
     tokio::pin!(watchdog);
     // Asked to close gracefully (by the head deadline or shutdown).
     let mut closing = false;

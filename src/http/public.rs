@@ -145,8 +145,8 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
             Resolution::Found(index) => {
                 if method == Method::GET && websocket::is_upgrade(request.headers()) {
                     // Before the pipeline: a page's credentials may be protocol entries.
-                    if let Some(offered) = websocket::take_credentials(request.headers_mut()) {
-                        request.extensions_mut().insert(offered);
+                    if let Some(marker) = websocket::take_credentials(request.headers_mut()) {
+                        request.extensions_mut().insert(marker);
                     }
                 }
                 state.handlers[index].clone()
@@ -157,6 +157,12 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
             }
             Resolution::CaseMismatch => {
                 return Err(path_refused("differs only in letter case from a more specific route").into_response());
+            }
+            Resolution::SuffixMismatch => {
+                return Err(path_refused(
+                    "reads as a more specific route once a segment's suffix, trailing dots or spaces are dropped",
+                )
+                .into_response());
             }
         },
     };

@@ -48,6 +48,14 @@ pub struct Shutdown {
     pub stopped: watch::Receiver<bool>,
 }
 
+/// Places held outside the listener's cap that shutdown's drain waits for too: upgraded
+/// connections leave `server.max_connections` (SPEC §17) and hold one of these instead.
+#[derive(Clone)]
+pub struct AlsoDrain {
+    pub permits: Arc<Semaphore>,
+    pub count: u32,
+}
+
 /// What a listener allows its connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -122,6 +130,8 @@ struct Accepted {
     stream: std::net::TcpStream,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
+    /// When it was accepted: the head deadline runs from here, a TLS handshake included.
+    at: tokio::time::Instant,
 }
 
 /// Everything a connection is served with, whichever thread serves it.
@@ -141,26 +151,25 @@ impl Serving {
         let serving = self.clone();
         tokio::spawn(async move {
             let _open = crate::metrics::OpenConnection::new(serving.name);
-            let Accepted { stream, peer, permit } = accepted;
-            // Held until the connection ends, or — handed to a WebSocket relay — until the relay does.
-            let permit = Arc::new(permit);
+            let Accepted { stream, peer, permit, at } = accepted;
             let Serving { builder, router, limits, tls, shutdown, .. } = serving;
             let stream = match TcpStream::from_std(stream) {
                 Ok(stream) => stream,
                 Err(error) => return tracing::warn!(%error, "could not serve an accepted connection"),
             };
             let Some(acceptor) = tls else {
-                return connection::serve_connection(&builder, stream, peer, permit, router, limits, shutdown).await;
+                return connection::serve_connection(&builder, stream, at, peer, permit, router, limits, shutdown)
+                    .await;
             };
-            // The handshake is held to the head deadline too: a client that stalls it is cut off.
+            // The handshake counts against the head deadline: one deadline from accept (SPEC §17).
             let handshake = acceptor.accept(stream);
             let handshake = match limits.head_deadline {
-                Some(deadline) => tokio::time::timeout(deadline, handshake).await.ok(),
+                Some(deadline) => tokio::time::timeout_at(at + deadline, handshake).await.ok(),
                 None => Some(handshake.await),
             };
             match handshake {
                 Some(Ok(stream)) => {
-                    connection::serve_connection(&builder, stream, peer, permit, router, limits, shutdown).await;
+                    connection::serve_connection(&builder, stream, at, peer, permit, router, limits, shutdown).await;
                 }
                 Some(Err(error)) => tracing::debug!(%error, %peer, "TLS handshake failed"),
                 None => tracing::debug!(%peer, "TLS handshake not done within the head deadline"),
@@ -172,6 +181,7 @@ impl Serving {
 /// Serves on `listener` until shutdown has stopped it and its connections have ended (or the
 /// drain's time is up), where and with what `routing` says. Each request carries the peer
 /// address as `ConnectInfo<SocketAddr>`. `name` labels the listener in metrics and logs.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
@@ -179,6 +189,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     tls: Option<TlsAcceptor>,
     shutdown: Shutdown,
+    also_drain: Option<AlsoDrain>,
 ) -> std::io::Result<()> {
     let builder = Arc::new(builder(limits));
     let serving = |router| Serving {
@@ -194,7 +205,7 @@ pub async fn serve(
         Routing::Caller(router) => {
             let serving = serving(router);
             accept(name, listener, &open, limits, shutdown.stopped.clone(), |accepted| serving.spawn(accepted)).await;
-            drain(&open, limits).await;
+            drain(&open, limits, also_drain.as_ref()).await;
         }
         Routing::Threads(routers) => {
             let mut senders = Vec::with_capacity(routers.len());
@@ -211,7 +222,7 @@ pub async fn serve(
                 next = (next + 1) % senders.len();
             })
             .await;
-            drain(&open, limits).await;
+            drain(&open, limits, also_drain.as_ref()).await;
             // Their senders gone, the serving threads end.
             drop(senders);
             for handle in handles {
@@ -287,7 +298,7 @@ impl Admission<'_> {
     /// once, so its descriptor is free again) when the cap is reached.
     fn admit(&mut self, stream: std::net::TcpStream, peer: SocketAddr) -> Option<Accepted> {
         if let Ok(permit) = Arc::clone(self.open).try_acquire_owned() {
-            return Some(Accepted { stream, peer, permit });
+            return Some(Accepted { stream, peer, permit, at: tokio::time::Instant::now() });
         }
         drop(stream);
         crate::metrics::connection_refused(self.name);
@@ -326,9 +337,15 @@ fn start_thread(
 }
 
 /// Waits for the connections to finish: every one holds a permit until it ends, so having
-/// them all back means drained.
-async fn drain(open: &Semaphore, limits: ConnectionLimits) {
-    if tokio::time::timeout(limits.drain, open.acquire_many(limits.max_connections)).await.is_err() {
+/// them all back means drained. Upgraded connections too, by their own permits.
+async fn drain(open: &Semaphore, limits: ConnectionLimits, also: Option<&AlsoDrain>) {
+    let all_back = async {
+        let _connections = open.acquire_many(limits.max_connections).await;
+        if let Some(also) = also {
+            let _upgraded = also.permits.acquire_many(also.count).await;
+        }
+    };
+    if tokio::time::timeout(limits.drain, all_back).await.is_err() {
         tracing::warn!("in-flight requests still running after {:?}; stopping anyway", limits.drain);
     }
 }

@@ -6,8 +6,12 @@
 //! Counted per instance, in memory: an attacker spread over N instances gets N times the
 //! limit, which bounds guessing as well. Off by default: behind a load balancer that is not in
 //! `proxy.trusted_proxies`, every client has the balancer's address.
+//!
+//! An IPv6 client is counted by its /64 (SPEC §17): one host is routinely given a whole /64,
+//! and rotating through it is free. A full table evicts its oldest entries rather than stop
+//! counting, so a flood of new addresses cannot buy the next address a free pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
@@ -20,11 +24,30 @@ use crate::trusted::TrustedProxies;
 
 const SHARDS: usize = 16;
 
-/// Addresses tracked at most per shard: a flood from ever new addresses (IPv6 makes that cheap)
-/// cannot grow memory without bound. When a shard is full, ended windows are dropped (once a
-/// window, so a flood cannot make every failure a scan); if it is still full, a new address is
-/// not counted.
+/// Clients tracked at most per shard: a flood from ever new addresses cannot grow memory without
+/// bound. When a shard is full, ended windows are dropped (once a window, so a flood cannot make
+/// every failure a scan); if it is still full, the oldest client tracked makes room.
 const MAX_PER_SHARD: usize = 4096;
+
+/// Who is counted: an IPv4 address, or an IPv6 address's /64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Client {
+    V4(u32),
+    V6Prefix(u64),
+}
+
+impl Client {
+    fn of(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(v4) => Self::V4(u32::from(v4)),
+            // An IPv4-mapped address is the IPv4 client it maps.
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self::V4(u32::from(v4)),
+                None => Self::V6Prefix((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
 
 pub struct FailedAuthentications {
     rate: Option<RateLimit>,
@@ -34,9 +57,27 @@ pub struct FailedAuthentications {
 
 #[derive(Default)]
 struct Shard {
-    windows: HashMap<IpAddr, Window>,
+    windows: HashMap<Client, Window>,
+    /// The clients of `windows`, oldest first.
+    order: VecDeque<Client>,
     /// The window in which ended windows were last dropped.
     swept_for: i64,
+}
+
+impl Shard {
+    /// Makes room for one more client: ended windows go first, then the oldest clients.
+    fn make_room(&mut self, end: i64) {
+        if self.swept_for != end {
+            self.swept_for = end;
+            self.windows.retain(|_, window| window.end == end);
+            let windows = &self.windows;
+            self.order.retain(|client| windows.contains_key(client));
+        }
+        while self.windows.len() >= MAX_PER_SHARD {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.windows.remove(&oldest);
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -63,6 +104,7 @@ impl FailedAuthentications {
     pub fn refused(&self, client: IpAddr, now: Millis) -> Option<u64> {
         let rate = self.rate?;
         let end = window_end(rate, now);
+        let client = Client::of(client);
         let shard = self.shard(client).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let window = shard.windows.get(&client).filter(|w| w.end == end && w.count >= rate.limit)?;
         Some((window.end - now.div_euclid(1000)).max(1) as u64)
@@ -72,15 +114,13 @@ impl FailedAuthentications {
     pub fn record(&self, client: IpAddr, now: Millis) {
         let Some(rate) = self.rate else { return };
         let end = window_end(rate, now);
+        let client = Client::of(client);
         let mut shard = self.shard(client).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if shard.windows.len() >= MAX_PER_SHARD && !shard.windows.contains_key(&client) {
-            if shard.swept_for != end {
-                shard.swept_for = end;
-                shard.windows.retain(|_, window| window.end == end);
-            }
+        if !shard.windows.contains_key(&client) {
             if shard.windows.len() >= MAX_PER_SHARD {
-                return;
+                shard.make_room(end);
             }
+            shard.order.push_back(client);
         }
         let window = shard.windows.entry(client).or_insert(Window { end, count: 0 });
         if window.end != end {
@@ -89,11 +129,10 @@ impl FailedAuthentications {
         window.count += 1;
     }
 
-    fn shard(&self, client: IpAddr) -> &Mutex<Shard> {
+    fn shard(&self, client: Client) -> &Mutex<Shard> {
         let index = match client {
-            IpAddr::V4(v4) => u32::from(v4) as usize,
-            // The /64 decides: one host owns a whole /64 easily.
-            IpAddr::V6(v6) => (u128::from(v6) >> 64) as usize,
+            Client::V4(v4) => v4 as usize,
+            Client::V6Prefix(prefix) => prefix as usize,
         };
         &self.shards[index % SHARDS]
     }
@@ -134,6 +173,33 @@ mod tests {
         // Through the trusted proxy, the nearest untrusted hop: 198.51.100.1 may be forged.
         assert_eq!(failures.client(Some(proxy), &headers), Some("203.0.113.7".parse().unwrap()));
         assert_eq!(failures.client(Some(proxy), &HeaderMap::new()), Some("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64() {
+        let failures = limited(2, &[]);
+        let now = 1_000_040_000;
+        failures.record("2001:db8:0:7::1".parse().unwrap(), now);
+        failures.record("2001:db8:0:7:ffff::2".parse().unwrap(), now);
+        assert!(failures.refused("2001:db8:0:7::3".parse().unwrap(), now).is_some(), "one /64, one client");
+        assert_eq!(failures.refused("2001:db8:0:8::1".parse().unwrap(), now), None, "another /64");
+        failures.record("::ffff:203.0.113.7".parse().unwrap(), now);
+        failures.record("203.0.113.7".parse().unwrap(), now);
+        assert!(failures.refused("203.0.113.7".parse().unwrap(), now).is_some(), "a mapped address is its IPv4");
+    }
+
+    #[test]
+    fn a_full_table_still_counts_a_new_client() {
+        let failures = limited(2, &[]);
+        let now = 1_000_040_000;
+        // Fill every shard, in this window.
+        for n in 0..(SHARDS * MAX_PER_SHARD) as u32 {
+            failures.record(IpAddr::V4((n + 1).into()), now);
+        }
+        let guesser: IpAddr = "203.0.113.7".parse().unwrap();
+        failures.record(guesser, now);
+        failures.record(guesser, now);
+        assert!(failures.refused(guesser, now).is_some(), "counted although its shard was full");
     }
 
     #[test]

@@ -139,6 +139,25 @@ fn bind_key_terms<'q>(
         .bind(key.rate_limit.map(|r| r.window_seconds as i64))
 }
 
+/// Creates a missing SQLite file readable by its owner only (0600, SPEC §17): it holds the
+/// session signing keys. SQLite gives the `-wal` and `-shm` files the database file's mode.
+fn create_private(url: &str) -> Result<(), StoreError> {
+    let Some(path) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next()) else { return Ok(()) };
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A missing folder and the like: SQLite's own error says it as well.
+        Err(error) => Err(StoreError::Unavailable(format!("cannot create {path}: {error}"))),
+    }
+}
+
 /// A statement assembled from this module's constants (column lists, dialect words): never
 /// from input.
 fn dynamic(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
@@ -183,6 +202,9 @@ impl SqlStore {
         let (dialect, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Dialect::Postgres, url.to_owned())
         } else if url.starts_with("sqlite:") {
+            if sqlite_mode == "rwc" {
+                create_private(url)?;
+            }
             let separator = if url.contains('?') { '&' } else { '?' };
             (Dialect::Sqlite, format!("{url}{separator}mode={sqlite_mode}"))
         } else {

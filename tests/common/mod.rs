@@ -33,6 +33,10 @@ pub struct TestApp {
     pub test_store: Arc<TestStore>,
     /// The running instance's own store handle.
     pub store: Arc<dyn keygate::store::Store>,
+    /// The configuration it started with.
+    pub config: Config,
+    /// What SIGHUP calls in the binary: set once the instance serves.
+    reloader: Arc<std::sync::OnceLock<Arc<keygate::reload::Reloader>>>,
     stop: Option<oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<Result<(), keygate::app::StartError>>,
 }
@@ -133,15 +137,21 @@ pub async fn spawn_in(test_store: Arc<TestStore>, tweak: impl FnOnce(&mut Config
     config.store.url = test_store.url.clone();
     config.server.admin_token = Some(ADMIN_TOKEN.to_owned());
     tweak(&mut config);
-    let app = App::build(config).await.expect("keygate builds");
+    let app = App::build(config.clone()).await.expect("keygate builds");
     let store = Arc::clone(&app.store);
     let public = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheme = if config.server.admin_tls_cert_file.is_some() { "https" } else { "http" };
     let public_url = format!("http://{}", public.local_addr().unwrap());
-    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let admin_url = format!("{scheme}://{}", admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
-    let served = tokio::spawn(app.serve(public, Some(admin), async move {
+    let reloader = Arc::new(std::sync::OnceLock::new());
+    let set = Arc::clone(&reloader);
+    let shutdown = async move {
         let _ = stopped.await;
+    };
+    let served = tokio::spawn(app.serve_reloading(public, Some(admin), shutdown, move |reloader| {
+        let _ = set.set(reloader);
     }));
     TestApp {
         public: public_url,
@@ -149,6 +159,8 @@ pub async fn spawn_in(test_store: Arc<TestStore>, tweak: impl FnOnce(&mut Config
         client: reqwest::Client::new(),
         test_store,
         store,
+        config,
+        reloader,
         stop: Some(stop),
         served,
     }
@@ -198,6 +210,20 @@ impl Seen {
 }
 
 impl TestApp {
+    /// Reloads the configuration it started with, changed by `tweak`, as SIGHUP does; returns
+    /// the changed settings that need a restart.
+    pub async fn reload(&self, tweak: impl FnOnce(&mut Config)) -> Vec<String> {
+        let mut config = self.config.clone();
+        tweak(&mut config);
+        for _ in 0..100 {
+            if let Some(reloader) = self.reloader.get() {
+                return reloader.reload(&config).expect("the configuration reloads");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("keygate did not start serving");
+    }
+
     /// Graceful stop: in-flight requests finish, pending writes are flushed.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
