@@ -496,27 +496,39 @@ async fn refused(app: &TestApp, headers: Headers<'_>) -> (u16, String, Option<St
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websockets_have_caps_of_their_own_and_never_hold_the_connections_requests_need() {
     let (app, upstream) = gateway(|c| {
-        c.proxy.max_websockets = 3;
+        c.proxy.max_websockets = 4;
         c.proxy.max_websockets_per_key = 2;
         // Fewer connections than WebSockets: upgraded ones do not count against it.
-        c.server.max_connections = 2;
+        c.server.max_connections = 3;
     })
     .await;
     let (_, first) = app.orders_key("acme", &["orders:read"]).await;
-    let (_, second) = app.create_key("acme", json!({ "name": "b", "scopes": ["orders:read"] })).await;
-    let (first, second) = (format!("Bearer {first}"), format!("Bearer {second}"));
-    let mut open_ones = Vec::new();
-    for _ in 0..2 {
-        open_ones.push(open(&app, &[("authorization", &first)]).await.expect("within the key's cap").0);
+    let mut bearers = vec![format!("Bearer {first}")];
+    for name in ["b", "c"] {
+        let (_, secret) = app.create_key("acme", json!({ "name": name, "scopes": ["orders:read"] })).await;
+        bearers.push(format!("Bearer {secret}"));
     }
-    let (status, code, retry) = refused(&app, &[("authorization", &first)]).await;
+    let mut open_ones = Vec::new();
+    // One handshake at a time, each connection given a moment to leave the connection cap once
+    // upgraded (its task ends after the 101 is written).
+    let settle = || tokio::time::sleep(Duration::from_millis(50));
+    for bearer in [&bearers[0], &bearers[0]] {
+        open_ones.push(open(&app, &[("authorization", bearer)]).await.expect("within the key's cap").0);
+        settle().await;
+    }
+    let (status, code, retry) = refused(&app, &[("authorization", &bearers[0])]).await;
     assert_eq!((status, code.as_str(), retry.as_deref()), (429, "RATE_LIMITED", Some("1")), "the key's cap");
-    open_ones.push(open(&app, &[("authorization", &second)]).await.expect("another key, within the instance's").0);
-    let (status, code, retry) = refused(&app, &[("authorization", &second)]).await;
+    settle().await;
+    for bearer in [&bearers[1], &bearers[1]] {
+        open_ones.push(open(&app, &[("authorization", bearer)]).await.expect("another key, within the instance's").0);
+        settle().await;
+    }
+    let (status, code, retry) = refused(&app, &[("authorization", &bearers[2])]).await;
     assert_eq!((status, code.as_str(), retry.as_deref()), (429, "RATE_LIMITED", Some("1")), "the instance's cap");
-    assert_eq!(upstream.handshakes().len(), 3, "a refused handshake never reaches the upstream");
+    assert_eq!(upstream.handshakes().len(), 4, "a refused handshake never reaches the upstream");
+    settle().await;
 
-    // Three WebSockets open, on a listener capped at two connections: requests are still served.
+    // Four WebSockets open, on a listener capped at three connections: requests are still served.
     for _ in 0..3 {
         let health = app.client.get(format!("{}/healthz", app.public)).send().await.expect("/healthz answers");
         assert_eq!(health.status(), 200);
@@ -527,5 +539,5 @@ async fn websockets_have_caps_of_their_own_and_never_hold_the_connections_reques
     // A place freed is a place to take.
     open_ones.remove(0).close(None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(open(&app, &[("authorization", &second)]).await.is_ok());
+    assert!(open(&app, &[("authorization", &bearers[2])]).await.is_ok());
 }
