@@ -31,14 +31,14 @@ struct Fixture {
 async fn fixture(upstream: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    config.store.url = format!("sqlite://{}", dir.path().join("bench.db").display()).parse().expect("a SQLite URL");
     config.rate_limit.limit = 1_000_000_000;
     config.routes = vec![RouteConfig {
         prefix: "/api/v1/orders".to_owned(),
-        methods: vec!["GET".to_owned(), "POST".to_owned()],
-        upstream: upstream.to_owned(),
+        methods: vec!["GET".parse().unwrap(), "POST".parse().unwrap()],
+        upstream: upstream.parse().unwrap(),
         module: Some("orders".to_owned()),
-        scope: Some("orders:read".to_owned()),
+        scope: Some(keygate::scope::Scope::parse("orders:read").unwrap()),
         write: None,
     }];
     let app = App::build(config).await.unwrap();
@@ -188,15 +188,15 @@ async fn plain_proxy(upstream: &str, on_ours: bool) -> String {
     if on_ours {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         std::mem::forget(stop);
-        let limits = keygate::http::serve::ConnectionLimits {
+        let limits = keygate::edge::limits::ConnectionLimits {
             head_deadline: Some(std::time::Duration::from_secs(10)),
             max_header_bytes: 32 * 1024,
             max_connections: 10_000,
             drain: std::time::Duration::from_secs(30),
         };
-        let routing = keygate::http::serve::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
-        let shutdown = keygate::http::serve::Shutdown { draining: stopped.clone(), stopped };
-        tokio::spawn(keygate::http::serve::serve("bench", listener, routing, limits, None, shutdown, None));
+        let routing = keygate::edge::listener::Routing::Caller(tokio::sync::watch::Sender::new(proxy).subscribe());
+        let shutdown = keygate::shutdown::Shutdown { draining: stopped.clone(), stopped };
+        tokio::spawn(keygate::edge::listener::serve("bench", listener, routing, limits, None, shutdown, None));
     } else {
         tokio::spawn(async move { axum::serve(listener, proxy).await });
     }

@@ -1,5 +1,5 @@
 // Opens one page in headless Chromium (Debian's /usr/bin/chromium) and prints, as JSON on
-// stdout, the value the page's script stores in `window.result`. tests/browser.rs serves the
+// stdout, the value the page's script stores in `window.result`. tests/it/browser.rs serves the
 // page and makes every assertion; this file only drives the browser.
 import { chromium } from "playwright-core";
 

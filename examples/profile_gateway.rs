@@ -21,12 +21,12 @@ async fn main() {
     tokio::spawn(async move { axum::serve(listener, echo).await });
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
-    config.store.url = format!("sqlite://{}", dir.path().join("profile.db").display());
+    config.store.url = format!("sqlite://{}", dir.path().join("profile.db").display()).parse().unwrap();
     config.rate_limit.limit = 1_000_000_000;
     config.routes = vec![RouteConfig {
         prefix: "/api/v1/orders".into(),
-        methods: vec!["GET".into()],
-        upstream,
+        methods: vec!["GET".parse().unwrap()],
+        upstream: upstream.parse().unwrap(),
         module: None,
         scope: None,
         write: None,

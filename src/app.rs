@@ -13,23 +13,25 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::admin::Admin;
+use crate::admin::tokens::AdminTokens;
 use crate::cache::KeyCache;
-use crate::config::Config;
+use crate::config::{Config, LimiterUrl};
 use crate::cors;
+use crate::edge::limits::ConnectionLimits;
+use crate::edge::listener::{self, RouterSet, Routing};
+use crate::feed::StoreWatch;
+use crate::gateway::stack::PublicParts;
 use crate::gateway::websocket::OpenSockets;
-use crate::http;
-use crate::http::admin::AdminTokens;
-use crate::http::serve::{RouterSet, Routing, Shutdown};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
 use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
-use crate::reload::{PublicParts, Reloader};
+use crate::reload::Reloader;
 use crate::session::Sessions;
+use crate::shutdown::ShutdownSwitch;
 use crate::store::{self, Store};
 use crate::time::now_millis;
 use crate::usage::UsageRecorder;
-use crate::watch::StoreWatch;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -48,11 +50,9 @@ pub struct App {
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
     usage: UsageRecorder,
-    /// Turns true when shutdown begins: readiness then fails and connections close after
-    /// their current request, while the listeners still serve (`server.shutdown_delay_ms`).
-    draining: tokio::sync::watch::Sender<bool>,
-    /// Turns true when the listeners close: background work and upgraded connections watch it.
-    stopping: tokio::sync::watch::Sender<bool>,
+    /// Draining, then stopped: what the listeners, background work and upgraded connections
+    /// watch.
+    shutdown: ShutdownSwitch,
 }
 
 impl App {
@@ -68,9 +68,9 @@ impl App {
         watch.load().await?;
         // In process: the limiter itself, or the fallback of the shared one.
         let limiter = MemoryLimiter::new();
-        let shared: Arc<dyn RateLimiter> = match config.rate_limit.url.as_str() {
-            "memory://" => Arc::new(limiter.clone()),
-            url => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref())?),
+        let shared: Arc<dyn RateLimiter> = match &config.rate_limit.url {
+            LimiterUrl::Memory => Arc::new(limiter.clone()),
+            LimiterUrl::Redis(url) => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref())?),
         };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(
@@ -84,10 +84,10 @@ impl App {
         ));
         let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
         let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
-        watch.set_listener(Arc::clone(&sockets) as Arc<dyn crate::watch::FeedListener>);
+        watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn crate::feed::FeedListener>));
         let admin_tokens = AdminTokens::new(config.server.admin_token.as_deref());
-        let (draining, stopping) = (tokio::sync::watch::Sender::new(false), tokio::sync::watch::Sender::new(false));
-        Ok(Self { config, store, pipeline, admin, admin_tokens, sockets, watch, limiter, usage, draining, stopping })
+        let shutdown = ShutdownSwitch::default();
+        Ok(Self { config, store, pipeline, admin, admin_tokens, sockets, watch, limiter, usage, shutdown })
     }
 
     /// Binds the configured listeners; the admin one only when an admin token is set.
@@ -146,20 +146,15 @@ impl App {
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
             sockets: Arc::clone(&self.sockets),
-            shutdown: self.shutdown(),
+            shutdown: self.shutdown.watch(),
         }
-    }
-
-    /// Where shutdown stands, for the listeners, their connections and the public routes.
-    fn shutdown(&self) -> Shutdown {
-        Shutdown { draining: self.draining.subscribe(), stopped: self.stopping.subscribe() }
     }
 
     /// The public routers, one per serving thread, and what swaps a reloaded configuration
     /// into them.
     fn public_routing(&self) -> Result<(Arc<RouterSet>, Arc<Reloader>), StartError> {
         let parts = self.public_parts();
-        let routers = Arc::new(RouterSet::new(http::serve::serving_threads(&self.config), parts.maker(&self.config)?));
+        let routers = Arc::new(RouterSet::new(listener::serving_threads(&self.config), parts.maker(&self.config)?));
         let reloader =
             Arc::new(Reloader::new(parts, Arc::clone(&routers), self.admin_tokens.clone(), self.config.clone()));
         Ok((routers, reloader))
@@ -169,14 +164,12 @@ impl App {
     /// counters, draining metric samples, writing `lastUsedAt`. Stop it to flush what is
     /// pending.
     pub fn start_background(&self) -> Background {
-        let (stop, stopped) = (self.stopping.clone(), self.stopping.subscribe());
-        let url = &self.config.store.url;
-        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        self.watch.spawn(stopped.clone(), postgres.then(|| url.clone()));
+        let stopped = self.shutdown.stopped();
+        self.watch.spawn(stopped.clone());
         self.limiter.spawn_sweeper(stopped.clone());
         crate::metrics::spawn_upkeep(stopped.clone());
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
-        Background { stop, stopped, flusher }
+        Background { stop: self.shutdown.clone(), flusher }
     }
 
     /// Serves until `shutdown` completes and `server.shutdown_delay_ms` has passed (draining:
@@ -203,45 +196,34 @@ impl App {
         let (routers, reloader) = self.public_routing()?;
         reloading(reloader);
         let background = self.start_background();
-        let (draining, stop) = (self.draining.clone(), background.stop.clone());
-        let delay = Duration::from_millis(self.config.server.shutdown_delay_ms);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = draining.send(true);
-            if !delay.is_zero() {
-                tracing::info!(
-                    delay_ms = delay.as_millis() as u64,
-                    "draining: /readyz answers 503 until the listeners close"
-                );
-                tokio::time::sleep(delay).await;
-            }
-            let _ = stop.send(true);
-        });
-        let shutdown = self.shutdown();
-        let limits = http::serve::ConnectionLimits::from_config(&self.config);
+        self.shutdown.spawn_sequence(shutdown, Duration::from_millis(self.config.server.shutdown_delay_ms));
+        let shutdown = self.shutdown.watch();
+        let limits = ConnectionLimits::from_config(&self.config);
         let server = &self.config.server;
-        let tls = |setting, cert: &Option<String>, key: &Option<String>| -> Result<_, StartError> {
+        let tls = |(setting, cert, key): (_, Option<&str>, Option<&str>)| -> Result<_, StartError> {
             let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
-            let certificate = Arc::new(crate::tls::ReloadingCertificate::load(setting, cert.as_ref(), key.as_ref())?);
-            certificate.spawn_watcher(background.stopped.clone());
+            let certificate =
+                Arc::new(crate::edge::tls::ReloadingCertificate::load(setting, cert.as_ref(), key.as_ref())?);
+            certificate.spawn_watcher(self.shutdown.stopped());
             Ok(Some(certificate.acceptor()?))
         };
-        let public_tls = tls("server.tls", &server.tls_cert_file, &server.tls_key_file)?;
+        let [public_certificate, admin_certificate] = server.listener_certificates();
+        let public_tls = tls(public_certificate)?;
         let upgraded = Some(self.sockets.drain_handle());
         let public_server =
-            http::serve::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
+            listener::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
         match admin {
-            Some(listener) if server.admin_token.is_some() => {
-                let router = http::admin::router(
+            Some(admin_listener) if server.admin_token.is_some() => {
+                let router = crate::admin::api::router(
                     Arc::clone(&self.admin),
                     self.admin_tokens.clone(),
                     self.config.sessions.algorithm,
                     self.pipeline.trusted_proxies().clone(),
                 );
-                let admin_tls = tls("server.admin_tls", &server.admin_tls_cert_file, &server.admin_tls_key_file)?;
+                let admin_tls = tls(admin_certificate)?;
                 // On the runtime that owns the store's connections: admin requests are few.
                 let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-                let admin_server = http::serve::serve("admin", listener, routing, limits, admin_tls, shutdown, None);
+                let admin_server = listener::serve("admin", admin_listener, routing, limits, admin_tls, shutdown, None);
                 let (public_result, admin_result) = tokio::join!(public_server, admin_server);
                 public_result.and(admin_result)?;
             }
@@ -255,34 +237,14 @@ impl App {
 
 /// The background work of an [`App`]; see [`App::start_background`].
 pub struct Background {
-    stop: tokio::sync::watch::Sender<bool>,
-    stopped: tokio::sync::watch::Receiver<bool>,
+    stop: ShutdownSwitch,
     flusher: tokio::task::JoinHandle<()>,
 }
 
 impl Background {
     /// Stops the background tasks after writing pending `lastUsedAt` times.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         let _ = self.flusher.await;
     }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            let _ = interrupt.await;
-            return;
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -1,7 +1,7 @@
 //! What keeps the hot path off the store: a bounded cache of keys (with their tenants) by
 //! secret hash.
 //!
-//! Changes leave the cache one by one, as the change feed reports them (`watch.rs`): a changed
+//! Changes leave the cache one by one, as the change feed reports them (`feed.rs`): a changed
 //! key by its hash, a changed tenant's keys through a tenant → hashes index. Nothing else moves,
 //! so an admin write costs the same with ten keys or ten million.
 //!

@@ -24,10 +24,10 @@ use futures_util::future::BoxFuture;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::error::{ApiError, Detail, ErrorCode};
-use crate::http::log::LoggedIdentity;
 use crate::metrics::RouteMetrics;
 use crate::paths::normalize;
 use crate::pipeline::{Decision, Pipeline, Policy};
+use crate::request_log::LoggedIdentity;
 
 pub use crate::pipeline::Principal;
 

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing::field::{Field, Visit};
@@ -231,32 +231,40 @@ pub fn flush() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
+/// Log output kept in memory, for tests of what is logged (keygate's own, and an application's
+/// that embeds it): a writer that every clone appends to.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
-    use super::*;
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
     }
 
-    fn written(out: &Shared) -> String {
-        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(out: &Captured) -> String {
+        out.text()
     }
 
     #[test]
     fn request_lines_wait_and_any_other_line_writes_them_out_in_order() {
-        let out = Shared::default();
+        let out = Captured::default();
         let sink = LogSink::new(Box::new(out.clone()));
         sink.append(b"request 1\n", false);
         sink.append(b"request 2\n", false);
@@ -270,7 +278,7 @@ mod tests {
 
     #[test]
     fn lines_are_json_in_tracing_subscribers_shape_whatever_the_values() {
-        let out = Shared::default();
+        let out = Captured::default();
         let sink: &'static LogSink = Box::leak(Box::new(LogSink::new(Box::new(out.clone()))));
         let subscriber = tracing_subscriber::fmt().event_format(JsonLine).with_writer(sink).finish();
         tracing::subscriber::with_default(subscriber, || {
@@ -297,7 +305,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_is_written_out_at_once() {
-        let out = Shared::default();
+        let out = Captured::default();
         let sink = LogSink::new(Box::new(out.clone()));
         let line = [b'x'; 1000];
         let lines = FLUSH_AT.div_ceil(line.len());

@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document of the public and admin APIs, kept in the repo
-//! (`openapi/keygate.json`) and checked against the implementation by `tests/openapi.rs`.
+//! (`openapi/keygate.json`) and checked against the implementation by `tests/it/openapi.rs`.
 //! Each listener serves the part it answers (SPEC §9): a client generated from it, or a
 //! fuzzer run against it, meets only operations that exist there.
 

@@ -16,6 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use crate::cache::Lookup;
 use crate::config::{Config, OnBackendError};
 use crate::error::{ApiError, ErrorCode};
+use crate::feed::StoreWatch;
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
 use crate::origin::Origin;
 use crate::ratelimit::{FailedAuthentications, MemoryLimiter, Quota, RateLimiter};
@@ -26,7 +27,6 @@ use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis};
 use crate::trusted::TrustedProxies;
 use crate::usage::UsageRecorder;
-use crate::watch::StoreWatch;
 
 pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
 

@@ -16,7 +16,7 @@
 //! allowlist, so a wrong preflight answer opens nothing.
 //!
 //! The index is built by streaming the store's keys at start and after a missed stretch of the
-//! change feed, and kept current key by key by the feed (`watch.rs`).
+//! change feed, and kept current key by key by the feed (`feed.rs`).
 
 use std::hash::BuildHasher;
 use std::sync::RwLock;

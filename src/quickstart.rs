@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use crate::admin::{Admin, PageQuery};
 use crate::app::{App, Listeners, StartError};
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, RouteConfig, UpstreamUrl};
 use crate::error::{ApiError, ErrorCode};
+use crate::scope::Scope;
 use crate::secret::random_base62;
 
 pub const DEMO_ORIGIN: &str = "http://localhost:3000";
@@ -45,7 +46,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
         config.server.admin_token = Some(token.clone());
     }
     if config.routes.is_empty() {
-        config.routes = demo_routes(&start_demo_upstream().await?);
+        config.routes = demo_routes(&start_demo_upstream().await?)?;
     }
     let app = App::build(config).await?;
     let listeners = app.bind().await?;
@@ -85,7 +86,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
         limited: key("demo", "one request a minute", &["sessions:create"], 1).await?,
         suspended: key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?,
         generated_admin_token,
-        store_url: app.config.store.url.clone(),
+        store_url: app.config.store.url.to_string(),
         page,
     };
     Ok((app, listeners, demo))
@@ -183,21 +184,24 @@ impl Demo {
     }
 }
 
-fn demo_routes(upstream: &str) -> Vec<RouteConfig> {
-    let route = |prefix: &str, methods: &[&str], scope: &str| RouteConfig {
-        prefix: prefix.to_owned(),
-        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
-        upstream: upstream.to_owned(),
-        module: Some("orders".to_owned()),
-        scope: Some(scope.to_owned()),
-        write: None,
+fn demo_routes(upstream: &str) -> Result<Vec<RouteConfig>, String> {
+    let upstream: UpstreamUrl = upstream.parse()?;
+    let route = |prefix: &str, methods: &[&str], scope: &str| -> Result<RouteConfig, String> {
+        Ok(RouteConfig {
+            prefix: prefix.to_owned(),
+            methods: methods.iter().map(|m| m.parse()).collect::<Result<_, _>>()?,
+            upstream: upstream.clone(),
+            module: Some("orders".to_owned()),
+            scope: Some(Scope::parse(scope)?),
+            write: None,
+        })
     };
-    vec![
-        route("/api/v1/orders", &["GET"], "orders:read"),
-        route("/api/v1/orders", &["POST", "PATCH", "DELETE"], "orders:write"),
+    Ok(vec![
+        route("/api/v1/orders", &["GET"], "orders:read")?,
+        route("/api/v1/orders", &["POST", "PATCH", "DELETE"], "orders:write")?,
         // Routes may lie on any path.
-        route("/v2/status", &["GET"], "orders:read"),
-    ]
+        route("/v2/status", &["GET"], "orders:read")?,
+    ])
 }
 
 /// A demo application: answers every request with what it received from keygate.

@@ -13,58 +13,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-
+use crate::admin::tokens::AdminTokens;
 use crate::config::Config;
-use crate::gateway::proxy::Proxy;
-use crate::gateway::routes::Route;
-use crate::gateway::websocket::OpenSockets;
-use crate::http::admin::AdminTokens;
-use crate::http::public::{PublicState, router};
-use crate::http::serve::{RouterSet, Shutdown};
+use crate::edge::listener::RouterSet;
+use crate::gateway::stack::PublicParts;
 use crate::model::RateLimit;
-use crate::pipeline::Pipeline;
-use crate::preflight::PreflightIndex;
-use crate::store::Store;
-
-/// What the public listener's routers are made of, besides the configuration.
-#[derive(Clone)]
-pub struct PublicParts {
-    pub pipeline: Arc<Pipeline>,
-    pub preflight: Arc<PreflightIndex>,
-    pub store: Arc<dyn Store>,
-    pub sockets: Arc<OpenSockets>,
-    /// Readiness fails once draining; upgraded connections drain once stopped.
-    pub shutdown: Shutdown,
-}
-
-impl PublicParts {
-    /// Makes public routers for `config`: they share everything but their upstream connection
-    /// pool, so that each serving thread has its own.
-    pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
-        let routes = config.routes.iter().map(Route::from_config).collect::<Result<Vec<_>, _>>()?;
-        let tls = crate::tls::upstream_client_config(config.proxy.ca_file.as_deref())?;
-        // Open WebSockets are judged against the routes from now on.
-        self.sockets.set_routes(routes.clone());
-        let (parts, config) = (self.clone(), config.clone());
-        Ok(move || {
-            let state = PublicState::new(
-                &parts.pipeline,
-                Arc::clone(&parts.preflight),
-                Arc::clone(&parts.store),
-                routes.clone(),
-                Arc::new(Proxy::new(
-                    &config,
-                    Arc::clone(&tls),
-                    Arc::clone(&parts.sockets),
-                    parts.shutdown.stopped.clone(),
-                )),
-                parts.shutdown.draining.clone(),
-            );
-            router(Arc::new(state))
-        })
-    }
-}
 
 /// Swaps a reloaded configuration into a running keygate.
 pub struct Reloader {
@@ -154,7 +107,7 @@ mod tests {
         let mut b = a.clone();
         assert!(differences(&a, &b).is_empty());
         b.server.max_connections = 5;
-        b.store.url = "sqlite://other.db".to_owned();
+        b.store.url = "sqlite://other.db".parse().unwrap();
         b.server.admin_token = Some("a-token-of-16-characters".to_owned());
         assert_eq!(differences(&a, &b), ["server.admin_token", "server.max_connections", "store.url"]);
     }

@@ -3,8 +3,23 @@
 
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Scope(String);
+
+impl TryFrom<String> for Scope {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, &'static str> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<Scope> for String {
+    fn from(scope: Scope) -> String {
+        scope.0
+    }
+}
 
 impl Scope {
     /// Scopes are 1–128 characters of `[A-Za-z0-9_.:-]`; `*` may stand alone or as the whole

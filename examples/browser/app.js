@@ -50,5 +50,5 @@ show(
   true,
   quota ? `${quota.remaining} of ${quota.limit} left; the window resets at ${new Date(quota.reset * 1000).toISOString()}` : "unknown",
 );
-// Read by tests/quickstart.rs, which opens this page in headless Chromium.
+// Read by tests/it/quickstart.rs, which opens this page in headless Chromium.
 window.result = outcome;

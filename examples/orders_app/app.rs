@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 pub(crate) struct Orders(Arc<Mutex<HashMap<String, Vec<Value>>>>);
 
 impl Orders {
-    #[allow(dead_code)] // used by tests/layer_example.rs
+    #[allow(dead_code)] // used by tests/it/layer_example.rs
     pub(crate) fn count(&self) -> usize {
         self.0.lock().unwrap().values().map(Vec::len).sum()
     }

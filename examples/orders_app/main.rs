@@ -4,19 +4,22 @@
 
 mod app;
 
-use keygate::app::{App, StartError, shutdown_signal};
+use keygate::app::{App, StartError};
 use keygate::config::Config;
+use keygate::shutdown;
 
 #[tokio::main]
 async fn main() -> Result<(), StartError> {
-    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
+    // JSON lines on stderr, as keygate's own binary logs (`KEYGATE_LOG` filters).
+    keygate::logging::init("info");
     let config_file = std::env::var_os("KEYGATE_CONFIG").map(std::path::PathBuf::from);
     let keygate = App::build(Config::load(config_file.as_deref(), std::env::vars())?).await?;
     let background = keygate.start_background();
     let router = app::router(&keygate, app::Orders::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     tracing::info!(address = %listener.local_addr()?, "orders_app listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, router).with_graceful_shutdown(shutdown::signal()).await?;
     background.stop().await;
+    keygate::logging::flush();
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! Administration (SPEC §8): the operations on tenants and keys, shared by the admin HTTP API
 //! and the CLI so both validate and answer alike. Bodies arrive as JSON bytes.
 
-pub mod body;
+pub mod api;
+pub mod fields;
+pub mod tokens;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use serde::Serialize;
 
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
+use crate::feed::StoreWatch;
 use crate::model::{ApiKey, CreatedKey, RateLimit, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
@@ -17,8 +20,7 @@ use crate::secret::{generate_secret, random_base62};
 use crate::session::generate_key;
 use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis, parse_rfc3339};
-use crate::watch::StoreWatch;
-use body::{Body, list, nullable, parsed, rate_limit, text};
+use fields::{Fields, list, nullable, parsed, rate_limit, text};
 
 const MAX_NAME: usize = 200;
 const MAX_LIST: usize = 100;
@@ -112,7 +114,7 @@ struct TenantFields {
     rate_limit: Option<Option<RateLimit>>,
 }
 
-fn read_tenant_fields(body: &mut Body, name_required: bool) -> TenantFields {
+fn read_tenant_fields(body: &mut Fields, name_required: bool) -> TenantFields {
     let name =
         if name_required { body.required("name", &text(MAX_NAME)) } else { body.optional("name", &text(MAX_NAME)) };
     let module = parsed(module_name);
@@ -134,7 +136,7 @@ struct KeyFields {
     rate_limit: Option<Option<RateLimit>>,
 }
 
-fn read_key_fields(body: &mut Body, creating: bool) -> KeyFields {
+fn read_key_fields(body: &mut Fields, creating: bool) -> KeyFields {
     let scope = parsed(Scope::parse);
     let origin = parsed(OriginPattern::parse);
     let time = parsed(timestamp);
@@ -246,7 +248,7 @@ impl Admin {
     }
 
     pub async fn create_tenant(&self, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Body::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit"])?;
         let id = body.optional("id", &parsed(tenant_id));
         let fields = read_tenant_fields(&mut body, true);
         body.finish()?;
@@ -276,7 +278,7 @@ impl Admin {
     }
 
     pub async fn update_tenant(&self, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Body::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit"])?;
         let fields = read_tenant_fields(&mut body, false);
         body.finish()?;
         let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant)).await.map_err(store_error)?;
@@ -286,7 +288,7 @@ impl Admin {
     }
 
     pub async fn create_key(&self, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
-        let mut body = Body::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
         let fields = read_key_fields(&mut body, true);
         body.finish()?;
         self.tenant(tenant_id).await?;
@@ -322,7 +324,7 @@ impl Admin {
     }
 
     pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<ApiKey, ApiError> {
-        let mut body = Body::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
         let fields = read_key_fields(&mut body, false);
         body.finish()?;
         let updated = self.store.update_key(id, &|key| fields.apply(key)).await.map_err(store_error)?;

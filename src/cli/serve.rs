@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use keygate::app::{App, StartError, shutdown_signal};
+use keygate::app::{App, StartError};
 use keygate::config::Config;
+use keygate::shutdown;
 
 /// What SIGHUP does.
 pub(crate) enum Hangup {
@@ -25,7 +26,7 @@ pub(crate) async fn serve(
     let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
     tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
     listening(public.local_addr()?, admin_address);
-    app.serve_reloading(public, admin, shutdown_signal(), |reloader| on_hangup(reloader, hangup)).await?;
+    app.serve_reloading(public, admin, shutdown::signal(), |reloader| on_hangup(reloader, hangup)).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,12 +84,12 @@ impl Target {
 
     /// The admin router on the configured store, which must exist: nothing is created.
     pub(crate) async fn store(config: &Config) -> Result<Self, StartError> {
-        let url = keygate::config::redact_url(&config.store.url);
+        let url = config.store.url.redacted();
         let store = keygate::store::open_existing(config).await.map_err(|error| format!("store.url {url}: {error}"))?;
         let admin = Arc::new(Admin::new(store, config.keys.prefix.clone(), None));
         let token = keygate::secret::random_base62(32);
-        let tokens = keygate::http::admin::AdminTokens::new([token.as_str()]);
-        let router = keygate::http::admin::router(admin, tokens, config.sessions.algorithm, Default::default());
+        let tokens = keygate::admin::tokens::AdminTokens::new([token.as_str()]);
+        let router = keygate::admin::api::router(admin, tokens, config.sessions.algorithm, Default::default());
         Ok(Self::Store { router, token })
     }
 

@@ -1,8 +1,11 @@
-//! The standalone gateway (SPEC §7): the route table and the reverse proxy. Each route is the
-//! proxy wrapped in the one pipeline's layer ([`crate::layer::RequireKey`]). The path rules it
-//! routes by are in [`crate::paths`]. WebSocket handshakes are judged like any request, then
-//! relayed ([`websocket`]).
+//! The public listener's routes (SPEC §7): keygate's own paths and the configured routes, each
+//! judged by the one pipeline ([`crate::layer::RequireKey`]) and then answered, or forwarded by
+//! the reverse proxy. [`stack`] assembles them, in the order a request meets them; the path
+//! rules they route by are in [`crate::paths`]. WebSocket handshakes are judged like any
+//! request, then relayed and judged again at every change they depend on ([`websocket`]).
 
 pub mod proxy;
+pub mod public;
 pub mod routes;
+pub mod stack;
 pub mod websocket;

@@ -23,8 +23,8 @@ use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket::{self, OpenSockets, RelaySettings};
-use crate::http::log::LoggedUpstream;
 use crate::pipeline::Principal;
+use crate::request_log::LoggedUpstream;
 use crate::trusted::TrustedProxies;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those a `Connection`
@@ -74,7 +74,7 @@ const X_KEYGATE_CHANNEL: HeaderName = HeaderName::from_static("x-keygate-channel
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::http::log::REQUEST_ID_HEADER);
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::request_log::REQUEST_ID_HEADER);
 
 pub struct Proxy {
     client: Client<HttpsConnector<HttpConnector>, Body>,

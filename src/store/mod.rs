@@ -1,22 +1,23 @@
 //! Persistence behind one narrow trait, implemented once for SQLite (the embedded default) and
-//! PostgreSQL (scale-out). SQL lives only in `sql.rs`.
+//! PostgreSQL (scale-out). SQL lives only in `sql/`: the store (`mod.rs`), what differs between
+//! the engines (`dialect.rs`), rows read and written (`rows.rs`, with the one read-modify-write's
+//! private trait), the feed's writes (`feed.rs`), the key streams (`keys.rs`) and
+//! PostgreSQL's change notices (`listen.rs`), which reach the change feed through
+//! [`Store::listen`].
 //!
 //! Every admin write bumps a store-wide `revision` and records what it changed under that
 //! revision (the change feed), in the same transaction. Instances sharing the store read the
-//! feed and apply exactly those changes to their caches (see `watch.rs`).
+//! feed and apply exactly those changes to their caches (see `feed.rs`).
 
 mod sql;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
-use crate::config::Config;
 use crate::model::{ApiKey, KeyWithTenant, Tenant};
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Dialect, SqlStore, open, open_existing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -138,6 +139,11 @@ pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Whether this store tells of its changes as they are made ([`Store::listen`]); if not,
+    /// its change feed is polled.
+    fn notifies(&self) -> bool;
+    /// A connection that waits for change notices; for a store that [`Store::notifies`].
+    async fn listen(&self) -> Result<Box<dyn ChangeNotices>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the connections; every later call fails as unavailable.
     async fn close(&self);
@@ -177,15 +183,22 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError>;
 }
 
-/// Opens the store named by the configuration and applies pending migrations.
-pub async fn open(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let store = SqlStore::open(&config.store.url).await?;
-    store.migrate().await?;
-    Ok(Arc::new(store))
+// How a store tells the instances that it changed, as it changes: a wake-up, never the change
+// itself (the change feed says what changed, and what a missed wake-up would have said). A
+// store that cannot tell is polled ([`crate::feed`]).
+
+/// What a notification connection heard.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Something changed: catch up.
+    Changed,
+    /// The connection dropped and was made again by itself: notices sent meanwhile are lost.
+    Reconnected,
 }
 
-/// Opens the store named by the configuration if it exists and is migrated; creates and
-/// changes nothing on the way (SPEC §8: only `serve`, `migrate` and `quickstart` create a store).
-pub async fn open_existing(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    Ok(Arc::new(SqlStore::open_existing(&config.store.url).await?))
+/// One connection that waits for the store's change notices.
+#[async_trait]
+pub trait ChangeNotices: Send {
+    /// The next notice; an error ends this connection (listen again for a new one).
+    async fn next(&mut self) -> Result<Notice, StoreError>;
 }

@@ -1,4 +1,4 @@
-// An application's use of the packed package, imported by name (tests/js_client.rs installs the
+// An application's use of the packed package, imported by name (tests/it/js_client.rs installs the
 // `npm pack` tarball next to it). A read from Node is keygate's server channel: the key alone.
 import { createClient, KeygateError, KeygateNetworkError } from "keygate-browser";
 

@@ -1,5 +1,5 @@
 // The package's types, used as an application would, checked with `tsc --strict` against the
-// installed `npm pack` tarball (tests/js_client.rs).
+// installed `npm pack` tarball (tests/it/js_client.rs).
 import { createClient, KeygateError, KeygateNetworkError } from "keygate-browser";
 import type { ClientOptions, ErrorDetail, KeygateClient, RateLimit } from "keygate-browser";
 

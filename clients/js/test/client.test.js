@@ -1,5 +1,5 @@
 // The client against a scripted fetch: what it sends, in which order, and what it makes of
-// each answer. The end-to-end tests in headless Chromium are in tests/browser_client.rs.
+// each answer. The end-to-end tests in headless Chromium are in tests/it/browser_client.rs.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 

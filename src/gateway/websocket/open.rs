@@ -5,7 +5,7 @@
 //! at most `proxy.max_websockets` per instance and `proxy.max_websockets_per_key` per key, so
 //! that idle WebSockets can never hold the connections plain requests need.
 //!
-//! Each relay registers its key and tenant. The change feed ([`crate::watch`]) reports every
+//! Each relay registers its key and tenant. The change feed ([`crate::feed`]) reports every
 //! key and tenant change, and a reload every route change; the relays concerned are woken and
 //! judge their handshake again by the one pipeline ([`Pipeline::recheck`]), counting nothing.
 //! Nothing is polled and no frame is looked at for it: a relay wakes only when something it
@@ -18,13 +18,13 @@ use http::{HeaderMap, Method};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::edge::limits::AlsoDrain;
 use crate::error::{ApiError, ErrorCode};
+use crate::feed::FeedListener;
 use crate::gateway::routes::{Resolution, Route, resolve};
-use crate::http::serve::AlsoDrain;
 use crate::model::KeyWithTenant;
 use crate::pipeline::{Pipeline, SESSION_TOKEN_HEADER};
 use crate::time::Millis;
-use crate::watch::FeedListener;
 
 /// The headers a judgement reads: the credentials and the origin of the handshake.
 const JUDGED_HEADERS: [&str; 3] = ["authorization", SESSION_TOKEN_HEADER, "origin"];

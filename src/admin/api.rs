@@ -1,0 +1,166 @@
+//! The admin API over HTTP (SPEC §8), served on the admin listener: the admin API behind `Authorization: Bearer <admin token>`,
+//! compared in constant time. The token guards every route, unknown paths included.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{StatusCode, header};
+
+use super::tokens::AdminTokens;
+use super::{Admin, Page, PageQuery};
+use crate::config::SessionAlgorithm;
+use crate::error::{ApiError, ErrorCode, data_response};
+use crate::request_log::log_request;
+use crate::trusted::TrustedProxies;
+
+/// Admin bodies are small JSON documents.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `tokens`: the admin tokens in force; `trusted`: whose `X-Forwarded-For` the request log
+/// believes.
+pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorithm, trusted: TrustedProxies) -> Router {
+    Router::new()
+        .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant))
+        .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
+        .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
+        .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/admin/v1/signing-keys", get(list_signing_keys).post(move |state| rotate_signing_key(state, algorithm)))
+        .route("/admin/v1/signing-keys/{kid}/retire", post(retire_signing_key))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], crate::openapi::admin()) }),
+        )
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no route for this path") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path")
+        })
+        .with_state(admin)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(envelope_errors))
+        .layer(axum::middleware::from_fn(move |request, next| require_token(tokens.clone(), request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("admin", &trusted, request, next)))
+}
+
+async fn require_token(tokens: AdminTokens, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if tokens.accepts(token) => next.run(request).await,
+        _ => ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response(),
+    }
+}
+
+/// axum's own rejections (a path parameter that is not UTF-8, …) answer plain text; every
+/// error of keygate's is the JSON envelope.
+async fn envelope_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(response.status().is_client_error() || response.status().is_server_error()) || is_json {
+        return response;
+    }
+    let code = match response.status() {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        status if status.is_client_error() => ErrorCode::ValidationError,
+        _ => ErrorCode::InternalError,
+    };
+    ApiError::new(code, "the request could not be read").into_response()
+}
+
+type Answer = Result<Response, ApiError>;
+type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
+
+fn page_query(params: Params) -> Result<PageQuery, ApiError> {
+    let Query(mut params) =
+        params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
+    Ok(PageQuery { limit: params.remove("limit"), cursor: params.remove("cursor") })
+}
+
+type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
+
+/// The body, or the envelope for one that is too large or could not be read.
+fn checked_body(body: BodyBytes) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(ErrorCode::PayloadTooLarge, "the body is too large"),
+        _ => ApiError::new(ErrorCode::ValidationError, "the body could not be read"),
+    })
+}
+
+fn json_page<T: serde::Serialize>(page: &T) -> Response {
+    match serde_json::to_string(page) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(_) => ApiError::internal().into_response(),
+    }
+}
+
+async fn create_tenant(State(admin): State<Arc<Admin>>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.create_tenant(&checked_body(body)?).await?))
+}
+
+async fn list_tenants(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
+    Ok(json_page(&admin.tenants(&page_query(params)?).await?))
+}
+
+async fn get_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.tenant(&id).await?))
+}
+
+async fn update_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_tenant(&id, &checked_body(body)?).await?))
+}
+
+async fn create_key(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, body: BodyBytes) -> Answer {
+    let created = admin.create_key(&tenant_id, &checked_body(body)?).await?;
+    let mut response = data_response(StatusCode::CREATED, &created);
+    response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+async fn list_keys(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, params: Params) -> Answer {
+    Ok(json_page(&admin.keys(&tenant_id, &page_query(params)?).await?))
+}
+
+async fn get_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.key(&id).await?))
+}
+
+async fn update_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_key(&id, &checked_body(body)?).await?))
+}
+
+async fn metrics() -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
+}
+
+async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
+}
+
+/// Shaped as every other list, on one page: there are a handful of signing keys.
+async fn list_signing_keys(State(admin): State<Arc<Admin>>) -> Answer {
+    Ok(json_page(&Page { data: admin.signing_keys().await?, next_cursor: None }))
+}
+
+/// A key of the configured algorithm: the one the pipeline mints with.
+async fn rotate_signing_key(State(admin): State<Arc<Admin>>, algorithm: SessionAlgorithm) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.rotate_signing_key(algorithm).await?))
+}
+
+async fn retire_signing_key(State(admin): State<Arc<Admin>>, Path(kid): Path<String>) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&kid).await?))
+}

@@ -1,0 +1,181 @@
+//! Reading an admin JSON body field by field, so that every bad field gets its own `details`
+//! entry (`allowedOrigins[2]`, `rateLimit.limit`) and unknown fields are refused by name.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, Detail};
+use crate::model::RateLimit;
+
+pub struct Fields {
+    fields: Map<String, Value>,
+    details: Vec<Detail>,
+}
+
+/// A field's parser: the value, its path for messages, and where to note problems.
+pub type Parser<'a, T> = &'a dyn Fn(&Value, &str, &mut Vec<Detail>) -> Option<T>;
+
+impl Fields {
+    /// Parses `bytes` as a JSON object; fields not in `allowed` are each a detail.
+    pub fn parse(bytes: &[u8], allowed: &[&str]) -> Result<Self, ApiError> {
+        let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Object(Map::new())
+        } else {
+            serde_json::from_slice(bytes)
+                .map_err(|e| ApiError::validation(vec![Detail::new("", format!("the body is not valid JSON: {e}"))]))?
+        };
+        let Value::Object(fields) = value else {
+            return Err(ApiError::validation(vec![Detail::new("", "the body must be a JSON object")]));
+        };
+        let details = fields
+            .keys()
+            .filter(|name| !allowed.contains(&name.as_str()))
+            .map(|name| Detail::new(name.clone(), "unknown field"))
+            .collect();
+        Ok(Self { fields, details })
+    }
+
+    /// The field if present and valid; `None` if absent or invalid (then a detail is noted).
+    pub fn optional<T>(&mut self, name: &str, parse: Parser<'_, T>) -> Option<T> {
+        let value = self.fields.remove(name)?;
+        parse(&value, name, &mut self.details)
+    }
+
+    /// Like [`Fields::optional`], noting a detail when the field is absent.
+    pub fn required<T>(&mut self, name: &str, parse: Parser<'_, T>) -> Option<T> {
+        if !self.fields.contains_key(name) {
+            self.details.push(Detail::new(name, "is required"));
+            return None;
+        }
+        self.optional(name, parse)
+    }
+
+    /// Ends reading: every noted problem, or `Ok`.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.details.is_empty() { Ok(()) } else { Err(ApiError::validation(self.details)) }
+    }
+}
+
+/// Accepts `null` as "clear" around another parser: `Some(None)` for null.
+pub fn nullable<T>(parse: Parser<'_, T>) -> impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<Option<T>> + '_ {
+    move |value, path, details| match value {
+        Value::Null => Some(None),
+        other => parse(other, path, details).map(Some),
+    }
+}
+
+/// A string of 1 to `max` characters, not only white space.
+pub fn text(max: usize) -> impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<String> {
+    move |value, path, details| match value.as_str() {
+        Some(s) if !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control) => {
+            Some(s.to_owned())
+        }
+        _ => {
+            details.push(Detail::new(path, format!("must be a string of 1 to {max} characters")));
+            None
+        }
+    }
+}
+
+/// A string accepted by `parse`, whose error becomes the detail's message.
+pub fn parsed<T, E: std::fmt::Display>(
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<T> {
+    move |value, path, details| {
+        let Some(s) = value.as_str() else {
+            details.push(Detail::new(path, "must be a string"));
+            return None;
+        };
+        parse(s).map_err(|e| details.push(Detail::new(path, e.to_string()))).ok()
+    }
+}
+
+/// An array of at most `max` items, each read by `item` at path `name[i]`; duplicates
+/// (after normalisation) are dropped, order kept.
+pub fn list<T: PartialEq>(
+    max: usize,
+    item: Parser<'_, T>,
+) -> impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<Vec<T>> + '_ {
+    move |value, path, details| {
+        let Some(values) = value.as_array().filter(|a| a.len() <= max) else {
+            details.push(Detail::new(path, format!("must be an array of at most {max} items")));
+            return None;
+        };
+        let before = details.len();
+        let mut items = Vec::with_capacity(values.len());
+        for (i, value) in values.iter().enumerate() {
+            if let Some(parsed) = item(value, &format!("{path}[{i}]"), details)
+                && !items.contains(&parsed)
+            {
+                items.push(parsed);
+            }
+        }
+        (details.len() == before).then_some(items)
+    }
+}
+
+/// A whole number, also when written with a zero fraction (`356.0`): JSON Schema's `integer`.
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let float = value.as_f64()?;
+        (float.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&float)).then_some(float as u64)
+    })
+}
+
+/// `{"limit": 1..=1e9, "windowSeconds": 1..=86400}`.
+pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<RateLimit> {
+    let Some(object) = value.as_object() else {
+        details.push(Detail::new(path, "must be an object {\"limit\", \"windowSeconds\"}"));
+        return None;
+    };
+    let before = details.len();
+    for name in object.keys().filter(|k| !["limit", "windowSeconds"].contains(&k.as_str())) {
+        details.push(Detail::new(format!("{path}.{name}"), "unknown field"));
+    }
+    let mut number = |name: &str, max: u64| match object.get(name).and_then(whole_number) {
+        Some(n) if (1..=max).contains(&n) => Some(n),
+        _ => {
+            details.push(Detail::new(format!("{path}.{name}"), format!("must be a whole number from 1 to {max}")));
+            None
+        }
+    };
+    let limit = number("limit", 1_000_000_000);
+    let window_seconds = number("windowSeconds", 86_400);
+    match (limit, window_seconds) {
+        (Some(limit), Some(window_seconds)) if details.len() == before => Some(RateLimit { limit, window_seconds }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_field_gets_its_own_detail() {
+        let mut body =
+            Fields::parse(br#"{"name": "", "tags": [], "rateLimit": {"limit": 0}}"#, &["name", "rateLimit"]).unwrap();
+        body.required("name", &text(10));
+        body.optional("rateLimit", &rate_limit);
+        body.required("scopes", &text(10));
+        let error = body.finish().unwrap_err();
+        let paths: Vec<_> = error.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["tags", "name", "rateLimit.limit", "rateLimit.windowSeconds", "scopes"]);
+    }
+
+    #[test]
+    fn list_items_are_named_by_index() {
+        let mut body = Fields::parse(br#"{"xs": ["a", 1, "b", 2]}"#, &["xs"]).unwrap();
+        let item = text(5);
+        assert!(body.required("xs", &list(10, &item)).is_none());
+        let error = body.finish().unwrap_err();
+        let paths: Vec<_> = error.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["xs[1]", "xs[3]"]);
+    }
+
+    #[test]
+    fn non_objects_are_refused() {
+        assert!(Fields::parse(b"[1]", &[]).is_err());
+        assert!(Fields::parse(b"{", &[]).is_err());
+        assert!(Fields::parse(b"", &[]).is_ok());
+    }
+}

@@ -1,0 +1,115 @@
+//! The checks of a configuration's values, each failure naming its setting. They read no file:
+//! the files a configuration names are checked by `files.rs`.
+
+use super::{Config, ConfigError, RouteConfig};
+use crate::paths::{SESSIONS_PATH, prefix_matches};
+
+impl Config {
+    /// Every check of the values themselves; what they name on disk is [`Config::check_files`]'s.
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("{key}: {why}")));
+        if !(1..=1_000_000_000).contains(&self.rate_limit.limit) {
+            return fail("rate_limit.limit", "must be between 1 and 1000000000");
+        }
+        if !(1..=86_400).contains(&self.rate_limit.window_seconds) {
+            return fail("rate_limit.window_seconds", "must be between 1 and 86400");
+        }
+        if self.rate_limit.failed_auth_limit > 1_000_000_000 {
+            return fail("rate_limit.failed_auth_limit", "must be between 0 (no limit) and 1000000000");
+        }
+        if !(1..=86_400).contains(&self.rate_limit.failed_auth_window_seconds) {
+            return fail("rate_limit.failed_auth_window_seconds", "must be between 1 and 86400");
+        }
+        if !(1..=86_400).contains(&self.sessions.ttl_seconds) {
+            return fail("sessions.ttl_seconds", "must be between 1 and 86400");
+        }
+        if self.sessions.issuer.is_empty() {
+            return fail("sessions.issuer", "must not be empty");
+        }
+        let prefix = &self.keys.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 16
+            || !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return fail("keys.prefix", "must be 1 to 16 characters of a-z and 0-9");
+        }
+        if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return fail("server.admin_token", "must be at least 16 characters");
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return fail("server.max_connections", "must be between 1 and 1000000");
+        }
+        if !(1024..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            return fail("server.max_header_bytes", "must be between 1024 and 1048576");
+        }
+        if self.server.threads > 1024 {
+            return fail("server.threads", "must be between 0 (one per core) and 1024");
+        }
+        if self.server.public_host.as_deref().is_some_and(|host| !is_host(host)) {
+            return fail("server.public_host", "expected a host name with an optional port, such as api.example.com");
+        }
+        let proxy = &self.proxy;
+        if [
+            proxy.max_body_bytes,
+            proxy.connect_timeout_ms,
+            proxy.response_timeout_ms,
+            proxy.websocket_idle_timeout_ms,
+            proxy.websocket_max_lifetime_ms,
+        ]
+        .contains(&0)
+        {
+            return fail("proxy", "timeouts and max_body_bytes must be above 0");
+        }
+        if !(1..=1_000_000).contains(&proxy.max_websockets) {
+            return fail("proxy.max_websockets", "must be between 1 and 1000000");
+        }
+        if !(1..=proxy.max_websockets).contains(&proxy.max_websockets_per_key) {
+            return fail("proxy.max_websockets_per_key", "must be between 1 and proxy.max_websockets");
+        }
+        for (setting, cert, key) in self.server.listener_certificates() {
+            match (cert, key) {
+                (Some(_), None) => {
+                    return fail(&format!("{setting}_key_file"), &format!("must be set with {setting}_cert_file"));
+                }
+                (None, Some(_)) => {
+                    return fail(&format!("{setting}_cert_file"), &format!("must be set with {setting}_key_file"));
+                }
+                _ => {}
+            }
+        }
+        if self.rate_limit.ca_file.is_some() && !self.rate_limit.url.is_tls() {
+            return fail("rate_limit.ca_file", "is for a rediss:// rate_limit.url");
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            route.validate().map_err(|e| ConfigError(format!("routes[{i}].{e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl RouteConfig {
+    /// Every check of a route that needs nothing but the route itself.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let prefix = &self.prefix;
+        if !prefix.starts_with('/') {
+            return Err("prefix: must be a path starting with /".to_owned());
+        }
+        // A prefix that covers the built-in path (`/`, `/api/v1`) is fine: the built-in path
+        // still answers first. One at or under it could serve nothing but a shadow of it.
+        if prefix_matches(SESSIONS_PATH, prefix) {
+            return Err("prefix: /api/v1/sessions is built in and cannot be routed".to_owned());
+        }
+        if !crate::paths::is_normal(prefix) || prefix.contains(['?', '#', '%']) {
+            return Err("prefix: must be a plain path without dot or empty segments, `;` or `%`".to_owned());
+        }
+        if self.methods.is_empty() {
+            return Err("methods: must list at least one method".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A `Host` header value: a host and an optional port, nothing else.
+fn is_host(raw: &str) -> bool {
+    raw.parse::<http::uri::Authority>().is_ok_and(|authority| authority.as_str() == raw && !raw.contains('@'))
+}

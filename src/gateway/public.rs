@@ -1,0 +1,165 @@
+//! Routing on the public listener, step 2 of [`super::stack`]. Before the pipeline runs, a
+//! request is routed (SPEC §2): a bad path is 400; a CORS preflight under `/api/v1` or on any
+//! routed path is answered from the allowlists; an unknown path is 404 and a known path with
+//! another method 405. keygate's own paths (`/api/v1/sessions`, health, JWKS, the document)
+//! come first, ahead of the configured routes, which may lie on any path. Every judged route —
+//! built in or configured — is a service wrapped in the one pipeline layer.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use tower::ServiceExt;
+
+use super::routes::{Resolution, Route, allowed_at, methods_at, resolve};
+use super::websocket;
+use crate::cors;
+use crate::error::{ApiError, ErrorCode, data_response};
+use crate::layer::{normalize_request_path, path_refused};
+use crate::metrics::RouteMetrics;
+use crate::paths::SESSIONS_PATH;
+use crate::pipeline::{Pipeline, Principal};
+use crate::preflight::PreflightIndex;
+use crate::session::Sessions;
+use crate::store::Store;
+use crate::time::{format_rfc3339, now_millis};
+
+/// A route's service once routed: the pipeline around its handler ([`super::stack`], 3 and 4).
+pub type Handler = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+
+/// What routing needs: the routes and their services, made by [`super::stack`].
+pub struct PublicState {
+    pub pipeline: Arc<Pipeline>,
+    pub preflight: Arc<PreflightIndex>,
+    pub store: Arc<dyn Store>,
+    pub create_session: Handler,
+    pub routes: Vec<Route>,
+    /// `handlers[i]` serves `routes[i]`.
+    pub handlers: Vec<Handler>,
+    /// Requests refused before any route was found.
+    pub unmatched: RouteMetrics,
+    /// True once shutdown begins: not ready any more.
+    pub draining: tokio::sync::watch::Receiver<bool>,
+}
+
+fn under_api(path: &str) -> bool {
+    path == "/api/v1" || path.starts_with("/api/v1/")
+}
+
+pub async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    match route(&state, request).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            // 400, 404 and 405 are counted too, as route "unmatched".
+            let code = refusal.extensions().get::<ErrorCode>().copied();
+            state.unmatched.record(code, refusal.status(), started);
+            refusal
+        }
+    }
+}
+
+/// Routes a request and answers it; `Err` is a refusal before any route was found.
+async fn route(state: &PublicState, mut request: Request) -> Result<Response, Response> {
+    if let Err(refusal) = normalize_request_path(&mut request) {
+        return Err(refusal.into_response());
+    }
+    let path = request.uri().path();
+    let method = request.method();
+    if cors::is_preflight(method, request.headers()) {
+        let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
+        // Answered under /api/v1, and on any path some route covers (it has methods there).
+        if under_api(path) || !methods.is_empty() {
+            return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
+        }
+    }
+    let is_read = method == Method::GET || method == Method::HEAD;
+    let handler = match path {
+        SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
+        "/healthz" if is_read => return Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        "/readyz" if is_read => return Ok(readiness(state).await),
+        "/.well-known/jwks.json" if is_read => return Ok(json_text(state.pipeline.sessions().jwks().to_string())),
+        "/openapi.json" if is_read => return Ok(json_text(crate::openapi::public().to_owned())),
+        SESSIONS_PATH => return Err(method_not_allowed(&[Method::POST])),
+        "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
+            return Err(method_not_allowed(&[Method::GET, Method::HEAD]));
+        }
+        _ => match resolve(&state.routes, path, method) {
+            Resolution::Found(index) => {
+                if method == Method::GET && websocket::is_upgrade(request.headers()) {
+                    // Before the pipeline: a page's credentials may be protocol entries.
+                    if let Some(marker) = websocket::take_credentials(request.headers_mut()) {
+                        request.extensions_mut().insert(marker);
+                    }
+                }
+                state.handlers[index].clone()
+            }
+            Resolution::MethodNotAllowed => return Err(method_not_allowed(&allowed_at(&state.routes, path))),
+            Resolution::NotFound => {
+                return Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response());
+            }
+            Resolution::CaseMismatch => {
+                return Err(path_refused("differs only in letter case from a more specific route").into_response());
+            }
+            Resolution::SuffixMismatch => {
+                return Err(path_refused(
+                    "reads as a more specific route once a segment's suffix, trailing dots or spaces are dropped",
+                )
+                .into_response());
+            }
+        },
+    };
+    let Ok(response) = handler.oneshot(request).await;
+    Ok(response)
+}
+
+/// 405, with the `Allow` header RFC 9110 requires: the methods the path does answer.
+fn method_not_allowed(methods: &[Method]) -> Response {
+    let mut response = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response();
+    let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// `POST /api/v1/sessions`, once the pipeline allowed it: a token bound to the key and origin.
+pub fn mint_session(sessions: &Sessions, request: &Request) -> Response {
+    let minted = request.extensions().get::<Principal>().and_then(|principal| {
+        let origin = principal.origin.as_ref()?;
+        sessions.mint(&principal.record.key, origin, now_millis())
+    });
+    let Some(session) = minted else { return ApiError::internal().into_response() };
+    crate::metrics::session_minted();
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Minted<'a> {
+        session_token: &'a str,
+        expires_at: String,
+    }
+    let body = Minted { session_token: &session.token, expires_at: format_rfc3339(session.expires_at * 1000) };
+    let mut response = data_response(StatusCode::CREATED, &body);
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Ready when both the store and the rate-limit backend answer.
+async fn readiness(state: &PublicState) -> Response {
+    if *state.draining.borrow() {
+        // A load balancer takes this instance out of rotation before its listeners close.
+        return ApiError::unavailable("keygate is shutting down").into_response();
+    }
+    if let Err(error) = state.store.ping().await {
+        tracing::warn!(%error, "readiness: store unreachable");
+        return ApiError::unavailable("the store is unreachable").into_response();
+    }
+    if !state.pipeline.limiter_reachable().await {
+        return ApiError::unavailable("the rate-limit backend is unreachable").into_response();
+    }
+    data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+}
+
+fn json_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}

@@ -1,0 +1,114 @@
+//! How the public listener's router is assembled, outermost first. A request meets:
+//!
+//! 1. the request log ([`crate::request_log`]): a request id, and one line when it is answered;
+//! 2. routing ([`super::public`]): the path's normal form (400), CORS preflight, keygate's own
+//!    paths (health, JWKS, the document), then the configured routes (404, 405, and 400 for a
+//!    spelling of a stricter route); a WebSocket handshake's credentials are taken out of its
+//!    protocol header here, before anything could forward them;
+//! 3. the pipeline ([`crate::layer::RequireKey`]): the checks of SPEC §2, in order, with the
+//!    route's policy;
+//! 4. the handler: minting a session token, or the proxy ([`super::proxy`]), which relays a
+//!    WebSocket ([`super::websocket`]) once the upstream agrees.
+//!
+//! Steps 3 and 4 are made once per route when the router is made; a reload makes new routers.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, service_fn};
+
+use super::proxy::Proxy;
+use super::public::{self, Handler, PublicState};
+use super::routes::Route;
+use super::websocket::OpenSockets;
+use crate::config::Config;
+use crate::layer::RequireKey;
+use crate::pipeline::{Pipeline, Policy};
+use crate::preflight::PreflightIndex;
+use crate::request_log::log_request;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// What the public listener's routers are made of, besides the configuration.
+#[derive(Clone)]
+pub struct PublicParts {
+    pub pipeline: Arc<Pipeline>,
+    pub preflight: Arc<PreflightIndex>,
+    pub store: Arc<dyn Store>,
+    pub sockets: Arc<OpenSockets>,
+    /// Readiness fails once draining; upgraded connections drain once stopped.
+    pub shutdown: Shutdown,
+}
+
+impl PublicParts {
+    /// Makes public routers for `config`: they share everything but their upstream connection
+    /// pool, so that each serving thread has its own.
+    pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
+        let routes: Vec<Route> = config.routes.iter().map(Route::from_config).collect();
+        let tls = crate::tls::upstream_client_config(config.proxy.ca_file.as_deref())?;
+        // Open WebSockets are judged against the routes from now on.
+        self.sockets.set_routes(routes.clone());
+        let (parts, config) = (self.clone(), config.clone());
+        Ok(move || {
+            let proxy = Arc::new(Proxy::new(
+                &config,
+                Arc::clone(&tls),
+                Arc::clone(&parts.sockets),
+                parts.shutdown.stopped.clone(),
+            ));
+            parts.router(routes.clone(), &proxy)
+        })
+    }
+
+    fn router(&self, routes: Vec<Route>, proxy: &Arc<Proxy>) -> Router {
+        let pipeline = &self.pipeline;
+        let handlers =
+            routes.iter().map(|route| guarded(pipeline, route.policy.clone(), forward(proxy, route))).collect();
+        let sessions = Arc::clone(pipeline.sessions());
+        let mint = service_fn(move |request: Request| {
+            let sessions = Arc::clone(&sessions);
+            async move { Ok::<_, Infallible>(public::mint_session(&sessions, &request)) }
+        });
+        let state = PublicState {
+            pipeline: Arc::clone(pipeline),
+            preflight: Arc::clone(&self.preflight),
+            store: Arc::clone(&self.store),
+            create_session: guarded(pipeline, Policy::create_session(), mint),
+            routes,
+            handlers,
+            unmatched: crate::metrics::RouteMetrics::new("unmatched"),
+            draining: self.shutdown.draining.clone(),
+        };
+        let trusted = pipeline.trusted_proxies().clone();
+        Router::new()
+            .fallback(public::dispatch)
+            .with_state(Arc::new(state))
+            .layer(axum::middleware::from_fn(move |request, next| log_request("public", &trusted, request, next)))
+    }
+}
+
+/// Step 3 around step 4.
+fn guarded<S>(pipeline: &Arc<Pipeline>, policy: Policy, handler: S) -> Handler
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+{
+    BoxCloneSyncService::new(RequireKey::new(Arc::clone(pipeline), policy).layer(handler))
+}
+
+/// The proxy to `route`'s upstream.
+fn forward(
+    proxy: &Arc<Proxy>,
+    route: &Route,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+{
+    let (proxy, upstream) = (Arc::clone(proxy), route.upstream.clone());
+    service_fn(move |request: Request| {
+        let (proxy, upstream) = (Arc::clone(&proxy), upstream.clone());
+        async move { Ok::<_, Infallible>(proxy.forward(&upstream, request).await) }
+    })
+}

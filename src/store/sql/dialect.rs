@@ -1,0 +1,89 @@
+//! What differs between the engines: transaction starts, row locks, `NOTIFY`, the one-line
+//! key sketch, and the migrations.
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use crate::config::StoreUrl;
+
+/// What differs between the engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    pub(super) fn of(url: &StoreUrl) -> Self {
+        match url {
+            StoreUrl::Sqlite(_) => Self::Sqlite,
+            StoreUrl::Postgres(_) => Self::Postgres,
+        }
+    }
+
+    /// Starts a transaction that will write: SQLite takes the write lock up front, so a
+    /// read-then-write never fails to upgrade its lock.
+    pub(super) fn begin_write(self) -> &'static str {
+        match self {
+            Self::Sqlite => "BEGIN IMMEDIATE",
+            Self::Postgres => "BEGIN",
+        }
+    }
+
+    /// Locks the rows a read-modify-write reads (SQLite's write lock already covers them).
+    pub(super) fn for_update(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Wakes the instances listening for changes (PostgreSQL `NOTIFY`, sent at commit); SQLite
+    /// instances poll.
+    pub(super) fn notify(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some("SELECT pg_notify($1, $2)"),
+        }
+    }
+
+    /// A key as one line of text, built by the engine: `hash-hex id expires-at
+    /// allowed-origins`, the origins `[]` once revoked. No field holds a space or a newline:
+    /// ids are `key_` and base62, origins are validated when saved.
+    pub(super) fn key_line(self) -> &'static str {
+        match self {
+            Self::Sqlite => {
+                "hex(secret_hash) || ' ' || id || ' ' || COALESCE(expires_at, '') || ' ' || \
+                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
+            }
+            Self::Postgres => {
+                "encode(secret_hash, 'hex') || ' ' || id || ' ' || COALESCE(expires_at::text, '') || ' ' || \
+                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
+            }
+        }
+    }
+
+    pub(super) fn greatest(self) -> &'static str {
+        match self {
+            Self::Sqlite => "MAX",
+            Self::Postgres => "GREATEST",
+        }
+    }
+
+    pub(super) fn migrations(self) -> Migrator {
+        let scripts = match self {
+            Self::Sqlite => [
+                ("init", include_str!("../../../migrations/sqlite/0001_init.sql")),
+                ("changes", include_str!("../../../migrations/sqlite/0002_changes.sql")),
+            ],
+            Self::Postgres => [
+                ("init", include_str!("../../../migrations/postgres/0001_init.sql")),
+                ("changes", include_str!("../../../migrations/postgres/0002_changes.sql")),
+            ],
+        };
+        let migrations = scripts.into_iter().zip(1..).map(|((name, sql), version)| {
+            Migration::new(version, name.into(), MigrationType::Simple, sql.into_sql_str(), false)
+        });
+        Migrator::with_migrations(migrations.collect())
+    }
+}

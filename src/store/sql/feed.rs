@@ -1,0 +1,38 @@
+//! Writing the change feed: every admin write records what it changed, under a new revision,
+//! in its own transaction.
+
+use sqlx::Row;
+
+use super::dialect::Dialect;
+use crate::store::{CHANGES_CHANNEL, ChangeKind, FEED_RETENTION, StoreError};
+
+/// Bumps the revision and records `kind`/`subject` under it in the change feed, dropping
+/// the change that falls out of the retention. The revision row stays locked until the
+/// transaction commits, so revisions become visible in order, without gaps.
+pub(super) async fn record_change(
+    tx: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    kind: ChangeKind,
+    subject: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision' RETURNING value")
+        .fetch_one(&mut *tx)
+        .await?;
+    let revision: i64 = row.try_get("value")?;
+    let insert = match kind {
+        // The key's hash comes along, so caches can drop the key by hash.
+        ChangeKind::Key => {
+            "INSERT INTO changes (revision, kind, subject, key_hash) SELECT $1, $2, id, secret_hash FROM api_keys \
+             WHERE id = $3"
+        }
+        ChangeKind::Tenant | ChangeKind::SigningKey => {
+            "INSERT INTO changes (revision, kind, subject) VALUES ($1, $2, $3)"
+        }
+    };
+    sqlx::query(insert).bind(revision).bind(kind.as_str()).bind(subject).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM changes WHERE revision <= $1").bind(revision - FEED_RETENTION).execute(&mut *tx).await?;
+    if let Some(notify) = dialect.notify() {
+        sqlx::query(notify).bind(CHANGES_CHANNEL).bind(revision.to_string()).execute(&mut *tx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The SQL store: one implementation for SQLite (the embedded default) and PostgreSQL, on
+//! sqlx's `Any` driver. Both schemas use only types `Any` carries (TEXT ids, BIGINT times,
+//! JSON text for sets, a BLOB/BYTEA hash), and every statement is written with `$N`
+//! placeholders in ascending order, which both engines accept. What differs is in [`Dialect`].
+//!
+//! SQLite runs in WAL mode with `synchronous = FULL`, so an acknowledged write survives a
+//! crash, `kill -9` included; PostgreSQL is durable by default.
+//!
+//! Here: the pool and the `Store` methods. Beside it: `dialect`, `rows` (columns, decoding,
+//! writes, and what [`SqlStore`]'s one read-modify-write edits), `feed` (recording changes),
+//! `keys` (streaming every key) and `listen` (PostgreSQL's `LISTEN`).
+
+mod dialect;
+mod feed;
+mod keys;
+mod listen;
+mod rows;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor, Row};
+
+pub use dialect::Dialect;
+use feed::record_change;
+use rows::{
+    KEY_COLUMNS, Stored, TENANT_COLUMNS, change_from_row, dynamic, insert_key_rows, insert_tenant_row, key_from_row,
+    tenant_from_row,
+};
+
+use crate::config::StoreUrl;
+use crate::model::{ApiKey, KeyWithTenant, Tenant};
+use crate::secret::SecretHash;
+use crate::store::{ChangeKind, ChangeNotices, Edit, Feed, KeyVisitor, SigningKeyRecord, Store, StoreError};
+use crate::time::Millis;
+
+pub struct SqlStore {
+    pool: AnyPool,
+    /// Which engine (see [`SqlStore::dialect`]), and for PostgreSQL the URL of the notification
+    /// connection, which lives outside the pool.
+    url: StoreUrl,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                StoreError::Corrupt(error.to_string())
+            }
+            _ => StoreError::Unavailable(error.to_string()),
+        }
+    }
+}
+
+/// Creates a missing SQLite file readable by its owner only (0600, SPEC §17): it holds the
+/// session signing keys. SQLite gives the `-wal` and `-shm` files the database file's mode.
+fn create_private(url: &str) -> Result<(), StoreError> {
+    let Some(path) = url.strip_prefix("sqlite://").and_then(|rest| rest.split('?').next()) else { return Ok(()) };
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A missing folder and the like: SQLite's own error says it as well.
+        Err(error) => Err(StoreError::Unavailable(format!("cannot create {path}: {error}"))),
+    }
+}
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://PATH`, created if missing, or `postgres://…`).
+    pub async fn open(url: &StoreUrl) -> Result<Self, StoreError> {
+        Self::connect(url, "rwc").await
+    }
+
+    /// Connects to a store that exists and is migrated; creates nothing (the CLI's `--store`).
+    pub async fn open_existing(url: &StoreUrl) -> Result<Self, StoreError> {
+        let store = Self::connect(url, "rw").await.map_err(|error| match error {
+            StoreError::Unavailable(reason) if reason.contains("unable to open database file") => {
+                StoreError::Unavailable(format!("{reason}: no such store (`keygate migrate` creates it)"))
+            }
+            error => error,
+        })?;
+        let latest = store.dialect().migrations().iter().map(|m| m.version).max().unwrap_or_default();
+        let applied = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&store.pool)
+            .await;
+        let applied = match applied {
+            Ok(version) => version.unwrap_or_default(),
+            // No table of migrations: a database keygate never migrated.
+            Err(sqlx::Error::Database(_)) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        if applied < latest {
+            return Err(StoreError::Unavailable(
+                "the store is not migrated to this version of keygate: run `keygate migrate`".to_owned(),
+            ));
+        }
+        Ok(store)
+    }
+
+    /// `sqlite_mode`: `rwc` creates a missing SQLite file, `rw` does not.
+    async fn connect(url: &StoreUrl, sqlite_mode: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let dialect = Dialect::of(url);
+        let connect_to = match url {
+            StoreUrl::Postgres(url) => url.clone(),
+            StoreUrl::Sqlite(url) => {
+                if sqlite_mode == "rwc" {
+                    create_private(url)?;
+                }
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode={sqlite_mode}")
+            }
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(2));
+        options = match dialect {
+            // Per-connection settings; WAL is a property of the file but is set here too.
+            Dialect::Sqlite => options.max_connections(4).after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection
+                        .execute(
+                            "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    Ok(())
+                })
+            }),
+            Dialect::Postgres => options.max_connections(8),
+        };
+        let pool = options.connect(&connect_to).await?;
+        Ok(Self { pool, url: url.clone() })
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::of(&self.url)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(self.pool.begin_with(self.dialect().begin_write()).await?)
+    }
+
+    /// The one read-modify-write: row `id` read under the write lock, changed by `edit`, written
+    /// back and recorded in the change feed, in one transaction; `None` if there is no such row.
+    /// Row `id`, if there is one.
+    async fn get<T: Stored>(&self, id: &str) -> Result<Option<T>, StoreError> {
+        let row = dynamic(T::select("")).bind(id.to_owned()).fetch_optional(&self.pool).await?;
+        row.as_ref().map(T::decode).transpose()
+    }
+
+    async fn edit<T: Stored>(&self, id: &str, edit: Edit<'_, T>) -> Result<Option<T>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let row = dynamic(T::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut value = T::decode(&row)?;
+        edit(&mut value);
+        value.write(&mut tx).await?;
+        record_change(&mut tx, self.dialect(), T::KIND, id).await?;
+        tx.commit().await?;
+        Ok(Some(value))
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn notifies(&self) -> bool {
+        self.url.is_postgres()
+    }
+
+    async fn listen(&self) -> Result<Box<dyn ChangeNotices>, StoreError> {
+        match &self.url {
+            StoreUrl::Postgres(url) => Ok(Box::new(listen::PgNotices::connect(url).await?)),
+            StoreUrl::Sqlite(_) => Err(StoreError::Unavailable("SQLite sends no change notices".to_owned())),
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.dialect()
+            .migrations()
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM keygate_meta WHERE name = 'revision'").fetch_one(&self.pool).await?;
+        Ok(row.try_get("value")?)
+    }
+
+    async fn changes_since(&self, after: i64, limit: u32) -> Result<Feed, StoreError> {
+        // The revision first: a change committed after it is found by the next read.
+        let revision = self.revision().await?;
+        if revision == after {
+            return Ok(Feed::Changes(Vec::new()));
+        }
+        let rows = sqlx::query(
+            "SELECT revision, kind, subject, key_hash FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let changes = rows.iter().map(change_from_row).collect::<Result<Vec<_>, _>>()?;
+        // The next change must be there: otherwise it was pruned (or the store was replaced).
+        let contiguous = revision > after && changes.first().is_some_and(|first| first.revision == after + 1);
+        Ok(if contiguous { Feed::Changes(changes) } else { Feed::Missed })
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_tenant_row(&mut tx, tenant).await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::Tenant, &tenant.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError> {
+        self.get(id).await
+    }
+
+    async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>, StoreError> {
+        let rows = dynamic(format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id > $1 ORDER BY t.id LIMIT $2"))
+            .bind(after.unwrap_or("").to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError> {
+        self.edit(id, edit).await
+    }
+
+    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        insert_key_rows(&mut tx, &[(key.clone(), *hash)]).await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::Key, &key.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        for tenant in tenants {
+            insert_tenant_row(&mut tx, tenant).await?;
+        }
+        insert_key_rows(&mut tx, keys).await?;
+        // A revision with no change recorded: instances see a gap in the feed and resync.
+        sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.get(id).await
+    }
+
+    async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
+        let sql =
+            format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3");
+        let rows = dynamic(sql)
+            .bind(tenant_id.to_owned())
+            .bind(after.unwrap_or("").to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError> {
+        self.edit(id, edit).await
+    }
+
+    async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError> {
+        let sql = format!(
+            "SELECT {KEY_COLUMNS}, {TENANT_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
+             WHERE k.secret_hash = $1"
+        );
+        let row = dynamic(sql).bind(hash.to_vec()).fetch_optional(&self.pool).await?;
+        row.map(|row| Ok(KeyWithTenant { key: key_from_row(&row)?, tenant: tenant_from_row(&row)? })).transpose()
+    }
+
+    async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        let greatest = self.dialect().greatest();
+        for (id, at) in uses {
+            dynamic(format!(
+                "UPDATE api_keys SET last_used_at = {greatest}(COALESCE(last_used_at, 0), $1) WHERE id = $2"
+            ))
+            .bind(*at)
+            .bind(id.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key_count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
+    async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
+        match self.dialect() {
+            dialect @ Dialect::Sqlite => keys::visit_key_pages(&self.pool, dialect, visit).await,
+            dialect @ Dialect::Postgres => keys::visit_key_stream(&self.pool, dialect, visit).await,
+        }
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, algorithm, private_key, public_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SigningKeyRecord {
+                    kid: row.try_get("kid")?,
+                    algorithm: row.try_get("algorithm")?,
+                    private_key: row.try_get("private_key")?,
+                    public_key: row.try_get("public_key")?,
+                    created_at: row.try_get("created_at")?,
+                    retired_at: row.try_get("retired_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.private_key)
+        .bind(&key.public_key)
+        .bind(key.created_at)
+        .bind(key.retired_at)
+        .execute(&mut *tx)
+        .await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(at)
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, kid).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Opens the store named by the configuration and applies pending migrations.
+pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let store = SqlStore::open(&config.store.url).await?;
+    store.migrate().await?;
+    Ok(std::sync::Arc::new(store))
+}
+
+/// Opens the store named by the configuration if it exists and is migrated; creates and
+/// changes nothing on the way (SPEC §8: only `serve`, `migrate` and `quickstart` create a store).
+pub async fn open_existing(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(std::sync::Arc::new(SqlStore::open_existing(&config.store.url).await?))
+}

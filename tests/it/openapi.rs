@@ -1,0 +1,269 @@
+//! The OpenAPI document (`openapi/keygate.json`) against the implementation: every documented
+//! operation is exercised on a real keygate, and every answer must be a documented status,
+//! carry the documented headers, and validate against the documented schema.
+
+use crate::common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct Contract {
+    doc: Value,
+    covered: BTreeSet<(String, String)>,
+}
+
+/// `/admin/v1/tenants/{tenantId}` as a JSON pointer segment inside a URI fragment (RFC 6901).
+fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1").replace('{', "%7B").replace('}', "%7D")
+}
+
+impl Contract {
+    fn new() -> Self {
+        let doc = serde_json::from_str(keygate::openapi::full()).expect("the document is JSON");
+        Self { doc, covered: BTreeSet::new() }
+    }
+
+    #[track_caller]
+    fn check(&mut self, method: &str, template: &str, seen: &Seen) {
+        let method = method.to_lowercase();
+        let operation = &self.doc["paths"][template][&method];
+        assert!(operation.is_object(), "{method} {template} is not documented");
+        let status = seen.status.as_u16().to_string();
+        let response = &operation["responses"][&status];
+        assert!(response.is_object(), "{method} {template} answered {status}, which is not documented: {}", seen.body);
+        for (name, header) in response["headers"].as_object().into_iter().flatten() {
+            let documented = header.get("$ref").is_some() || header.get("schema").is_some();
+            assert!(documented && seen.header(name).is_some(), "{method} {template} {status}: header {name} missing");
+        }
+        if response["content"]["application/json"].is_object() {
+            let pointer =
+                format!("#/paths/{}/{method}/responses/{status}/content/application~1json/schema", escape(template));
+            let mut root = self.doc.clone();
+            root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+            root["$ref"] = json!(pointer);
+            let validator = jsonschema::validator_for(&root).expect("the schema compiles");
+            let errors: Vec<String> =
+                validator.iter_errors(&seen.body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+            assert!(errors.is_empty(), "{method} {template} {status}: {errors:?}\n{}", seen.body);
+        }
+        self.covered.insert((method, template.to_owned()));
+    }
+
+    fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut all = BTreeSet::new();
+        for (path, item) in self.doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                all.insert((method.clone(), path.clone()));
+            }
+        }
+        all
+    }
+}
+
+async fn unauthenticated(app: &TestApp, method: Method, url: String) -> Seen {
+    Seen::from(app.client.request(method, url).send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_as_documented() {
+    let app = spawn_with(|c| c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA).await;
+    let mut contract = Contract::new();
+
+    // Admin API.
+    let created = app
+        .admin_request(
+            Method::POST,
+            "/admin/v1/tenants",
+            Some(json!({ "id": "acme", "name": "Acme", "modules": ["orders"] })),
+        )
+        .await;
+    contract.check("POST", "/admin/v1/tenants", &created);
+    let seen =
+        app.admin_request(Method::POST, "/admin/v1/tenants", Some(json!({ "id": "acme", "name": "Again" }))).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    let seen = app.admin_request(Method::POST, "/admin/v1/tenants", Some(json!({ "name": "", "colour": 1 }))).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    let seen = unauthenticated(&app, Method::POST, format!("{}/admin/v1/tenants", app.admin)).await;
+    contract.check("POST", "/admin/v1/tenants", &seen);
+    contract.check(
+        "GET",
+        "/admin/v1/tenants",
+        &app.admin_request(Method::GET, "/admin/v1/tenants?limit=1", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants",
+        &app.admin_request(Method::GET, "/admin/v1/tenants?limit=0", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/nope", None).await,
+    );
+    let seen = app
+        .admin_request(
+            Method::PATCH,
+            "/admin/v1/tenants/acme",
+            Some(json!({ "rateLimit": { "limit": 5, "windowSeconds": DAY } })),
+        )
+        .await;
+    contract.check("PATCH", "/admin/v1/tenants/{tenantId}", &seen);
+    let body = json!({ "name": "web", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN], "expiresAt": rfc3339(now_seconds() + 3600) });
+    let key = app.admin_request(Method::POST, "/admin/v1/tenants/acme/keys", Some(body)).await;
+    contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &key);
+    let seen = app
+        .admin_request(
+            Method::POST,
+            "/admin/v1/tenants/acme/keys",
+            Some(json!({ "name": "x", "scopes": ["bad scope"] })),
+        )
+        .await;
+    contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &seen);
+    let (id, secret) = (key.body["data"]["id"].as_str().unwrap(), key.body["data"]["secret"].as_str().unwrap());
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}/keys",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await,
+    );
+    contract.check(
+        "GET",
+        "/admin/v1/keys/{keyId}",
+        &app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await,
+    );
+    let seen =
+        app.admin_request(Method::PATCH, &format!("/admin/v1/keys/{id}"), Some(json!({ "name": "web 2" }))).await;
+    contract.check("PATCH", "/admin/v1/keys/{keyId}", &seen);
+
+    // Public API, the documented endpoint first.
+    let mint = |secret: Option<&str>, origin: Option<&str>| {
+        let mut request = app.client.post(format!("{}/api/v1/sessions", app.public));
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        async move { Seen::from(request.send().await.unwrap()).await }
+    };
+    for seen in [
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(None, Some(ORIGIN)).await,
+        mint(Some(secret), None).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+        mint(Some(secret), Some(ORIGIN)).await,
+    ] {
+        contract.check("POST", "/api/v1/sessions", &seen);
+    }
+    assert!(contract.doc["paths"]["/api/v1/sessions"]["post"]["responses"]["429"].is_object());
+    for path in ["/healthz", "/readyz", "/.well-known/jwks.json", "/openapi.json"] {
+        contract.check("GET", path, &app.get(path).await);
+    }
+    let served: Value = app.get("/openapi.json").await.body;
+    assert!(served["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/admin")));
+
+    // Admin-only routes, and the admin listener's copy of the document.
+    let seen = app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await;
+    contract.check("POST", "/admin/v1/keys/{keyId}/revoke", &seen);
+    // Signing keys: list, rotate, retire, and the refusals.
+    let listed = app.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
+    contract.check("GET", "/admin/v1/signing-keys", &listed);
+    let first = listed.body["data"][0]["kid"].as_str().unwrap().to_owned();
+    let rotated = app.admin_request(Method::POST, "/admin/v1/signing-keys", None).await;
+    contract.check("POST", "/admin/v1/signing-keys", &rotated);
+    assert_eq!(rotated.status, 201);
+    let newest = rotated.body["data"]["kid"].as_str().unwrap().to_owned();
+    for (kid, status) in [(newest.as_str(), 409), (first.as_str(), 200), ("sk_unknown", 404)] {
+        let seen = app.admin_request(Method::POST, &format!("/admin/v1/signing-keys/{kid}/retire"), None).await;
+        assert_eq!(seen.status.as_u16(), status, "{kid}: {:?}", seen.body);
+        contract.check("POST", "/admin/v1/signing-keys/{kid}/retire", &seen);
+    }
+    let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    contract.covered.insert(("get".to_owned(), "/metrics".to_owned()));
+    contract.check("GET", "/metrics", &unauthenticated(&app, Method::GET, format!("{}/metrics", app.admin)).await);
+    let served = app.admin_request(Method::GET, "/openapi.json", None).await;
+    let admin_part: Value = serde_json::from_str(keygate::openapi::admin()).unwrap();
+    assert_eq!(served.body, admin_part, "the admin listener serves the admin part of the committed document");
+    let paths = served.body["paths"].as_object().unwrap();
+    assert!(paths.keys().all(|p| p.starts_with("/admin/") || p == "/metrics" || p == "/openapi.json"), "{paths:?}");
+    contract.check(
+        "GET",
+        "/openapi.json",
+        &unauthenticated(&app, Method::GET, format!("{}/openapi.json", app.admin)).await,
+    );
+
+    assert_eq!(contract.covered, contract.operations(), "every documented operation was exercised");
+}
+
+#[test]
+fn the_documented_error_codes_are_exactly_the_implementations() {
+    let doc: Value = serde_json::from_str(keygate::openapi::full()).unwrap();
+    let documented: BTreeSet<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]
+        ["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let implemented: BTreeSet<&str> = keygate::error::ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(documented, implemented);
+}
+
+/// Whether `value` is valid under the document's schema at `pointer` (`#/components/…`).
+fn documented_valid(doc: &Value, pointer: &str, value: &Value) -> bool {
+    let mut root = doc.clone();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["$ref"] = json!(pointer);
+    jsonschema::validator_for(&root).expect("the schema compiles").is_valid(value)
+}
+
+// Regression tests for what schemathesis found (scripts/schemathesis/run): for each value, the
+// document and the admin API agree on whether it is acceptable.
+#[tokio::test]
+async fn the_document_states_the_constraints_the_admin_api_applies() {
+    let app = spawn_app().await;
+    let doc: Value = serde_json::from_str(keygate::openapi::full()).unwrap();
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, _) = app.create_key("acme", json!({ "name": "k", "scopes": [] })).await;
+    let key_path = format!("/admin/v1/keys/{}", key["id"].as_str().unwrap());
+    let patch = |body: Value| app.admin_request(Method::PATCH, &key_path, Some(body));
+
+    let names = ["Acme", " a ", "\u{00b6}x", "\u{feff}", "a\u{0088}b", "\u{2003}", "\t", "x\u{7f}", "", "Été 😀"];
+    for name in names {
+        let documented = documented_valid(&doc, "#/components/schemas/ApiKeyPatch", &json!({ "name": name }));
+        let status = patch(json!({ "name": name })).await.status.as_u16();
+        assert_eq!(status == 200, documented, "name {name:?}: documented valid {documented}, answered {status}");
+    }
+    let scopes = ["orders:write", "orders:*", "*", "a.b-c_d", "7K::*", ":x", "x:", "a:*:b", "**", "a b", "x:*:*"];
+    for scope in scopes {
+        let documented = documented_valid(&doc, "#/components/schemas/Scope", &json!(scope));
+        let status = patch(json!({ "scopes": [scope] })).await.status.as_u16();
+        assert_eq!(status == 200, documented, "scope {scope:?}: documented valid {documented}, answered {status}");
+    }
+    // JSON Schema's integer includes 356.0.
+    let seen = patch(json!({ "rateLimit": { "limit": 10.0, "windowSeconds": 356.0 } })).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    assert_eq!(seen.body["data"]["rateLimit"], json!({ "limit": 10, "windowSeconds": 356 }));
+    patch(json!({ "rateLimit": { "limit": 10.5, "windowSeconds": 60 } })).await.assert_error(400, "VALIDATION_ERROR");
+    // Duplicates are dropped, as the document says, not refused.
+    let tenant = app.patch_tenant("acme", json!({ "modules": ["orders", "orders"] })).await;
+    assert_eq!(tenant["modules"], json!(["orders"]));
+    // An absent body changes nothing.
+    let unchanged = app.client.patch(format!("{}{key_path}", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(unchanged.status(), 200);
+    // Any cursor of the documented alphabet pages from somewhere; anything else is refused.
+    for (cursor, status) in [("zzz", 200), ("ten_0", 200), ("-", 200), ("a%20b", 400), ("%C2%B2", 400)] {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/tenants?cursor={cursor}"), None).await;
+        assert_eq!(seen.status.as_u16(), status, "cursor {cursor}: {}", seen.body);
+    }
+}
