@@ -140,6 +140,16 @@ impl App {
         Ok(self.public_parts().maker(&self.config)?())
     }
 
+    /// An axum application's router, ready to serve behind keygate: its routes (each wrapped
+    /// with [`App::require`]) first, keygate's public routes as the fallback, CORS preflights
+    /// answered from the key allowlists, and every path put in normal form before routing.
+    /// The order matters, and this is the one place it is written: paths are normalised
+    /// outermost, so the router, the pipeline and the handler all see the same path.
+    pub fn guard(&self, routes: Router) -> Result<Router, StartError> {
+        let routes = routes.fallback_service(self.public_router()?);
+        Ok(crate::layer::normalize_paths(self.answer_preflights(routes)))
+    }
+
     fn public_parts(&self) -> PublicParts {
         PublicParts {
             pipeline: Arc::clone(&self.pipeline),

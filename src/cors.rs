@@ -15,7 +15,7 @@ const EXPOSE_HEADERS: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remain
 /// How long a browser may reuse a preflight answer.
 const MAX_AGE_SECONDS: u32 = 600;
 
-pub fn add_response_headers(headers: &mut HeaderMap, origin: &Origin) {
+pub(crate) fn add_response_headers(headers: &mut HeaderMap, origin: &Origin) {
     if let Ok(value) = HeaderValue::from_str(origin.as_str()) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
         headers.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -24,7 +24,7 @@ pub fn add_response_headers(headers: &mut HeaderMap, origin: &Origin) {
 }
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
-pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
+pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
     method == Method::OPTIONS
         && headers.contains_key(header::ORIGIN)
         && headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -32,7 +32,7 @@ pub fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 
 /// Answers a preflight: 204 with the CORS headers for an origin some usable key allows, else
 /// 403 `ORIGIN_NOT_ALLOWED` without any.
-pub fn preflight(headers: &HeaderMap, index: &PreflightIndex, methods: &[Method], now: Millis) -> Response {
+pub(crate) fn preflight(headers: &HeaderMap, index: &PreflightIndex, methods: &[Method], now: Millis) -> Response {
     let mut origins = headers.get_all(header::ORIGIN).iter();
     let origin = match (origins.next(), origins.next()) {
         (Some(value), None) => value.to_str().ok().and_then(|raw| Origin::parse(raw).ok()),

@@ -19,10 +19,10 @@ use crate::session::Sessions;
 use crate::store::{Change, ChangeKind, Feed, KeyAllowlist, Notice, Store, StoreError};
 
 /// Well inside the contract's "within 1 second on every other instance".
-pub const POLL_EVERY: Duration = Duration::from_millis(400);
+pub(crate) const POLL_EVERY: Duration = Duration::from_millis(400);
 
 /// With PostgreSQL notifications, polling only guards against a notification that never came.
-pub const POLL_WHILE_LISTENING: Duration = Duration::from_secs(5);
+pub(crate) const POLL_WHILE_LISTENING: Duration = Duration::from_secs(5);
 
 /// After a failure to listen, how long before trying again (polling goes on meanwhile).
 const RELISTEN_AFTER: Duration = Duration::from_secs(1);

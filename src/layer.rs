@@ -7,8 +7,8 @@
 //! headers the decision calls for. A refusal is a response, never a service error.
 //!
 //! The path rules ([`crate::paths`]) must run before the application routes, so that the
-//! route, the pipeline and the handler see one path: wrap the application's router with
-//! [`normalize_paths`]. A [`RequireKey`] route that still receives a path not in normal form
+//! route, the pipeline and the handler see one path: [`crate::App::guard`] wraps the
+//! application's router with [`normalize_paths`]. A [`RequireKey`] route that still receives a path not in normal form
 //! refuses it (400), so forgetting the wrapper fails closed.
 
 use std::borrow::Cow;

@@ -3,10 +3,10 @@
 //! One line per request is keygate's busiest output. Written one `write` each, it cost about
 //! 8% of a session mint under load (the syscall, and the serving threads contending for
 //! stderr's lock; docs/performance.md). So request lines gather in one buffer, written out when
-//! it holds [`FLUSH_AT`] bytes, every [`FLUSH_EVERY`], at once whenever any other line is
+//! it holds `FLUSH_AT` bytes, every `FLUSH_EVERY`, at once whenever any other line is
 //! logged (a warning never waits, and order is kept), and on exit. This is what nginx's
 //! `access_log … buffer= flush=` and Envoy's access-log flush interval do; a crash loses at most
-//! the last [`FLUSH_EVERY`] of request lines, never a warning.
+//! the last `FLUSH_EVERY` of request lines, never a warning.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -210,7 +210,7 @@ fn stderr_sink() -> &'static LogSink {
 }
 
 /// Installs the process's subscriber: JSON lines on stderr, filtered by `KEYGATE_LOG` (or
-/// `default_filter`), with request lines buffered and written at least every [`FLUSH_EVERY`].
+/// `default_filter`), with request lines buffered and written at least every `FLUSH_EVERY`.
 pub fn init(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));

@@ -15,7 +15,7 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Installs the recorder once; `None` if another recorder was installed first.
-pub fn install() -> Option<&'static PrometheusHandle> {
+pub(crate) fn install() -> Option<&'static PrometheusHandle> {
     let handle = HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
@@ -91,7 +91,7 @@ impl HotCounters {
 
 /// Drains buffered histogram samples every few seconds until `shutdown` fires. Without it the
 /// samples of a never-scraped instance would pile up in memory.
-pub fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
+pub(crate) fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let Some(handle) = install() else { return };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -105,7 +105,7 @@ pub fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The text exposition of every metric.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     match install() {
         Some(handle) => {
             handle.run_upkeep();
@@ -117,7 +117,7 @@ pub fn render() -> String {
 
 /// One route's series, resolved once when the route is built: recording a request is then a
 /// few atomic operations, with no label allocation or registry lookup on the hot path.
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     ok: Counter,
     /// Answered 4xx or 5xx by what keygate guards (the upstream, or the application behind the
     /// layer), with no error code of keygate's: not "OK".
@@ -130,7 +130,7 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn new(route: &str) -> Self {
+    pub(crate) fn new(route: &str) -> Self {
         let requests = |code: &'static str| metrics::counter!("keygate_requests_total", "route" => route.to_owned(), "code" => code);
         Self {
             ok: requests("OK"),
@@ -144,7 +144,7 @@ impl RouteMetrics {
 
     /// One request and its outcome: keygate's error code, or else by the status that what
     /// keygate guards answered (`OK`, `UPSTREAM_4XX`, `UPSTREAM_5XX`).
-    pub fn record(&self, code: Option<ErrorCode>, status: http::StatusCode, started: Instant) {
+    pub(crate) fn record(&self, code: Option<ErrorCode>, status: http::StatusCode, started: Instant) {
         match code {
             None if status.is_client_error() => self.guarded_client_error.increment(1),
             None if status.is_server_error() => self.guarded_server_error.increment(1),
@@ -162,19 +162,19 @@ impl RouteMetrics {
     }
 }
 
-pub fn session_minted() {
+pub(crate) fn session_minted() {
     if let Some(hot) = HOT.get() {
         hot.sessions_minted.increment(1);
     }
 }
 
 /// An upstream failure: `timeout`, `unavailable` or `too_large`.
-pub fn upstream_error(kind: &'static str) {
+pub(crate) fn upstream_error(kind: &'static str) {
     metrics::counter!("keygate_upstream_errors_total", "kind" => kind).increment(1);
 }
 
 /// The rate-limit backend failed; counted by the policy applied. Returns the policy.
-pub fn limiter_failed(policy: OnBackendError) -> OnBackendError {
+pub(crate) fn limiter_failed(policy: OnBackendError) -> OnBackendError {
     let policy_name = match policy {
         OnBackendError::Allow => "allow",
         OnBackendError::Local => "local",
@@ -185,35 +185,35 @@ pub fn limiter_failed(policy: OnBackendError) -> OnBackendError {
 }
 
 /// This instance missed part of the change feed and resynced in full.
-pub fn feed_resync() {
+pub(crate) fn feed_resync() {
     metrics::counter!("keygate_feed_resyncs_total").increment(1);
 }
 
 /// The PostgreSQL notification connection dropped or failed, and was made again.
-pub fn notification_reconnect() {
+pub(crate) fn notification_reconnect() {
     metrics::counter!("keygate_store_notification_reconnects_total").increment(1);
 }
 
 /// A connection closed at once because its listener was at `server.max_connections`.
-pub fn connection_refused(listener: &'static str) {
+pub(crate) fn connection_refused(listener: &'static str) {
     metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);
 }
 
 /// A WebSocket handshake refused because `cap` (`instance` or `key`) had no place left.
-pub fn websocket_refused(cap: &'static str) {
+pub(crate) fn websocket_refused(cap: &'static str) {
     metrics::counter!("keygate_websockets_refused_total", "cap" => cap).increment(1);
 }
 
 /// An open WebSocket closed by keygate because its handshake would be refused now.
-pub fn websocket_closed(code: &'static str) {
+pub(crate) fn websocket_closed(code: &'static str) {
     metrics::counter!("keygate_websockets_closed_total", "code" => code).increment(1);
 }
 
 /// Counts one open connection of a listener for as long as it lives.
-pub struct OpenConnection(metrics::Gauge);
+pub(crate) struct OpenConnection(metrics::Gauge);
 
 impl OpenConnection {
-    pub fn new(listener: &'static str) -> Self {
+    pub(crate) fn new(listener: &'static str) -> Self {
         let gauge = metrics::gauge!("keygate_connections_open", "listener" => listener);
         gauge.increment(1.0);
         Self(gauge)
@@ -227,11 +227,11 @@ impl Drop for OpenConnection {
 }
 
 /// A well-formed key the filter of known keys ruled out, without a store read.
-pub fn key_filtered() {
+pub(crate) fn key_filtered() {
     metrics::counter!("keygate_unknown_keys_filtered_total").increment(1);
 }
 
-pub fn key_cache(hit: bool) {
+pub(crate) fn key_cache(hit: bool) {
     if let Some(hot) = HOT.get() {
         if hit { &hot.key_cache_hits } else { &hot.key_cache_misses }.increment(1);
     }

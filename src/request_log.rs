@@ -18,17 +18,17 @@ use crate::trusted::TrustedProxies;
 
 /// Who the request was for, once known; put into response extensions by the layer.
 #[derive(Debug, Clone)]
-pub struct LoggedIdentity(pub Arc<KeyWithTenant>);
+pub(crate) struct LoggedIdentity(pub Arc<KeyWithTenant>);
 
 /// What the upstream answered, and how long it took to send its response head; put into
 /// response extensions by the proxy.
 #[derive(Debug, Clone, Copy)]
-pub struct LoggedUpstream {
+pub(crate) struct LoggedUpstream {
     pub status: u16,
     pub elapsed: std::time::Duration,
 }
 
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The most of a `User-Agent` a log line keeps.
 const USER_AGENT_CHARS: usize = 200;
@@ -47,7 +47,7 @@ fn next_request_id() -> String {
 /// address keygate trusts: the peer, or what a trusted proxy forwarded for.
 /// Called from the middleware's closure, which holds `trusted`: decided before the future
 /// is made, the address costs no clone of the list per request.
-pub fn log_request(
+pub(crate) fn log_request(
     listener: &'static str,
     trusted: &TrustedProxies,
     request: Request,

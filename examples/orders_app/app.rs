@@ -11,9 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use keygate::app::{App, StartError};
-use keygate::layer::{Principal, normalize_paths};
-use keygate::pipeline::Policy;
+use keygate::{App, Policy, Principal, StartError};
 use serde_json::{Value, json};
 
 /// Orders by tenant id.
@@ -27,19 +25,19 @@ impl Orders {
     }
 }
 
-/// The application's routes, each behind the pipeline; keygate's own public routes (sessions,
-/// preflight, health, JWKS) answer everything else. Paths are put in normal form before the
-/// router sees them, so `/api/v1/%6Frders` is routed (and judged) as `/api/v1/orders`, and
-/// CORS preflights on the application's routes are answered from the key allowlists.
+/// The application's routes, each behind the pipeline; [`App::guard`] adds keygate's own
+/// public routes (sessions, preflight, health, JWKS) for everything else, puts paths in normal
+/// form before the router sees them (so `/api/v1/%6Frders` is routed, and judged, as
+/// `/api/v1/orders`) and answers CORS preflights on the application's routes from the key
+/// allowlists.
 pub(crate) fn router(app: &App, orders: Orders) -> Result<Router, StartError> {
     let read = app.require(Policy::scope("orders:read")?.with_module("orders"));
     let write = app.require(Policy::scope("orders:write")?.with_module("orders"));
     let routes = Router::new()
         .route("/api/v1/orders", get(list_orders.layer(read.clone())).post(create_order.layer(write.clone())))
         .route("/api/v1/orders/{id}", get(get_order.layer(read)).delete(delete_order.layer(write)))
-        .with_state(orders)
-        .fallback_service(app.public_router()?);
-    Ok(normalize_paths(app.answer_preflights(routes)))
+        .with_state(orders);
+    app.guard(routes)
 }
 
 fn tenant(principal: &Principal) -> String {

@@ -4,9 +4,7 @@
 
 mod app;
 
-use keygate::app::{App, StartError};
-use keygate::config::Config;
-use keygate::shutdown;
+use keygate::{App, Config, StartError};
 
 #[tokio::main]
 async fn main() -> Result<(), StartError> {
@@ -18,7 +16,7 @@ async fn main() -> Result<(), StartError> {
     let router = app::router(&keygate, app::Orders::default())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     tracing::info!(address = %listener.local_addr()?, "orders_app listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown::signal()).await?;
+    axum::serve(listener, router).with_graceful_shutdown(keygate::shutdown_signal()).await?;
     background.stop().await;
     keygate::logging::flush();
     Ok(())

@@ -8,7 +8,7 @@
 //!   (431), `Connection: close` and `GOAWAY` while draining, upgrades handed on;
 //! - [`limits`]: what a listener allows its connections.
 //!
-//! What the routers do with a request is the gateway's ([`crate::gateway`]) and the admin API's
+//! What the routers do with a request is the gateway's (`crate::gateway`) and the admin API's
 //! ([`crate::admin::api`]); the edge knows neither.
 
 pub mod connection;

@@ -4,8 +4,8 @@
 //! rules they route by are in [`crate::paths`]. WebSocket handshakes are judged like any
 //! request, then relayed and judged again at every change they depend on ([`websocket`]).
 
-pub mod proxy;
-pub mod public;
-pub mod routes;
-pub mod stack;
-pub mod websocket;
+pub(crate) mod proxy;
+pub(crate) mod public;
+pub(crate) mod routes;
+pub(crate) mod stack;
+pub(crate) mod websocket;

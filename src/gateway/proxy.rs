@@ -76,7 +76,7 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::request_log::REQUEST_ID_HEADER);
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     client: Client<HttpsConnector<HttpConnector>, Body>,
     response_timeout: Duration,
     max_body_bytes: u64,
@@ -109,7 +109,7 @@ fn too_large(max: u64) -> ApiError {
 impl Proxy {
     /// `tls`: for `https://` upstreams ([`crate::tls::upstream_client_config`]).
     /// `stopping` turns true when shutdown begins: upgraded connections then drain.
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         tls: Arc<rustls::ClientConfig>,
         sockets: Arc<OpenSockets>,
@@ -148,7 +148,7 @@ impl Proxy {
     }
 
     /// Forwards `request` (already judged; its [`Principal`] in the extensions) to `upstream`.
-    pub async fn forward(&self, upstream: &Upstream, request: Request) -> Response {
+    pub(crate) async fn forward(&self, upstream: &Upstream, request: Request) -> Response {
         match self.try_forward(upstream, request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),

@@ -26,10 +26,10 @@ use crate::store::Store;
 use crate::time::{format_rfc3339, now_millis};
 
 /// A route's service once routed: the pipeline around its handler ([`super::stack`], 3 and 4).
-pub type Handler = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
+pub(crate) type Handler = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
 
 /// What routing needs: the routes and their services, made by [`super::stack`].
-pub struct PublicState {
+pub(crate) struct PublicState {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
     pub store: Arc<dyn Store>,
@@ -47,7 +47,7 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-pub async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
+pub(crate) async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
     let started = std::time::Instant::now();
     match route(&state, request).await {
         Ok(response) => response,
@@ -125,7 +125,7 @@ fn method_not_allowed(methods: &[Method]) -> Response {
 }
 
 /// `POST /api/v1/sessions`, once the pipeline allowed it: a token bound to the key and origin.
-pub fn mint_session(sessions: &Sessions, request: &Request) -> Response {
+pub(crate) fn mint_session(sessions: &Sessions, request: &Request) -> Response {
     let minted = request.extensions().get::<Principal>().and_then(|principal| {
         let origin = principal.origin.as_ref()?;
         sessions.mint(&principal.record.key, origin, now_millis())

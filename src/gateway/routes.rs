@@ -24,7 +24,7 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
 }
 
-pub enum Resolution {
+pub(crate) enum Resolution {
     /// The index of the route.
     Found(usize),
     MethodNotAllowed,
@@ -65,7 +65,7 @@ impl Route {
 /// `/orders`'s checks when `/orders/internal` has stricter ones, nor `/orders/internal.json`
 /// one that drops format suffixes (Rails), nor `/orders/internal.` or `/orders/internal%20`
 /// one that drops trailing dots and spaces (IIS).
-pub fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
+pub(crate) fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
     let mut found = None;
     let mut longest_match = None;
     let mut longest_loose: Option<(usize, LooseMatch)> = None;
@@ -97,7 +97,7 @@ pub fn resolve(routes: &[Route], path: &str, method: &Method) -> Resolution {
 }
 
 /// The methods the routes at `path` accept, for `Access-Control-Allow-Methods`.
-pub fn methods_at(routes: &[Route], path: &str) -> Vec<Method> {
+pub(crate) fn methods_at(routes: &[Route], path: &str) -> Vec<Method> {
     let mut methods: Vec<Method> = Vec::new();
     for route in routes.iter().filter(|r| prefix_matches(&r.prefix, path)) {
         for method in &route.methods {
@@ -111,7 +111,7 @@ pub fn methods_at(routes: &[Route], path: &str) -> Vec<Method> {
 
 /// The methods `path` answers, for a 405's `Allow`: the routes' methods, with `HEAD` after
 /// `GET` (a route that answers one answers both).
-pub fn allowed_at(routes: &[Route], path: &str) -> Vec<Method> {
+pub(crate) fn allowed_at(routes: &[Route], path: &str) -> Vec<Method> {
     let mut methods = methods_at(routes, path);
     if let Some(get) = methods.iter().position(|m| m == Method::GET)
         && !methods.contains(&Method::HEAD)

@@ -13,14 +13,14 @@
 //! the page offered it, and nothing otherwise.
 
 mod frames;
-pub mod open;
+pub(crate) mod open;
 mod relay;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 
-pub use open::OpenSockets;
-pub use relay::RelaySettings;
+pub(crate) use open::OpenSockets;
+pub(crate) use relay::RelaySettings;
 
 use crate::error::ApiError;
 use crate::model::KeyWithTenant;
@@ -33,17 +33,17 @@ const MARKER: &str = "keygate";
 
 /// The page offered the plain marker `keygate`.
 #[derive(Clone, Copy)]
-pub struct OfferedMarker;
+pub(crate) struct OfferedMarker;
 
 /// What the proxy needs of a WebSocket handshake: the client's connection to take over once
 /// the upstream agrees, and whether the page offered the marker.
-pub struct Handshake {
+pub(crate) struct Handshake {
     client: OnUpgrade,
     marker: bool,
 }
 
 /// A handshake with its place among the open WebSockets, on its way to the upstream.
-pub struct Admitted {
+pub(crate) struct Admitted {
     handshake: Handshake,
     watched: relay::Watched,
 }
@@ -51,7 +51,7 @@ pub struct Admitted {
 impl Handshake {
     /// The handshake `parts` carries, taken out of its extensions; `None` for any other
     /// request, at the cost of one header lookup.
-    pub fn take(parts: &mut http::request::Parts) -> Option<Self> {
+    pub(crate) fn take(parts: &mut http::request::Parts) -> Option<Self> {
         if !is_upgrade(&parts.headers) {
             return None;
         }
@@ -62,7 +62,7 @@ impl Handshake {
     /// Takes a place for the connection among `sockets` (429 when there is none), and keeps
     /// what the handshake asked — its path and `headers` as the pipeline judged them — to judge
     /// it again while it is open.
-    pub fn admit(
+    pub(crate) fn admit(
         self,
         sockets: &std::sync::Arc<OpenSockets>,
         record: &KeyWithTenant,
@@ -81,7 +81,7 @@ impl Handshake {
 impl Admitted {
     /// The upstream answered 101 (`upstream`): makes `headers` the client's 101, and relays the
     /// two connections; the place is held until the relay ends.
-    pub fn accept(self, upstream: OnUpgrade, headers: &mut HeaderMap, settings: &RelaySettings) {
+    pub(crate) fn accept(self, upstream: OnUpgrade, headers: &mut HeaderMap, settings: &RelaySettings) {
         mark_upgrade(headers);
         if self.handshake.marker && !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
             headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(MARKER));
@@ -91,13 +91,13 @@ impl Admitted {
 }
 
 /// `Connection: upgrade` and `Upgrade: websocket`: hop-by-hop headers, set again on each hop.
-pub fn mark_upgrade(headers: &mut HeaderMap) {
+pub(crate) fn mark_upgrade(headers: &mut HeaderMap) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// A WebSocket handshake: `Upgrade: websocket`, with `upgrade` among the `Connection` tokens.
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     let upgrade = headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     upgrade && tokens(headers, header::CONNECTION).any(|token| token.eq_ignore_ascii_case("upgrade"))
 }
@@ -109,7 +109,7 @@ fn tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item =
 /// Moves keygate's `Sec-WebSocket-Protocol` entries into `Authorization` and `X-Session-Token`
 /// (a header that is already there wins), leaving only the application's entries. Returns
 /// whether the page offered the plain marker `keygate` (not forwarded either).
-pub fn take_credentials(headers: &mut HeaderMap) -> Option<OfferedMarker> {
+pub(crate) fn take_credentials(headers: &mut HeaderMap) -> Option<OfferedMarker> {
     if !headers.contains_key(header::SEC_WEBSOCKET_PROTOCOL) {
         return None;
     }

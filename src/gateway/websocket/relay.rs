@@ -27,7 +27,7 @@ const CLOSE_WRITE: Duration = Duration::from_secs(1);
 
 /// What every relay of a proxy is held to.
 #[derive(Clone)]
-pub struct RelaySettings {
+pub(crate) struct RelaySettings {
     pub idle: Duration,
     pub max_lifetime: Duration,
     /// `server.shutdown_grace_ms`: what an upgraded connection gets once shutdown begins.
