@@ -40,7 +40,7 @@ struct Pair {
 
 impl Pair {
     async fn status(&self, method: &str, secret: &str, origin: Option<&str>, session: Option<&str>) -> (u16, String) {
-        let seen = self.b.call(method, "/api/v1/orders", secret, origin, session).await;
+        let seen = self.b.request(method, "/api/v1/orders").key(secret).origin(origin).session(session).send().await;
         (seen.status.as_u16(), seen.code().to_owned())
     }
 
@@ -152,7 +152,14 @@ async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() 
     cli(&pair.a.test_store, &["signing-key", "retire", &old_kid]);
     took.push(
         within_a_second("signing key retired", || async {
-            let seen = pair.b.call("POST", "/api/v1/orders", &globex_bystander, Some(ORIGIN), Some(&old_token)).await;
+            let seen = pair
+                .b
+                .request("POST", "/api/v1/orders")
+                .key(&globex_bystander)
+                .origin(ORIGIN)
+                .session(&old_token)
+                .send()
+                .await;
             (seen.status.as_u16(), seen.code()) == (401, "SESSION_INVALID")
         })
         .await,

@@ -11,10 +11,9 @@ use serde_json::json;
 async fn an_allowed_request_is_forwarded_with_exactly_the_identity_headers() {
     let (app, upstream) = spawn_gateway(|_| {}).await;
     let (key, secret) = app.orders_key("acme", &["orders:read", "orders:write"]).await;
-    let response = app
-        .client
-        .get(format!("{}/api/v1/orders/7?expand=lines&x=%20y", app.public))
-        .bearer_auth(&secret)
+    let seen = app
+        .request("GET", "/api/v1/orders/7?expand=lines&x=%20y")
+        .key(&secret)
         .header("x-session-token", "not-checked-on-server-channel-reads")
         .header("x-keygate-tenant", "evil")
         .header("X-Keygate-Scopes", "*")
@@ -29,9 +28,7 @@ async fn an_allowed_request_is_forwarded_with_exactly_the_identity_headers() {
         .header("x-request-id", "client-chosen")
         .header("x-app", "kept")
         .send()
-        .await
-        .unwrap();
-    let seen = Seen::from(response).await;
+        .await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(seen.body, json!({ "ok": true, "bytes": 0 }));
     assert_eq!(seen.header("x-upstream"), Some("yes"));
@@ -73,15 +70,13 @@ async fn x_forwarded_headers_are_kept_only_from_a_trusted_proxy() {
     let (app, upstream) = spawn_gateway(|c| c.proxy.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()]).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
     let response = app
-        .client
-        .get(format!("{}/api/v1/orders", app.public))
-        .bearer_auth(&secret)
+        .request("GET", "/api/v1/orders")
+        .key(&secret)
         .header("x-forwarded-for", "203.0.113.9")
         .header("x-forwarded-host", "api.example.com")
         .header("x-forwarded-proto", "https")
-        .send()
-        .await
-        .unwrap();
+        .response()
+        .await;
     assert_eq!(response.status(), 200);
     let received = upstream.last();
     assert_eq!(received.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
@@ -94,14 +89,7 @@ async fn bodies_are_streamed_to_the_upstream_unchanged() {
     let (app, upstream) = spawn_gateway(|_| {}).await;
     let (_, secret) = app.orders_key("acme", &["orders:write"]).await;
     let body = vec![b'x'; 300_000];
-    let response = app
-        .client
-        .post(format!("{}/api/v1/orders", app.public))
-        .bearer_auth(&secret)
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let response = app.request("POST", "/api/v1/orders").key(&secret).body(body.clone()).response().await;
     assert_eq!(response.status(), 200);
     assert_eq!(upstream.last().body.as_ref(), body.as_slice());
 }
@@ -140,7 +128,7 @@ async fn no_failure_of_the_pipeline_reaches_the_upstream() {
         ("post", "/api/v1/orders", &reader_secret, None, None, 405, "METHOD_NOT_ALLOWED"),
     ];
     for (method, path, secret, origin, session, status, code) in cases {
-        let seen = app.call(method, path, secret, origin, session).await;
+        let seen = app.request(method, path).key(secret).origin(origin).session(session).send().await;
         seen.assert_error(status, code);
         if status == 405 {
             // Every method some route at the path answers, in the order the config names them.
@@ -148,15 +136,15 @@ async fn no_failure_of_the_pipeline_reaches_the_upstream() {
         }
     }
     // The writer's one request a day goes through; the next is limited.
-    assert_eq!(app.call("PATCH", "/api/v1/orders/1", &writer, None, None).await.status, 200);
-    app.call("PATCH", "/api/v1/orders/1", &writer, None, None).await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(app.request("PATCH", "/api/v1/orders/1").key(&writer).send().await.status, 200);
+    app.request("PATCH", "/api/v1/orders/1").key(&writer).send().await.assert_error(429, "RATE_LIMITED");
     for (standing, code) in [
         (json!({ "status": "suspended" }), "TENANT_SUSPENDED"),
         (json!({ "status": "active", "subscription": "cancelled" }), "SUBSCRIPTION_CANCELLED"),
         (json!({ "subscription": "past_due" }), "SUBSCRIPTION_PAST_DUE"),
     ] {
         app.patch_tenant("acme", standing).await;
-        app.call("GET", "/api/v1/orders", &reader_secret, None, None).await.assert_error(403, code);
+        app.request("GET", "/api/v1/orders").key(&reader_secret).send().await.assert_error(403, code);
     }
     assert_eq!(upstream.count(), 1, "only the one allowed request reached the upstream");
 }
@@ -166,13 +154,13 @@ async fn routes_declare_writes_and_head_follows_get() {
     let (app, upstream) = spawn_gateway(|_| {}).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
     // POST /search is declared a read: no session needed from the browser.
-    let seen = app.call("POST", "/api/v1/search", &secret, Some(ORIGIN), None).await;
+    let seen = app.request("POST", "/api/v1/search").key(&secret).origin(ORIGIN).send().await;
     assert_eq!(seen.status, 200, "{}", seen.body);
     assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
-    assert_eq!(app.call("HEAD", "/api/v1/orders/1", &secret, None, None).await.status, 200);
+    assert_eq!(app.request("HEAD", "/api/v1/orders/1").key(&secret).send().await.status, 200);
     assert_eq!(upstream.last().method, "HEAD");
     // A write from the browser channel on an open route needs a session too.
-    app.call("POST", "/api/v1/open", &secret, Some(ORIGIN), None).await.assert_error(401, "SESSION_REQUIRED");
+    app.request("POST", "/api/v1/open").key(&secret).origin(ORIGIN).send().await.assert_error(401, "SESSION_REQUIRED");
 }
 
 #[tokio::test]
@@ -199,9 +187,9 @@ async fn bad_paths_are_400_and_nothing_is_forwarded() {
     }
     assert_eq!(upstream.count(), 0);
     for path in ["/admin/v1/tenants", "/metrics"] {
-        app.call("GET", path, &secret, None, None).await.assert_error(404, "NOT_FOUND");
+        app.request("GET", path).key(&secret).send().await.assert_error(404, "NOT_FOUND");
     }
-    let trailing = app.call("GET", "/api/v1/orders/", &secret, None, None).await;
+    let trailing = app.request("GET", "/api/v1/orders/").key(&secret).send().await;
     assert_eq!(trailing.status, 200);
     assert_eq!(upstream.last().target, "/api/v1/orders/");
 }
@@ -210,29 +198,18 @@ async fn bad_paths_are_400_and_nothing_is_forwarded() {
 async fn an_oversized_body_is_413_before_the_upstream_is_contacted() {
     let (app, upstream) = spawn_gateway(|c| c.proxy.max_body_bytes = 1024).await;
     let (_, secret) = app.orders_key("acme", &["orders:write"]).await;
-    let response = app
-        .client
-        .post(format!("{}/api/v1/orders", app.public))
-        .bearer_auth(&secret)
-        .body(vec![b'x'; 2048])
-        .send()
-        .await
-        .unwrap();
-    let seen = Seen::from(response).await;
+    let seen = app.request("POST", "/api/v1/orders").key(&secret).body(vec![b'x'; 2048]).send().await;
     seen.assert_error(413, "PAYLOAD_TOO_LARGE");
     assert!(seen.header("x-ratelimit-limit").is_some(), "413 comes after the pipeline");
 
     // A streamed body without Content-Length is cut off when it passes the cap.
     let chunks = futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 512])));
-    let response = app
-        .client
-        .post(format!("{}/api/v1/orders", app.public))
-        .bearer_auth(&secret)
+    app.request("POST", "/api/v1/orders")
+        .key(&secret)
         .body(reqwest::Body::wrap_stream(chunks))
         .send()
         .await
-        .unwrap();
-    Seen::from(response).await.assert_error(413, "PAYLOAD_TOO_LARGE");
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
     assert!(upstream.received().iter().all(|r| r.body.len() <= 1024), "no more than the cap was forwarded");
     assert_eq!(upstream.received().iter().filter(|r| r.body.len() == 2048).count(), 0);
 }
@@ -241,14 +218,14 @@ async fn an_oversized_body_is_413_before_the_upstream_is_contacted() {
 async fn a_down_upstream_is_502_and_a_slow_one_504() {
     let (app, _) = spawn_gateway(|c| c.proxy.response_timeout_ms = 500).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
-    app.call("GET", "/api/v1/slow", &secret, None, None).await.assert_error(504, "UPSTREAM_TIMEOUT");
+    app.request("GET", "/api/v1/slow").key(&secret).send().await.assert_error(504, "UPSTREAM_TIMEOUT");
 
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let down = spawn_with(move |c| c.routes = gateway_routes(&dead)).await;
     let (_, secret) = down.orders_key("acme", &["orders:read"]).await;
-    let seen = down.call("GET", "/api/v1/orders", &secret, None, None).await;
+    let seen = down.request("GET", "/api/v1/orders").key(&secret).send().await;
     seen.assert_error(502, "UPSTREAM_UNAVAILABLE");
     assert!(seen.header("x-ratelimit-limit").is_some());
 }
@@ -284,7 +261,7 @@ async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
     for (path, reached) in
         [("/v2/things?x=1", "/v2/things?x=1"), ("/api/v1/orders/7", "/api/v1/orders/7"), ("/graphql", "/graphql")]
     {
-        let seen = app.call("GET", path, &secret, None, None).await;
+        let seen = app.request("GET", path).key(&secret).send().await;
         assert_eq!(seen.status, 200, "{path}");
         assert_eq!(upstream.last().target, reached);
         assert_eq!(upstream.last().header("x-keygate-tenant"), Some("acme"));
@@ -302,7 +279,7 @@ async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
     assert_eq!(preflight.status, 204);
     assert_eq!(preflight.header("access-control-allow-origin"), Some(ORIGIN));
     // 405 on a routed path names the methods there.
-    let seen = app.call("DELETE", "/v2/things", &secret, None, None).await;
+    let seen = app.request("DELETE", "/v2/things").key(&secret).send().await;
     seen.assert_error(405, "METHOD_NOT_ALLOWED");
     assert_eq!(seen.header("allow"), Some("GET, HEAD"));
 }

@@ -40,29 +40,20 @@ async fn start() -> Example {
 async fn allowed_requests_reach_the_handler_with_the_principal() {
     let ex = start().await;
     let (key, secret) = ex.http.orders_key("acme", &["sessions:create", "orders:read", "orders:write"]).await;
-    let response = ex
-        .http
-        .client
-        .post(format!("{}/api/v1/orders", ex.http.public))
-        .bearer_auth(&secret)
-        .json(&json!({ "item": "tea" }))
-        .send()
-        .await
-        .unwrap();
-    let seen = Seen::from(response).await;
+    let seen = ex.http.request("POST", "/api/v1/orders").key(&secret).json(&json!({ "item": "tea" })).send().await;
     assert_eq!(seen.status, 201, "{}", seen.body);
     assert_eq!(seen.body["data"]["createdBy"], key["id"]);
     assert_eq!(seen.body["data"]["channel"], "server");
     assert_eq!(seen.header("x-ratelimit-limit"), Some("1000"));
 
-    let listed = ex.http.call("GET", "/api/v1/orders", &secret, Some(ORIGIN), None).await;
+    let listed = ex.http.request("GET", "/api/v1/orders").key(&secret).origin(ORIGIN).send().await;
     assert_eq!(listed.status, 200);
     assert_eq!(listed.body["data"][0]["item"], "tea");
     assert_eq!(listed.header("access-control-allow-origin"), Some(ORIGIN));
 
     // Another tenant sees only its own orders.
     let (_, other) = ex.http.orders_key("globex", &["orders:read"]).await;
-    assert_eq!(ex.http.call("GET", "/api/v1/orders", &other, None, None).await.body["data"], json!([]));
+    assert_eq!(ex.http.request("GET", "/api/v1/orders").key(&other).send().await.body["data"], json!([]));
 }
 
 #[tokio::test]
@@ -77,27 +68,31 @@ async fn the_pipeline_refuses_before_the_handler_runs() {
         .create_key("acme", json!({ "name": "l", "scopes": ["*"], "rateLimit": { "limit": 1, "windowSeconds": DAY } }))
         .await;
 
-    ex.http.call("POST", "/api/v1/orders", "", None, None).await.assert_error(401, "API_KEY_REQUIRED");
-    ex.http.call("POST", "/api/v1/orders", "kg_bad", None, None).await.assert_error(401, "API_KEY_INVALID");
-    ex.http.call("POST", "/api/v1/orders", &reader, None, None).await.assert_error(403, "SCOPE_NOT_GRANTED");
-    ex.http.call("GET", "/api/v1/orders", &no_module, None, None).await.assert_error(403, "MODULE_NOT_ENABLED");
-    let seen = ex.http.call("POST", "/api/v1/orders", &secret, Some("https://evil.example"), None).await;
+    ex.http.request("POST", "/api/v1/orders").key("").send().await.assert_error(401, "API_KEY_REQUIRED");
+    ex.http.request("POST", "/api/v1/orders").key("kg_bad").send().await.assert_error(401, "API_KEY_INVALID");
+    ex.http.request("POST", "/api/v1/orders").key(&reader).send().await.assert_error(403, "SCOPE_NOT_GRANTED");
+    ex.http.request("GET", "/api/v1/orders").key(&no_module).send().await.assert_error(403, "MODULE_NOT_ENABLED");
+    let seen = ex.http.request("POST", "/api/v1/orders").key(&secret).origin("https://evil.example").send().await;
     seen.assert_error(403, "ORIGIN_NOT_ALLOWED");
     assert!(!seen.has_cors());
-    let seen = ex.http.call("DELETE", "/api/v1/orders/1", &secret, Some(ORIGIN), None).await;
+    let seen = ex.http.request("DELETE", "/api/v1/orders/1").key(&secret).origin(ORIGIN).send().await;
     seen.assert_error(401, "SESSION_REQUIRED");
     assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN));
     ex.http
-        .call("DELETE", "/api/v1/orders/1", &secret, Some(ORIGIN), Some("x.y.z"))
+        .request("DELETE", "/api/v1/orders/1")
+        .key(&secret)
+        .origin(ORIGIN)
+        .session("x.y.z")
+        .send()
         .await
         .assert_error(401, "SESSION_INVALID");
-    ex.http.call("GET", "/api/v1/orders", &limited, None, None).await;
-    let seen = ex.http.call("GET", "/api/v1/orders", &limited, None, None).await;
+    ex.http.request("GET", "/api/v1/orders").key(&limited).send().await;
+    let seen = ex.http.request("GET", "/api/v1/orders").key(&limited).send().await;
     seen.assert_error(429, "RATE_LIMITED");
     assert!(seen.header("retry-after").is_some());
 
     ex.keygate.admin.revoke_key(key["id"].as_str().unwrap()).await.unwrap();
-    ex.http.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(401, "API_KEY_REVOKED");
+    ex.http.request("GET", "/api/v1/orders").key(&secret).send().await.assert_error(401, "API_KEY_REVOKED");
     assert_eq!(ex.orders.count(), 0, "no refused request reached a handler");
 }
 
@@ -106,18 +101,15 @@ async fn a_browser_mints_a_session_from_the_mounted_public_routes_and_writes() {
     let ex = start().await;
     let (_, secret) = ex.http.orders_key("acme", &["sessions:create", "orders:write"]).await;
     let token = ex.http.session(&secret, ORIGIN).await;
-    let response = ex
+    let seen = ex
         .http
-        .client
-        .post(format!("{}/api/v1/orders", ex.http.public))
-        .bearer_auth(&secret)
-        .header("origin", ORIGIN)
-        .header("x-session-token", &token)
+        .request("POST", "/api/v1/orders")
+        .key(&secret)
+        .origin(ORIGIN)
+        .session(&token)
         .json(&json!({ "item": "coffee" }))
         .send()
-        .await
-        .unwrap();
-    let seen = Seen::from(response).await;
+        .await;
     assert_eq!(seen.status, 201, "{}", seen.body);
     assert_eq!(seen.body["data"]["channel"], "browser");
     assert_eq!(ex.orders.count(), 1);

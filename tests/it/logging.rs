@@ -132,7 +132,7 @@ async fn proxied_lines_carry_the_upstream_status_and_time_and_the_client_a_trust
     assert_eq!(get("/api/v1/orders").await.unwrap().status(), 200);
     assert_eq!(get("/api/v1/orders?status=503").await.unwrap().status(), 503);
     // Refused before the upstream: no upstream fields.
-    let refused = app.client.get(format!("{}/api/v1/orders", app.public)).send().await.unwrap();
+    let refused = app.request("GET", "/api/v1/orders").response().await;
     assert_eq!(refused.status(), 401);
 
     let text = logs.text();
@@ -166,7 +166,7 @@ async fn a_failed_tls_handshake_with_the_upstream_is_logged_with_its_reason() {
     let upstream = common::upstream::Upstream::start_tls(&ca.leaf(&["localhost"])).await;
     let (app, _) = spawn_routed(|_| gateway_routes(&upstream.url), |_| {}).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
-    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    app.request("GET", "/api/v1/orders").key(&secret).send().await.assert_error(502, "UPSTREAM_UNAVAILABLE");
     keygate::logging::flush();
     let text = logs.text();
     let warning = text.lines().find(|l| l.contains("upstream request failed")).expect("a log line says why");

@@ -15,15 +15,15 @@ async fn metrics_count_requests_outcomes_sessions_and_upstream_errors() {
     let (app, _) = spawn_gateway(|c| c.proxy.response_timeout_ms = 300).await;
     let (_, secret) = app.orders_key("acme", &["sessions:create", "orders:read"]).await;
     app.session(&secret, ORIGIN).await;
-    app.call("GET", "/api/v1/orders", &secret, None, None).await;
-    app.call("POST", "/api/v1/orders", &secret, None, None).await.assert_error(403, "SCOPE_NOT_GRANTED");
-    app.call("GET", "/api/v1/slow", &secret, None, None).await.assert_error(504, "UPSTREAM_TIMEOUT");
+    app.request("GET", "/api/v1/orders").key(&secret).send().await;
+    app.request("POST", "/api/v1/orders").key(&secret).send().await.assert_error(403, "SCOPE_NOT_GRANTED");
+    app.request("GET", "/api/v1/slow").key(&secret).send().await.assert_error(504, "UPSTREAM_TIMEOUT");
     // Passed through from the upstream: counted by status class, not as "OK".
-    assert_eq!(app.call("GET", "/api/v1/open?status=501", &secret, None, None).await.status, 501);
-    assert_eq!(app.call("GET", "/api/v1/open?status=404", &secret, None, None).await.status, 404);
+    assert_eq!(app.request("GET", "/api/v1/open?status=501").key(&secret).send().await.status, 501);
+    assert_eq!(app.request("GET", "/api/v1/open?status=404").key(&secret).send().await.status, 404);
     // Refused before any route: counted as route "unmatched".
     app.get("/api/v1/nowhere").await.assert_error(404, "NOT_FOUND");
-    app.call("PUT", "/api/v1/slow", &secret, None, None).await.assert_error(405, "METHOD_NOT_ALLOWED");
+    app.request("PUT", "/api/v1/slow").key(&secret).send().await.assert_error(405, "METHOD_NOT_ALLOWED");
     let bad_path = raw::get(&app.public, "/api/v1/orders\\x", &secret, "").await;
     assert_eq!(raw::status(&bad_path), 400, "{bad_path}");
 

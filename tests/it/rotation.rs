@@ -36,7 +36,7 @@ async fn rotate_then_retire() {
     let write = |token: String| {
         let app = &app;
         let secret = secret.clone();
-        async move { app.call("POST", "/api/v1/orders", &secret, Some(ORIGIN), Some(&token)).await }
+        async move { app.request("POST", "/api/v1/orders").key(&secret).origin(ORIGIN).session(&token).send().await }
     };
     assert_eq!(write(old.clone()).await.status, 200, "the old key still verifies");
     assert_eq!(write(new.clone()).await.status, 200);
@@ -96,7 +96,7 @@ async fn the_admin_api_rotates_and_retires_like_the_cli() {
     assert_eq!(jwt_part(&new, 0)["kid"], rotated.body["data"]["kid"], "the new key signs at once on this instance");
     let write = |token: String| {
         let (app, secret) = (&app, secret.clone());
-        async move { app.call("POST", "/api/v1/orders", &secret, Some(ORIGIN), Some(&token)).await }
+        async move { app.request("POST", "/api/v1/orders").key(&secret).origin(ORIGIN).session(&token).send().await }
     };
     assert_eq!(write(old.clone()).await.status, 200, "the old key still verifies");
 

@@ -40,7 +40,7 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn write_with(&self, token: &str) -> Seen {
-        self.app.call("POST", "/api/v1/orders", &self.secret, Some(ORIGIN), Some(token)).await
+        self.app.request("POST", "/api/v1/orders").key(&self.secret).origin(ORIGIN).session(token).send().await
     }
 
     fn forged(&self, header_edit: impl FnOnce(&mut Value), claims_edit: impl FnOnce(&mut Value)) -> String {
@@ -156,7 +156,13 @@ async fn every_defect_is_session_invalid_and_nothing_reaches_the_upstream() {
 async fn required_missing_doubled_and_checked_on_reads() {
     let f = fixture().await;
     let token = f.app.session(&f.secret, ORIGIN).await;
-    f.app.call("POST", "/api/v1/orders", &f.secret, Some(ORIGIN), None).await.assert_error(401, "SESSION_REQUIRED");
+    f.app
+        .request("POST", "/api/v1/orders")
+        .key(&f.secret)
+        .origin(ORIGIN)
+        .send()
+        .await
+        .assert_error(401, "SESSION_REQUIRED");
     let response = f
         .app
         .client
@@ -170,14 +176,21 @@ async fn required_missing_doubled_and_checked_on_reads() {
         .unwrap();
     Seen::from(response).await.assert_error(401, "SESSION_INVALID");
     // Reads need no session, but a presented one is checked.
-    assert_eq!(f.app.call("GET", "/api/v1/orders", &f.secret, Some(ORIGIN), None).await.status, 200);
+    assert_eq!(f.app.request("GET", "/api/v1/orders").key(&f.secret).origin(ORIGIN).send().await.status, 200);
     f.app
-        .call("GET", "/api/v1/orders", &f.secret, Some(ORIGIN), Some("x.y.z"))
+        .request("GET", "/api/v1/orders")
+        .key(&f.secret)
+        .origin(ORIGIN)
+        .session("x.y.z")
+        .send()
         .await
         .assert_error(401, "SESSION_INVALID");
-    assert_eq!(f.app.call("GET", "/api/v1/orders", &f.secret, Some(ORIGIN), Some(&token)).await.status, 200);
+    assert_eq!(
+        f.app.request("GET", "/api/v1/orders").key(&f.secret).origin(ORIGIN).session(&token).send().await.status,
+        200
+    );
     // The server channel needs no session for writes.
-    assert_eq!(f.app.call("POST", "/api/v1/orders", &f.secret, None, None).await.status, 200);
+    assert_eq!(f.app.request("POST", "/api/v1/orders").key(&f.secret).send().await.status, 200);
     assert_eq!(f.upstream.count(), 3);
 }
 
@@ -213,7 +226,13 @@ async fn a_one_second_session_expires() {
     while now_seconds() < exp {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    app.call("POST", "/api/v1/orders", &secret, Some(ORIGIN), Some(&token)).await.assert_error(401, "SESSION_EXPIRED");
+    app.request("POST", "/api/v1/orders")
+        .key(&secret)
+        .origin(ORIGIN)
+        .session(&token)
+        .send()
+        .await
+        .assert_error(401, "SESSION_EXPIRED");
     assert_eq!(upstream.count(), 0);
 }
 
@@ -230,7 +249,11 @@ async fn revoking_the_key_or_removing_the_origin_ends_its_sessions() {
 
     f.app.patch_key(key["id"].as_str().unwrap(), json!({ "allowedOrigins": [SECOND_ORIGIN] })).await;
     f.app
-        .call("POST", "/api/v1/orders", &secret, Some(ORIGIN), Some(&other_token))
+        .request("POST", "/api/v1/orders")
+        .key(&secret)
+        .origin(ORIGIN)
+        .session(&other_token)
+        .send()
         .await
         .assert_error(403, "ORIGIN_NOT_ALLOWED");
 

@@ -24,7 +24,7 @@ async fn a_guarded_request_reaches_an_https_upstream_whose_authority_is_in_ca_fi
     let (_, secret) = app.orders_key("acme", &["orders:read", "orders:write"]).await;
 
     for method in ["GET", "POST", "GET"] {
-        let seen = app.call(method, "/api/v1/orders", &secret, None, None).await;
+        let seen = app.request(method, "/api/v1/orders").key(&secret).send().await;
         assert_eq!(seen.status, 200, "{}", seen.body);
         assert_eq!(seen.body["ok"], true);
     }
@@ -40,7 +40,7 @@ async fn a_guarded_request_reaches_an_https_upstream_whose_authority_is_in_ca_fi
 async fn an_upstream_certificate_from_an_unknown_authority_is_502_and_nothing_is_sent() {
     let (app, upstream, _dir) = https_gateway(&["localhost"], false).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
-    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    app.request("GET", "/api/v1/orders").key(&secret).send().await.assert_error(502, "UPSTREAM_UNAVAILABLE");
     assert_eq!(upstream.count(), 0, "no request went over an unverified connection");
     // The reason in the log: tests/it/logging.rs, where every test captures what it logs.
 }
@@ -49,7 +49,7 @@ async fn an_upstream_certificate_from_an_unknown_authority_is_502_and_nothing_is
 async fn a_certificate_for_another_name_is_502() {
     let (app, upstream, _dir) = https_gateway(&["other.example"], true).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
-    app.call("GET", "/api/v1/orders", &secret, None, None).await.assert_error(502, "UPSTREAM_UNAVAILABLE");
+    app.request("GET", "/api/v1/orders").key(&secret).send().await.assert_error(502, "UPSTREAM_UNAVAILABLE");
     assert_eq!(upstream.count(), 0);
 }
 

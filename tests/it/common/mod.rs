@@ -211,6 +211,80 @@ pub struct Seen {
     pub body: Value,
 }
 
+/// A request being built by [`TestApp::request`]; nothing is sent until [`Call::send`].
+pub struct Call {
+    request: reqwest::RequestBuilder,
+}
+
+impl Call {
+    /// `Authorization: Bearer <secret>` (also when `secret` is empty: a header with no key).
+    pub fn key(self, secret: &str) -> Self {
+        Self { request: self.request.bearer_auth(secret) }
+    }
+
+    /// `Origin`, when given.
+    pub fn origin(self, origin: impl MaybeGiven) -> Self {
+        self.header_if("origin", origin.given())
+    }
+
+    /// `X-Session-Token`, when given.
+    pub fn session(self, token: impl MaybeGiven) -> Self {
+        self.header_if("x-session-token", token.given())
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        Self { request: self.request.header(name, value) }
+    }
+
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        Self { request: self.request.body(body) }
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        Self { request: self.request.json(body) }
+    }
+
+    fn header_if(self, name: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(value) => self.header(name, value),
+            None => self,
+        }
+    }
+
+    /// Sends it and reads the whole response.
+    pub async fn send(self) -> Seen {
+        Seen::from(self.response().await).await
+    }
+
+    /// Sends it and hands back the response unread.
+    pub async fn response(self) -> Response {
+        self.request.send().await.expect("request")
+    }
+}
+
+/// A header value a test has, or (as an `Option`) may have.
+pub trait MaybeGiven {
+    fn given(&self) -> Option<&str>;
+}
+
+impl MaybeGiven for &str {
+    fn given(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl MaybeGiven for &String {
+    fn given(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl MaybeGiven for Option<&str> {
+    fn given(&self) -> Option<&str> {
+        *self
+    }
+}
+
 impl Seen {
     pub async fn from(response: Response) -> Self {
         let status = response.status();
@@ -345,24 +419,11 @@ impl TestApp {
         self.mint_with(&headers).await
     }
 
-    /// A request on the public listener with a key, an optional origin and session token.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        secret: &str,
-        origin: Option<&str>,
-        session: Option<&str>,
-    ) -> Seen {
-        let method = Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, format!("{}{path}", self.public)).bearer_auth(secret);
-        if let Some(origin) = origin {
-            request = request.header("origin", origin);
-        }
-        if let Some(token) = session {
-            request = request.header("x-session-token", token);
-        }
-        Seen::from(request.send().await.expect("request")).await
+    /// A request on the public listener, built a part at a time:
+    /// `app.request("POST", "/api/v1/orders").key(&secret).origin(ORIGIN).send().await`.
+    pub fn request(&self, method: &str, path: &str) -> Call {
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        Call { request: self.client.request(method, format!("{}{path}", self.public)) }
     }
 
     /// Mints a session for `secret` at `origin`, asserting success.
