@@ -225,3 +225,6 @@ impl KeyCache {
         fill
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -303,3 +303,6 @@ impl StoreWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -15,10 +15,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), keygate::StartError> {
-//! # let folder = tempfile::tempdir()?;
-//! # let store = folder.path().join("keygate.db");
-//! let settings = format!("[store]\nurl = \"sqlite://{}\"\n", store.display());
-//! let config = Config::parse(&settings, std::iter::empty())?;
+//! // A store in memory, for the example; `sqlite://keygate.db` or `postgres://…` to keep it.
+//! let config = Config::parse("[store]\nurl = \"sqlite::memory:\"\n", std::iter::empty())?;
 //! let keygate = App::build(config).await?;
 //! let read = keygate.require(Policy::scope("orders:read")?.with_module("orders"));
 //! let orders = Router::new().route(

@@ -513,3 +513,6 @@ impl Decision {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{ENV_NON_SETTINGS, env_name};
 pub use redact::{REDACTED, redact_url};
-pub use values::{LimiterUrl, RouteMethod, StoreUrl, TrustedProxy, UpstreamUrl};
+pub use values::{LimiterUrl, RouteMethod, SQLITE_MEMORY, StoreUrl, TrustedProxy, UpstreamUrl};
 
 use crate::scope::Scope;
 

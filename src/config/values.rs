@@ -12,11 +12,15 @@ use super::redact::redact_url;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum StoreUrl {
-    /// `sqlite://PATH[?…]`
+    /// `sqlite://PATH[?…]`, or `sqlite::memory:` (a store that lives as long as the process:
+    /// for tests and trials)
     Sqlite(String),
     /// `postgres://…` or `postgresql://…`
     Postgres(String),
 }
+
+/// `store.url` for a SQLite store in memory, gone when the process ends.
+pub const SQLITE_MEMORY: &str = "sqlite::memory:";
 
 impl StoreUrl {
     pub fn as_str(&self) -> &str {
@@ -45,10 +49,13 @@ impl TryFrom<String> for StoreUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(Self::Postgres(url));
         }
+        if url == SQLITE_MEMORY {
+            return Ok(Self::Sqlite(url));
+        }
         let path = url.strip_prefix("sqlite://").map(|rest| rest.split('?').next().unwrap_or_default());
         match path {
             Some(path) if !path.is_empty() => Ok(Self::Sqlite(url)),
-            _ => Err("expected sqlite://PATH or postgres://USER:PASSWORD@HOST/DATABASE".to_owned()),
+            _ => Err("expected sqlite://PATH, sqlite::memory: or postgres://USER:PASSWORD@HOST/DATABASE".to_owned()),
         }
     }
 }

@@ -10,6 +10,8 @@
 //! feed and apply exactly those changes to their caches (see `feed.rs`).
 
 mod sql;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use async_trait::async_trait;
 

@@ -29,7 +29,7 @@ use rows::{
     tenant_from_row,
 };
 
-use crate::config::StoreUrl;
+use crate::config::{SQLITE_MEMORY, StoreUrl};
 use crate::model::{ApiKey, KeyWithTenant, Tenant};
 use crate::secret::SecretHash;
 use crate::store::{ChangeKind, ChangeNotices, Edit, Feed, KeyVisitor, SigningKeyRecord, Store, StoreError};
@@ -122,6 +122,17 @@ impl SqlStore {
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(2));
         options = match dialect {
             // Per-connection settings; WAL is a property of the file but is set here too.
+            // An in-memory database is its connection's own: one connection, kept for ever.
+            Dialect::Sqlite if url.as_str() == SQLITE_MEMORY => {
+                options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None).after_connect(
+                    |connection, _| {
+                        Box::pin(async move {
+                            connection.execute("PRAGMA foreign_keys = ON;").await?;
+                            Ok(())
+                        })
+                    },
+                )
+            }
             Dialect::Sqlite => options.max_connections(4).after_connect(|connection, _| {
                 Box::pin(async move {
                     connection
@@ -217,8 +228,17 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         let changes = rows.iter().map(change_from_row).collect::<Result<Vec<_>, _>>()?;
-        // The next change must be there: otherwise it was pruned (or the store was replaced).
-        let contiguous = revision > after && changes.first().is_some_and(|first| first.revision == after + 1);
+        // Each change must follow the one before without a gap: a missing first one was pruned
+        // (or the store was replaced), one missing further on was never recorded (a bulk
+        // insert). Either way this instance cannot know what changed.
+        let mut expected = after + 1;
+        let contiguous = revision > after
+            && !changes.is_empty()
+            && changes.iter().all(|change| {
+                let follows = change.revision == expected;
+                expected += 1;
+                follows
+            });
         Ok(if contiguous { Feed::Changes(changes) } else { Feed::Missed })
     }
 
