@@ -46,7 +46,8 @@ async fn fixture(upstream: &str) -> Fixture {
     app.admin.create_tenant(tenant.to_string().as_bytes()).await.unwrap();
     let key = json!({ "name": "k", "scopes": ["sessions:create", "orders:read"], "allowedOrigins": [ORIGIN] });
     let secret = app.admin.create_key("acme", key.to_string().as_bytes()).await.unwrap().secret;
-    let record = app.admin.key(&app.admin.keys("acme", &Default::default()).await.unwrap().data[0].id).await.unwrap();
+    let record =
+        app.admin.key(&app.admin.keys("acme", &Default::default()).await.unwrap().data[0].key.id).await.unwrap().key;
     let origin = keygate::origin::Origin::parse(ORIGIN).unwrap();
     let token = app.pipeline.sessions().mint(&record, &origin, keygate::time::now_millis()).unwrap().token;
     Fixture { app, secret, token, _dir: dir }

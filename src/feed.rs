@@ -3,7 +3,7 @@
 //! `NOTIFY` on PostgreSQL, within [`POLL_EVERY`] on SQLite.
 //!
 //! Like a Kubernetes informer: list once (at start), then apply each change after the
-//! revision seen — a key leaves the cache by its hash and its preflight entries are replaced
+//! revision seen — a key leaves the cache by each of its hashes and its preflight entries are replaced
 //! by its current ones (one store read), a tenant's keys leave the cache by the tenant index, a
 //! signing key change reloads the (small) signing key set. When part of the feed is gone (this
 //! instance fell further behind than the store keeps), or its PostgreSQL `LISTEN` connection
@@ -193,6 +193,11 @@ impl StoreWatch {
                 ChangeKind::Key => {
                     if let Some(hash) = &change.key_hash {
                         self.cache.key_changed(hash);
+                    }
+                    // A rolled key is found by several hashes: each leaves the cache (and is
+                    // known to exist). One small read per change, off the hot path.
+                    for hash in self.store.key_hashes(&change.subject).await? {
+                        self.cache.key_changed(&hash);
                     }
                     let key = self.store.key(&change.subject).await?;
                     let allowlist = key.as_ref().and_then(KeyAllowlist::of);

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
+use crate::secret::SecretHash;
 use crate::time::{Millis, rfc3339};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,13 +125,58 @@ impl ApiKey {
 pub struct KeyWithTenant {
     pub key: ApiKey,
     pub tenant: Tenant,
+    /// The earlier secret of a rolled key that found it; `None` for the current secret, which
+    /// ends with the key.
+    pub earlier: Option<EarlierSecret>,
+}
+
+/// An earlier secret of a rolled key, as the lookup by hash found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EarlierSecret {
+    pub hash: SecretHash,
+    pub ends: Millis,
+}
+
+impl KeyWithTenant {
+    /// The key's state, as presented with this secret: an ended earlier secret is expired.
+    pub fn state_at(&self, now: Millis) -> KeyState {
+        match self.key.state_at(now) {
+            KeyState::Usable if self.earlier.is_some_and(|earlier| now >= earlier.ends) => KeyState::Expired,
+            state => state,
+        }
+    }
+
+    /// The next instant at which this secret stops working by the clock alone.
+    pub fn ends(&self) -> Option<Millis> {
+        self.key.expires_at.into_iter().chain(self.earlier.map(|earlier| earlier.ends)).min()
+    }
+}
+
+/// An earlier secret of a rolled key (SPEC §11), live until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledSecret {
+    pub prefix: String,
+    #[serde(with = "rfc3339")]
+    pub expires_at: Millis,
+    #[serde(with = "rfc3339::option")]
+    pub last_used_at: Option<Millis>,
+}
+
+/// A key as the admin API shows it: the record and its live earlier secrets, oldest end first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    pub rolled_secrets: Vec<RolledSecret>,
 }
 
 /// A key as created: the record plus the secret, shown this once.
 #[derive(Serialize)]
 pub struct CreatedKey {
     #[serde(flatten)]
-    pub key: ApiKey,
+    pub key: KeyView,
     pub secret: String,
 }
 

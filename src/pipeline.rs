@@ -253,8 +253,8 @@ impl Pipeline {
 
     /// Judges again a request that was allowed — an open WebSocket, after a change it depends
     /// on (SPEC §17) — by the same steps, counting nothing. `Ok` carries the next instant at
-    /// which the verdict may change by the clock alone: the key's expiry, or the session
-    /// token's.
+    /// which the verdict may change by the clock alone: the key's expiry, the end of the rolled
+    /// secret it was opened with, or the session token's.
     pub async fn recheck(
         &self,
         method: &Method,
@@ -264,7 +264,7 @@ impl Pipeline {
         let mut trail = Trail::default();
         let now = now_millis();
         let principal = self.run(headers, policy.is_write(method), policy, now, &mut trail, Counting::Recheck).await?;
-        Ok(principal.record.key.expires_at.into_iter().chain(trail.session_ends).min())
+        Ok(principal.record.ends().into_iter().chain(trail.session_ends).min())
     }
 
     async fn run(
@@ -282,7 +282,7 @@ impl Pipeline {
         trail.cors_origin = allowed_origin(&origin, &record);
         check_key_state(&record, now)?; // step 3
         if counting == Counting::Count {
-            self.usage.record(&record.key.id, now);
+            self.usage.record(&record.key.id, record.earlier.as_ref().map(|earlier| &earlier.hash), now);
             trail.quota = self.count_request(&record).await?; // step 4
             check_quota(trail.quota.as_ref())?;
         }
@@ -423,7 +423,7 @@ fn allowed_origin(origin: &Option<Result<Origin, ()>>, record: &KeyWithTenant) -
 /// Step 3. Only a caller holding the full secret gets here, so telling it the key's state
 /// discloses nothing.
 fn check_key_state(record: &KeyWithTenant, now: Millis) -> Result<(), ApiError> {
-    match record.key.state_at(now) {
+    match record.state_at(now) {
         KeyState::Usable => Ok(()),
         KeyState::Revoked => Err(ApiError::new(ErrorCode::ApiKeyRevoked, "the API key has been revoked")),
         KeyState::Expired => Err(ApiError::new(ErrorCode::ApiKeyExpired, "the API key has expired")),

@@ -240,8 +240,8 @@ async fn revoke_previous_keys(admin: &Admin, tenant: &str) -> Result<(), ApiErro
     let mut query = PageQuery { limit: Some("1000".to_owned()), cursor: None };
     loop {
         let page = admin.keys(tenant, &query).await?;
-        for key in page.data.iter().filter(|k| k.name.starts_with(KEY_NAME_PREFIX) && k.revoked_at.is_none()) {
-            admin.revoke_key(&key.id).await?;
+        for key in page.data.iter().filter(|k| k.key.name.starts_with(KEY_NAME_PREFIX) && k.key.revoked_at.is_none()) {
+            admin.revoke_key(&key.key.id).await?;
         }
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),

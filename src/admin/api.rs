@@ -31,6 +31,7 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
+        .route("/admin/v1/keys/{key_id}/roll", post(roll_key))
         .route("/admin/v1/signing-keys", get(list_signing_keys).post(move |state| rotate_signing_key(state, algorithm)))
         .route("/admin/v1/signing-keys/{kid}/retire", post(retire_signing_key))
         .route("/metrics", get(metrics))
@@ -149,6 +150,10 @@ async fn metrics() -> Response {
 
 async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
     Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
+}
+
+async fn roll_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.roll_key(&id, &checked_body(body)?).await?))
 }
 
 /// Shaped as every other list, on one page: there are a handful of signing keys.

@@ -113,6 +113,17 @@ pub fn list<T: PartialEq>(
     }
 }
 
+/// A whole number from `min` to `max`.
+pub fn whole(min: u64, max: u64) -> impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<u64> {
+    move |value, path, details| match whole_number(value) {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            details.push(Detail::new(path, format!("must be a whole number from {min} to {max}")));
+            None
+        }
+    }
+}
+
 /// A whole number, also when written with a zero fraction (`356.0`): JSON Schema's `integer`.
 fn whole_number(value: &Value) -> Option<u64> {
     value.as_u64().or_else(|| {

@@ -13,17 +13,19 @@ use serde::Serialize;
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::feed::StoreWatch;
-use crate::model::{ApiKey, CreatedKey, RateLimit, Subscription, Tenant, TenantStatus};
+use crate::model::{ApiKey, CreatedKey, KeyView, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::{generate_secret, random_base62};
 use crate::session::generate_key;
-use crate::store::{Store, StoreError};
+use crate::store::{Roll, Rolled, Store, StoreError};
 use crate::time::{Millis, now_millis, parse_rfc3339};
-use fields::{Fields, list, nullable, parsed, rate_limit, text};
+use fields::{Fields, list, nullable, parsed, rate_limit, text, whole};
 
 const MAX_NAME: usize = 200;
 const MAX_LIST: usize = 100;
+/// A roll's longest overlap: 30 days.
+const MAX_OVERLAP_SECONDS: u64 = 2_592_000;
 
 /// One page of a list: `{"data": […], "nextCursor": "…" | null}`.
 #[derive(Debug, Serialize)]
@@ -309,28 +311,72 @@ impl Admin {
         fields.apply(&mut key);
         self.store.insert_key(&key, &secret.hash).await.map_err(store_error)?;
         self.changed().await;
-        Ok(CreatedKey { key, secret: secret.secret })
+        Ok(CreatedKey { key: KeyView { key, rolled_secrets: Vec::new() }, secret: secret.secret })
     }
 
-    pub async fn key(&self, id: &str) -> Result<ApiKey, ApiError> {
-        self.store.key(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("API key"))
+    pub async fn key(&self, id: &str) -> Result<KeyView, ApiError> {
+        let key = self.store.key(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("API key"))?;
+        self.view(key).await
     }
 
-    pub async fn keys(&self, tenant_id: &str, query: &PageQuery) -> Result<Page<ApiKey>, ApiError> {
+    pub async fn keys(&self, tenant_id: &str, query: &PageQuery) -> Result<Page<KeyView>, ApiError> {
         let (limit, after) = page_bounds(query)?;
         self.tenant(tenant_id).await?;
         let rows = self.store.keys(tenant_id, after.as_deref(), limit + 1).await.map_err(store_error)?;
-        Ok(into_page(rows, limit, |k| &k.id))
+        let page = into_page(rows, limit, |k| &k.id);
+        Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
     }
 
-    pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<ApiKey, ApiError> {
+    pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<KeyView, ApiError> {
         let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
         let fields = read_key_fields(&mut body, false);
         body.finish()?;
         let updated = self.store.update_key(id, &|key| fields.apply(key)).await.map_err(store_error)?;
         let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
         self.changed().await;
-        Ok(key)
+        self.view(key).await
+    }
+
+    /// Rolls a key (SPEC §11): a new secret for the same key, everything else kept; each
+    /// earlier secret still live ends within `overlapSeconds`.
+    pub async fn roll_key(&self, id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
+        let mut body = Fields::parse(bytes, &["overlapSeconds"])?;
+        let overlap = body.required("overlapSeconds", &whole(0, MAX_OVERLAP_SECONDS));
+        body.finish()?;
+        let overlap = overlap.ok_or_else(ApiError::internal)?;
+        let secret = generate_secret(&self.key_prefix);
+        let roll =
+            Roll { hash: secret.hash, prefix: secret.prefix.clone(), ends_at: now_millis() + overlap as i64 * 1000 };
+        match self.store.roll_key(id, &roll).await.map_err(store_error)? {
+            Rolled::Done(key) => {
+                self.changed().await;
+                Ok(CreatedKey { key: self.view(*key).await?, secret: secret.secret })
+            }
+            Rolled::Revoked => Err(ApiError::new(ErrorCode::Conflict, "the API key is revoked: it cannot be rolled")),
+            Rolled::Missing => Err(ApiError::not_found("API key")),
+        }
+    }
+
+    async fn view(&self, key: ApiKey) -> Result<KeyView, ApiError> {
+        let mut views = self.views(vec![key]).await?;
+        views.pop().ok_or_else(ApiError::internal)
+    }
+
+    /// Keys as shown: each with its live earlier secrets, read in one query for them all.
+    async fn views(&self, keys: Vec<ApiKey>) -> Result<Vec<KeyView>, ApiError> {
+        let ids: Vec<String> = keys.iter().map(|key| key.id.clone()).collect();
+        let rolled = self.store.rolled_secrets(&ids, now_millis()).await.map_err(store_error)?;
+        let mut by_key: std::collections::HashMap<String, Vec<RolledSecret>> = std::collections::HashMap::new();
+        for (key_id, secret) in rolled {
+            by_key.entry(key_id).or_default().push(secret);
+        }
+        Ok(keys
+            .into_iter()
+            .map(|key| {
+                let rolled_secrets = by_key.remove(&key.id).unwrap_or_default();
+                KeyView { key, rolled_secrets }
+            })
+            .collect())
     }
 
     /// The session signing keys: which one signs, which still verify, which are retired.
@@ -381,7 +427,7 @@ impl Admin {
     }
 
     /// Idempotent: a revoked key keeps its first `revokedAt`.
-    pub async fn revoke_key(&self, id: &str) -> Result<ApiKey, ApiError> {
+    pub async fn revoke_key(&self, id: &str) -> Result<KeyView, ApiError> {
         let now = now_millis();
         let updated = self
             .store
@@ -392,6 +438,6 @@ impl Admin {
             .map_err(store_error)?;
         let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
         self.changed().await;
-        Ok(key)
+        self.view(key).await
     }
 }

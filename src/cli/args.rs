@@ -174,8 +174,16 @@ pub(crate) enum KeyCommand {
         #[command(flatten)]
         rate: RateLimitChange,
     },
-    /// Revoke a key (idempotent).
+    /// Revoke a key (idempotent): every one of its secrets.
     Revoke { id: String },
+    /// Roll a key: a new secret for the same key, printed this once; the earlier secrets go on
+    /// working for the overlap.
+    Roll {
+        id: String,
+        /// How long the earlier secrets go on working, 0–2592000 seconds (30 days).
+        #[arg(long)]
+        overlap_seconds: u64,
+    },
 }
 
 #[derive(Args)]

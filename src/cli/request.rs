@@ -87,6 +87,11 @@ impl KeyCommand {
                 AdminRequest::patch(format!("/admin/v1/keys/{}", segment(&id)), body)
             }
             KeyCommand::Revoke { id } => AdminRequest::post(format!("/admin/v1/keys/{}/revoke", segment(&id)), None),
+            KeyCommand::Roll { id, overlap_seconds } => {
+                let mut body = Map::new();
+                body.insert("overlapSeconds".into(), json!(overlap_seconds));
+                AdminRequest::post(format!("/admin/v1/keys/{}/roll", segment(&id)), Some(body))
+            }
         }
     }
 }

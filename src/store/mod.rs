@@ -15,7 +15,7 @@ pub(crate) mod testing;
 
 use async_trait::async_trait;
 
-use crate::model::{ApiKey, KeyWithTenant, Tenant};
+use crate::model::{ApiKey, KeyWithTenant, RolledSecret, Tenant};
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
@@ -138,6 +138,24 @@ pub const FEED_RETENTION: i64 = 10_000;
 
 pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);
 
+/// A new current secret for a key, and when its earlier secrets end at the latest.
+#[derive(Debug, Clone)]
+pub struct Roll {
+    pub hash: SecretHash,
+    pub prefix: String,
+    pub ends_at: Millis,
+}
+
+/// What a roll did.
+#[derive(Debug)]
+pub enum Rolled {
+    /// The key, with its new prefix.
+    Done(Box<ApiKey>),
+    /// A revoked key is not rolled.
+    Revoked,
+    Missing,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -170,11 +188,23 @@ pub trait Store: Send + Sync + 'static {
     async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
     /// Reads, edits and writes a key in one transaction.
     async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError>;
-    /// The hot path's only query, on a cache miss.
+    /// The hot path's only query, on a cache miss: the key whose current secret, or one of
+    /// whose earlier secrets (with its end), has this hash.
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError>;
-    /// Write-behind of `lastUsedAt`, many keys in one transaction; never moves a time back.
-    async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError>;
-    /// How many keys there are, revoked ones included.
+    /// Rolls key `id` (SPEC §11) in one transaction with its change: `roll`'s secret becomes the
+    /// current one, the one it replaces becomes an earlier secret, and every earlier secret
+    /// ends at the latest at `roll.ends_at`.
+    async fn roll_key(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError>;
+    /// The earlier secrets of `key_ids` still live after `now`, by key id, soonest end first.
+    async fn rolled_secrets(&self, key_ids: &[String], now: Millis) -> Result<Vec<(String, RolledSecret)>, StoreError>;
+    /// Every hash key `id` can be presented with, ended earlier secrets included.
+    async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError>;
+    /// Write-behind of `lastUsedAt`, of keys (by id) and of earlier secrets of rolled keys (by
+    /// hash), in one transaction; never moves a time back.
+    async fn record_usage(&self, uses: &[(String, Millis)], earlier: &[(SecretHash, Millis)])
+    -> Result<(), StoreError>;
+    /// How many secrets there are to know: every key, revoked ones included, and every earlier
+    /// secret of a rolled key.
     async fn key_count(&self) -> Result<u64, StoreError>;
     /// Streams a sketch of every key, one at a time: the whole set is never held at once.
     async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError>;

@@ -20,6 +20,7 @@ mod cors_and_limits;
 mod gateway;
 mod js_client;
 mod layer_example;
+mod lifecycle;
 mod logging;
 mod openapi;
 mod operations;

@@ -172,8 +172,17 @@ async fn every_documented_operation_answers_as_documented() {
     assert!(served["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/admin")));
 
     // Admin-only routes, and the admin listener's copy of the document.
+    let roll_path = format!("/admin/v1/keys/{id}/roll");
+    let roll = |body: Value| app.admin_request(Method::POST, &roll_path, Some(body));
+    let seen = roll(json!({ "overlapSeconds": 3600 })).await;
+    assert_eq!(seen.status, 200);
+    contract.check("POST", "/admin/v1/keys/{keyId}/roll", &seen);
+    contract.check("POST", "/admin/v1/keys/{keyId}/roll", &roll(json!({ "overlapSeconds": -1 })).await);
     let seen = app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await;
     contract.check("POST", "/admin/v1/keys/{keyId}/revoke", &seen);
+    let seen = roll(json!({ "overlapSeconds": 60 })).await;
+    assert_eq!(seen.status, 409);
+    contract.check("POST", "/admin/v1/keys/{keyId}/roll", &seen);
     // Signing keys: list, rotate, retire, and the refusals.
     let listed = app.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
     contract.check("GET", "/admin/v1/signing-keys", &listed);

@@ -60,7 +60,7 @@ async fn hs256_tokens_minted_before_a_restart_verify_after() {
     let (second, token, key, _) = mint_then_restart(SessionAlgorithm::HS256).await;
     // The restarted instance's own verifier accepts the old token.
     let restarted = App::build(config_for(&second.test_store, SessionAlgorithm::HS256)).await.unwrap();
-    let api_key = restarted.admin.key(key["id"].as_str().unwrap()).await.unwrap();
+    let api_key = restarted.admin.key(key["id"].as_str().unwrap()).await.unwrap().key;
     let origin = Origin::parse(ORIGIN).unwrap();
     let sessions = restarted.pipeline.sessions();
     assert_eq!(sessions.verify(&token, &api_key, &origin, keygate::time::now_millis()), Ok(()));

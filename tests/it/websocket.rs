@@ -421,6 +421,33 @@ async fn an_open_one_is_closed_when_its_session_or_its_key_expires_by_the_clock(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_opened_with_an_earlier_secret_is_closed_when_the_roll_s_overlap_ends() {
+    let (app, upstream) = gateway(|_| {}).await;
+    let (key, old) = app.orders_key("acme", &["orders:read"]).await;
+    let (mut with_old, _) = open(&app, &[("authorization", &format!("Bearer {old}"))]).await.unwrap();
+    assert_eq!(echo(&mut with_old, "before").await, "before");
+
+    let id = key["id"].as_str().unwrap();
+    let rolled = app
+        .admin_request(Method::POST, &format!("/admin/v1/keys/{id}/roll"), Some(json!({ "overlapSeconds": 1 })))
+        .await;
+    assert_eq!(rolled.status, 200, "{}", rolled.body);
+    let new = rolled.body["data"]["secret"].as_str().unwrap().to_owned();
+    let (mut with_new, _) = open(&app, &[("authorization", &format!("Bearer {new}"))]).await.unwrap();
+    assert_eq!(echo(&mut with_old, "during the overlap").await, "during the overlap");
+
+    let ends = rolled.body["data"]["rolledSecrets"][0]["expiresAt"].as_str().unwrap();
+    let ends = keygate::time::parse_rfc3339(ends).unwrap();
+    let (close, reason, _) = closed_by_keygate(&mut with_old, Duration::from_secs(3)).await;
+    let now = keygate::time::now_millis();
+    assert_eq!((close, reason.as_str()), (1008, "API_KEY_EXPIRED"));
+    assert!(now >= ends && now < ends + 1000, "closed at {now}, the overlap ended at {ends}");
+    nothing_relayed_after_the_close(&mut with_old, &upstream, "after the overlap").await;
+    // The one opened with the new secret goes on.
+    assert_eq!(echo(&mut with_new, "after").await, "after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_closes_those_its_routes_no_longer_allow_and_only_those() {
     let (app, upstream) = gateway(|_| {}).await;
     let (_, secret) = app.orders_key("acme", &["orders:read"]).await;

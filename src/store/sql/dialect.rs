@@ -75,10 +75,12 @@ impl Dialect {
             Self::Sqlite => [
                 ("init", include_str!("../../../migrations/sqlite/0001_init.sql")),
                 ("changes", include_str!("../../../migrations/sqlite/0002_changes.sql")),
+                ("key_lifecycle", include_str!("../../../migrations/sqlite/0003_key_lifecycle.sql")),
             ],
             Self::Postgres => [
                 ("init", include_str!("../../../migrations/postgres/0001_init.sql")),
                 ("changes", include_str!("../../../migrations/postgres/0002_changes.sql")),
+                ("key_lifecycle", include_str!("../../../migrations/postgres/0003_key_lifecycle.sql")),
             ],
         };
         let migrations = scripts.into_iter().zip(1..).map(|((name, sql), version)| {

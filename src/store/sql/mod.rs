@@ -15,6 +15,7 @@ mod feed;
 mod keys;
 mod listen;
 mod rows;
+mod secrets;
 
 use std::time::Duration;
 
@@ -30,9 +31,12 @@ use rows::{
 };
 
 use crate::config::{SQLITE_MEMORY, StoreUrl};
+use crate::model::RolledSecret;
 use crate::model::{ApiKey, KeyWithTenant, Tenant};
 use crate::secret::SecretHash;
-use crate::store::{ChangeKind, ChangeNotices, Edit, Feed, KeyVisitor, SigningKeyRecord, Store, StoreError};
+use crate::store::{
+    ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store, StoreError,
+};
 use crate::time::Millis;
 
 pub struct SqlStore {
@@ -308,15 +312,42 @@ impl Store for SqlStore {
     }
 
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError> {
+        // One round trip, one primary-key probe of each table.
         let sql = format!(
-            "SELECT {KEY_COLUMNS}, {TENANT_COLUMNS} FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
-             WHERE k.secret_hash = $1"
+            "SELECT {KEY_COLUMNS}, {TENANT_COLUMNS}, NULL AS r_secret_hash, NULL AS r_expires_at FROM api_keys k \
+             JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = $1 \
+             UNION ALL SELECT {KEY_COLUMNS}, {TENANT_COLUMNS}, r.secret_hash AS r_secret_hash, \
+             r.expires_at AS r_expires_at FROM rolled_secrets r \
+             JOIN api_keys k ON k.id = r.key_id JOIN tenants t ON t.id = k.tenant_id WHERE r.secret_hash = $1"
         );
         let row = dynamic(sql).bind(hash.to_vec()).fetch_optional(&self.pool).await?;
-        row.map(|row| Ok(KeyWithTenant { key: key_from_row(&row)?, tenant: tenant_from_row(&row)? })).transpose()
+        row.map(|row| {
+            Ok(KeyWithTenant {
+                key: key_from_row(&row)?,
+                tenant: tenant_from_row(&row)?,
+                earlier: secrets::earlier_from_row(&row)?,
+            })
+        })
+        .transpose()
     }
 
-    async fn record_usage(&self, uses: &[(String, Millis)]) -> Result<(), StoreError> {
+    async fn roll_key(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError> {
+        self.roll(id, roll).await
+    }
+
+    async fn rolled_secrets(&self, key_ids: &[String], now: Millis) -> Result<Vec<(String, RolledSecret)>, StoreError> {
+        self.live_rolled(key_ids, now).await
+    }
+
+    async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError> {
+        self.hashes_of(id).await
+    }
+
+    async fn record_usage(
+        &self,
+        uses: &[(String, Millis)],
+        earlier: &[(SecretHash, Millis)],
+    ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         let greatest = self.dialect().greatest();
         for (id, at) in uses {
@@ -328,20 +359,31 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        for (hash, at) in earlier {
+            dynamic(format!(
+                "UPDATE rolled_secrets SET last_used_at = {greatest}(COALESCE(last_used_at, 0), $1) WHERE secret_hash = $2"
+            ))
+            .bind(*at)
+            .bind(hash.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
     async fn key_count(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys").fetch_one(&self.pool).await?;
-        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64 + self.rolled_count().await?)
     }
 
     async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
         match self.dialect() {
-            dialect @ Dialect::Sqlite => keys::visit_key_pages(&self.pool, dialect, visit).await,
-            dialect @ Dialect::Postgres => keys::visit_key_stream(&self.pool, dialect, visit).await,
+            dialect @ Dialect::Sqlite => keys::visit_key_pages(&self.pool, dialect, visit).await?,
+            dialect @ Dialect::Postgres => keys::visit_key_stream(&self.pool, dialect, visit).await?,
         }
+        // Earlier secrets add their hashes; their key's line gave its allowlist.
+        self.visit_rolled(&mut |hash| visit(KeySketch { hash, allowlist: None })).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

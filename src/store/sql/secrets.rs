@@ -1,0 +1,131 @@
+//! A key's secrets after a roll (SPEC §11): the current one is `api_keys.secret_hash`, the
+//! earlier ones rows of `rolled_secrets`, each with its end.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::SqlStore;
+use super::feed::record_change;
+use super::rows::{KEY_COLUMNS, dynamic, key_from_row};
+use crate::model::{EarlierSecret, RolledSecret};
+use crate::secret::SecretHash;
+use crate::store::{ChangeKind, Roll, Rolled, StoreError};
+use crate::time::Millis;
+
+impl SqlStore {
+    pub(super) async fn roll(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let select = format!(
+            "SELECT {KEY_COLUMNS}, k.secret_hash AS k_secret_hash FROM api_keys k WHERE k.id = $1{}",
+            self.dialect().for_update()
+        );
+        let Some(row) = dynamic(select).bind(id.to_owned()).fetch_optional(&mut *tx).await? else {
+            return Ok(Rolled::Missing);
+        };
+        let mut key = key_from_row(&row)?;
+        if key.revoked_at.is_some() {
+            return Ok(Rolled::Revoked);
+        }
+        let replaced: Vec<u8> = row.try_get("k_secret_hash")?;
+        sqlx::query("UPDATE rolled_secrets SET expires_at = $1 WHERE key_id = $2 AND expires_at > $1")
+            .bind(roll.ends_at)
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        // The replaced secret ends with the overlap, or with the key if that is sooner. Its
+        // `lastUsedAt` counts uses from now on, as an earlier secret.
+        let ends_at = key.expires_at.map_or(roll.ends_at, |at| at.min(roll.ends_at));
+        sqlx::query(
+            "INSERT INTO rolled_secrets (secret_hash, key_id, prefix, expires_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(replaced)
+        .bind(id.to_owned())
+        .bind(key.prefix.clone())
+        .bind(ends_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE api_keys SET secret_hash = $1, prefix = $2 WHERE id = $3")
+            .bind(roll.hash.to_vec())
+            .bind(roll.prefix.clone())
+            .bind(id.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
+        tx.commit().await?;
+        key.prefix = roll.prefix.clone();
+        Ok(Rolled::Done(Box::new(key)))
+    }
+
+    pub(super) async fn live_rolled(
+        &self,
+        key_ids: &[String],
+        now: Millis,
+    ) -> Result<Vec<(String, RolledSecret)>, StoreError> {
+        if key_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (2..key_ids.len() + 2).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT key_id, prefix, expires_at, last_used_at FROM rolled_secrets \
+             WHERE expires_at > $1 AND key_id IN ({}) ORDER BY expires_at, prefix",
+            placeholders.join(", ")
+        );
+        let mut query = dynamic(sql).bind(now);
+        for id in key_ids {
+            query = query.bind(id.clone());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("key_id")?, rolled_from_row(row)?))).collect()
+    }
+
+    pub(super) async fn hashes_of(&self, id: &str) -> Result<Vec<SecretHash>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT secret_hash FROM api_keys WHERE id = $1 UNION ALL SELECT secret_hash FROM rolled_secrets \
+             WHERE key_id = $1",
+        )
+        .bind(id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| hash_of(row.try_get("secret_hash")?)).collect()
+    }
+
+    /// How many earlier secrets there are, ended ones included (each is in the filter).
+    pub(super) async fn rolled_count(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM rolled_secrets").fetch_one(&self.pool).await?;
+        Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
+    }
+
+    /// Every earlier secret's hash, streamed: an ended one must still be found, to answer
+    /// `API_KEY_EXPIRED`.
+    pub(super) async fn visit_rolled(&self, visit: &mut (dyn FnMut(SecretHash) + Send)) -> Result<(), StoreError> {
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query("SELECT secret_hash FROM rolled_secrets").fetch(&self.pool);
+        while let Some(row) = rows.try_next().await? {
+            visit(hash_of(row.try_get("secret_hash")?)?);
+        }
+        Ok(())
+    }
+}
+
+fn hash_of(bytes: Vec<u8>) -> Result<SecretHash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt("secret hash length".to_owned()))
+}
+
+fn rolled_from_row(row: &AnyRow) -> Result<RolledSecret, StoreError> {
+    Ok(RolledSecret {
+        prefix: row.try_get("prefix")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// The earlier secret a lookup by hash went through, if it did (`r_secret_hash`, `r_expires_at`).
+pub(super) fn earlier_from_row(row: &AnyRow) -> Result<Option<EarlierSecret>, StoreError> {
+    let hash: Option<Vec<u8>> = row.try_get("r_secret_hash")?;
+    let ends: Option<Millis> = row.try_get("r_expires_at")?;
+    match (hash, ends) {
+        (Some(hash), Some(ends)) => Ok(Some(EarlierSecret { hash: hash_of(hash)?, ends })),
+        _ => Ok(None),
+    }
+}

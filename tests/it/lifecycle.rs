@@ -1,0 +1,283 @@
+//! Key lifecycle (SPEC §11), against a real keygate and its upstream: rolling a key gives it a
+//! new secret and keeps everything else; earlier secrets work for the overlap, then answer
+//! `API_KEY_EXPIRED`; a roll reaches another instance within a second.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::cli::Via;
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// `POST /admin/v1/keys/{id}/roll` with `body`.
+async fn roll(app: &TestApp, id: &str, body: Value) -> Seen {
+    app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/roll"), Some(body)).await
+}
+
+/// Rolls key `id` with `overlap` seconds: its `data`, asserting success.
+async fn rolled(app: &TestApp, id: &str, overlap: u64) -> Value {
+    let seen = roll(app, id, json!({ "overlapSeconds": overlap })).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    seen.body["data"].clone()
+}
+
+async fn key_of(app: &TestApp, id: &str) -> Value {
+    let seen = app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    seen.body["data"].clone()
+}
+
+async fn orders(app: &TestApp, secret: &str) -> Seen {
+    app.request("GET", "/api/v1/orders").key(secret).send().await
+}
+
+fn millis(rfc3339: &Value) -> i64 {
+    keygate::time::parse_rfc3339(rfc3339.as_str().expect("a timestamp")).expect("RFC 3339")
+}
+
+/// Asserts `at` is `seconds` from now, give or take the test's own latency.
+#[track_caller]
+fn about_from_now(at: &Value, seconds: i64) {
+    let expected = keygate::time::now_millis() + seconds * 1000;
+    let at = millis(at);
+    assert!((expected - 3_000..=expected + 1_000).contains(&at), "{at} is not {seconds} s from now");
+}
+
+#[tokio::test]
+async fn a_rolled_key_keeps_its_id_and_everything_else_and_both_secrets_work_during_the_overlap() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    let (key, old) = app.orders_key("acme", &["orders:read", "sessions:create"]).await;
+    let id = key["id"].as_str().unwrap();
+    let token = app.session(&old, ORIGIN).await;
+
+    let data = rolled(&app, id, 60).await;
+    let new = data["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(new.starts_with(data["prefix"].as_str().unwrap()), "the prefix is the current secret's");
+    for field in
+        ["id", "tenantId", "name", "scopes", "allowedOrigins", "expiresAt", "revokedAt", "rateLimit", "createdAt"]
+    {
+        assert_eq!(data[field], key[field], "{field} kept");
+    }
+    let earlier = data["rolledSecrets"].as_array().unwrap();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0]["prefix"], key["prefix"]);
+    assert_eq!(earlier[0]["lastUsedAt"], Value::Null);
+    about_from_now(&earlier[0]["expiresAt"], 60);
+
+    // Both work, as the same key.
+    for secret in [&old, &new] {
+        assert_eq!(orders(&app, secret).await.status, 200);
+        assert_eq!(upstream.last().header("x-keygate-key"), Some(id));
+    }
+    // A session minted with the earlier secret is the key's: it goes on with the new one.
+    let write = app.request("POST", "/api/v1/orders").key(&new).origin(ORIGIN).session(&token).send().await;
+    assert_eq!(write.status, 403, "past the session check: {}", write.body);
+    write.assert_error(403, "SCOPE_NOT_GRANTED");
+
+    let shown = key_of(&app, id).await;
+    assert_eq!(shown["prefix"], data["prefix"]);
+    assert_eq!(shown["rolledSecrets"], data["rolledSecrets"]);
+    // No secret, no hash, ever shown again.
+    assert!(shown.get("secret").is_none() && !shown.to_string().contains(&new) && !shown.to_string().contains(&old));
+    let listed = app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    assert_eq!(listed.body["data"][0]["rolledSecrets"], data["rolledSecrets"]);
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_the_key_s_whichever_secret_is_used() {
+    let app = spawn_gateway(|_| {}).await.0;
+    app.create_tenant(json!({ "id": "acme", "name": "acme", "modules": ["orders"] })).await;
+    let (key, old) = app.limited_key("acme", &["orders:read"], 3).await;
+    let new = rolled(&app, key["id"].as_str().unwrap(), 60).await["secret"].as_str().unwrap().to_owned();
+    let mut remaining = Vec::new();
+    for secret in [&old, &new, &old] {
+        remaining.push(orders(&app, secret).await.header("x-ratelimit-remaining").map(str::to_owned));
+    }
+    assert_eq!(remaining, [Some("2".to_owned()), Some("1".to_owned()), Some("0".to_owned())]);
+    orders(&app, &new).await.assert_error(429, "RATE_LIMITED");
+}
+
+#[tokio::test]
+async fn an_ended_earlier_secret_is_expired_and_a_revoke_ends_every_secret() {
+    let app = spawn_gateway(|_| {}).await.0;
+    let (key, first) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap();
+
+    // No overlap: the earlier secret ends at once, and is no longer listed.
+    let data = rolled(&app, id, 0).await;
+    let second = data["secret"].as_str().unwrap().to_owned();
+    assert_eq!(data["rolledSecrets"], json!([]));
+    orders(&app, &first).await.assert_error(401, "API_KEY_EXPIRED");
+    assert_eq!(orders(&app, &second).await.status, 200);
+
+    let third = rolled(&app, id, 600).await["secret"].as_str().unwrap().to_owned();
+    assert_eq!(orders(&app, &second).await.status, 200);
+    let revoked = app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await;
+    assert_eq!(revoked.status, 200);
+    for secret in [&second, &third] {
+        orders(&app, secret).await.assert_error(401, "API_KEY_REVOKED");
+    }
+    roll(&app, id, json!({ "overlapSeconds": 60 })).await.assert_error(409, "CONFLICT");
+    roll(&app, "key_nosuchkey", json!({ "overlapSeconds": 60 })).await.assert_error(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn a_later_roll_shortens_earlier_overlaps_and_never_lengthens_them() {
+    let app = spawn_app().await;
+    let (key, _) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap();
+    rolled(&app, id, 3600).await;
+    let data = rolled(&app, id, 60).await;
+    let ends: Vec<_> = data["rolledSecrets"].as_array().unwrap().iter().map(|s| s["expiresAt"].clone()).collect();
+    assert_eq!(ends.len(), 2);
+    for end in &ends {
+        about_from_now(end, 60);
+    }
+    let data = rolled(&app, id, 86_400).await;
+    let earlier = data["rolledSecrets"].as_array().unwrap();
+    assert_eq!(earlier.len(), 3, "{earlier:?}");
+    // Soonest end first: the two from before keep their 60 s, the one just replaced gets a day.
+    assert_eq!(earlier[0]["expiresAt"], ends[0]);
+    assert_eq!(earlier[1]["expiresAt"], ends[1]);
+    about_from_now(&earlier[2]["expiresAt"], 86_400);
+}
+
+#[tokio::test]
+async fn an_earlier_secret_s_own_last_use_is_written_behind() {
+    let app = spawn_gateway(|_| {}).await.0;
+    let (key, old) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap();
+    rolled(&app, id, 600).await;
+    assert_eq!(orders(&app, &old).await.status, 200);
+    let started = Instant::now();
+    loop {
+        let shown = key_of(&app, id).await;
+        if !shown["rolledSecrets"][0]["lastUsedAt"].is_null() {
+            assert!(!shown["lastUsedAt"].is_null(), "a use by any secret is the key's use");
+            break;
+        }
+        let waited = keygate::usage::FLUSH_EVERY * 3;
+        assert!(started.elapsed() < waited, "the earlier secret's lastUsedAt not written within {waited:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_bad_roll_is_refused_naming_the_field_and_changes_nothing() {
+    let app = spawn_gateway(|_| {}).await.0;
+    let (key, old) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap();
+    let bodies = [
+        (json!({}), "overlapSeconds"),
+        (json!({ "overlapSeconds": -1 }), "overlapSeconds"),
+        (json!({ "overlapSeconds": 2_592_001 }), "overlapSeconds"),
+        (json!({ "overlapSeconds": 1.5 }), "overlapSeconds"),
+        (json!({ "overlapSeconds": "60" }), "overlapSeconds"),
+        (json!({ "overlapSeconds": null }), "overlapSeconds"),
+        (json!({ "overlapSeconds": 60, "secret": "kg_mine" }), "secret"),
+    ];
+    for (body, field) in bodies {
+        let seen = roll(&app, id, body.clone()).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+        assert_eq!(seen.body["error"]["details"][0]["path"], field, "{body}");
+    }
+    let answer = app
+        .client
+        .post(format!("{}/admin/v1/keys/{id}/roll", app.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("[60]")
+        .send()
+        .await
+        .unwrap();
+    Seen::from(answer).await.assert_error(400, "VALIDATION_ERROR");
+    let shown = key_of(&app, id).await;
+    assert_eq!((shown["prefix"].clone(), shown["rolledSecrets"].clone()), (key["prefix"].clone(), json!([])));
+    assert_eq!(orders(&app, &old).await.status, 200);
+    // The longest overlap there is, and none at all, are taken.
+    assert_eq!(roll(&app, id, json!({ "overlapSeconds": 2_592_000 })).await.status, 200);
+    assert_eq!(roll(&app, id, json!({ "overlapSeconds": 0.0 })).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_roll_reaches_another_instance_within_a_second() {
+    let (a, _) = spawn_gateway(|_| {}).await;
+    let routes = a.config.routes.clone();
+    let b = spawn_in(std::sync::Arc::clone(&a.test_store), move |c| c.routes = routes).await;
+    let (key, old) = a.orders_key("acme", &["orders:read"]).await;
+    assert_eq!(orders(&b, &old).await.status, 200, "cached on b");
+
+    let new = rolled(&a, key["id"].as_str().unwrap(), 0).await["secret"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    loop {
+        let (with_old, with_new) = (orders(&b, &old).await, orders(&b, &new).await);
+        if with_old.code() == "API_KEY_EXPIRED" && with_new.status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "b: {} and {}", with_old.status, with_new.status);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// SPEC §11's roll under load: a client on the earlier secret at a steady rate gets only 2xx
+/// until the overlap ends, then only `API_KEY_EXPIRED`; one switched to the new secret at the
+/// roll gets only 2xx throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_load_a_roll_s_overlap_ends_cleanly_for_both_clients() {
+    let app = spawn_gateway(|_| {}).await.0;
+    let (key, old) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap().to_owned();
+
+    let steady = |secret: String, until: Instant| {
+        let app = (app.client.clone(), app.public.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while Instant::now() < until {
+                let sent = keygate::time::now_millis();
+                let answer = app.0.get(format!("{}/api/v1/orders", app.1)).bearer_auth(&secret).send().await.unwrap();
+                let seen = Seen::from(answer).await;
+                answers.push((sent, keygate::time::now_millis(), seen.status.as_u16(), seen.code().to_owned()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            answers
+        })
+    };
+    let until = Instant::now() + Duration::from_millis(3_500);
+    let on_old = steady(old.clone(), until);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let data = rolled(&app, &id, 2).await;
+    let ends = millis(&data["rolledSecrets"][0]["expiresAt"]);
+    let on_new = steady(data["secret"].as_str().unwrap().to_owned(), until);
+
+    let old_answers = on_old.await.unwrap();
+    let (mut before, mut after) = (0, 0);
+    for (sent, answered, status, code) in &old_answers {
+        if *answered < ends {
+            assert_eq!(*status, 200, "sent at {sent}, answered at {answered}, before the end at {ends}: {code}");
+            before += 1;
+        } else if *sent >= ends {
+            assert_eq!((*status, code.as_str()), (401, "API_KEY_EXPIRED"), "sent at {sent}, after the end at {ends}");
+            after += 1;
+        }
+    }
+    assert!(before > 20 && after > 20, "{before} answers before the end, {after} after");
+    let new_answers = on_new.await.unwrap();
+    assert!(new_answers.len() > 40, "{} answers", new_answers.len());
+    assert!(new_answers.iter().all(|(_, _, status, _)| *status == 200), "the new secret failed once");
+}
+
+// The CLI blocks its thread while keygate answers it: keygate needs another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_rolls_over_the_api_and_on_the_store() {
+    let app = spawn_app().await;
+    let (key, old) = app.orders_key("acme", &["orders:read"]).await;
+    let id = key["id"].as_str().unwrap();
+    let over_api = Via::Api(&app).ok(&["key", "roll", id, "--overlap-seconds", "60"]);
+    assert_eq!(over_api["id"], key["id"]);
+    assert!(over_api["secret"].as_str().unwrap() != old);
+    let on_store = Via::Store(&app.test_store).ok(&["key", "roll", id, "--overlap-seconds", "0"]);
+    assert_eq!(on_store["id"], key["id"]);
+    assert_eq!(on_store["rolledSecrets"].as_array().unwrap().len(), 0, "the overlap of 0 ended both earlier secrets");
+}
