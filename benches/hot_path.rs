@@ -50,7 +50,7 @@ async fn fixture(upstream: &str) -> Fixture {
         app.admin.key(&app.admin.keys("acme", &Default::default()).await.unwrap().data[0].key.id).await.unwrap().key;
     let origin = keygate::origin::Origin::parse(ORIGIN).unwrap();
     let token = app.pipeline.sessions().mint(&record, &origin, keygate::time::now_millis()).unwrap().token;
-    Fixture { app, secret, token, _dir: dir }
+    Fixture { app, secret: secret.expect("a made secret"), token, _dir: dir }
 }
 
 fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

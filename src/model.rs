@@ -177,7 +177,9 @@ pub struct KeyView {
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: KeyView,
-    pub secret: String,
+    /// `None` for an imported key: keygate never had its secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl std::fmt::Debug for CreatedKey {

@@ -300,7 +300,7 @@ impl Pipeline {
     /// Steps 1 and 2: a single `Authorization: Bearer` credential, well formed, known.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyWithTenant>, ApiError> {
         let secret = bearer_credential(headers)?;
-        if !is_well_formed(&self.key_prefix, secret) {
+        if !may_be_a_key(&self.key_prefix, secret) {
             return Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid"));
         }
         let hash = hash_secret(secret);
@@ -400,6 +400,19 @@ pub fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
         return Err(required());
     }
     Ok(credential)
+}
+
+/// Step 2's check before any lookup (SPEC §11): a credential in keygate's own format
+/// (`<prefix>_…`) must be well formed, checksum included; any other — an imported secret, in
+/// whatever format it was issued — must be 1 to 512 visible ASCII characters. Either way an
+/// unknown one then costs no store read (the filter of known keys rules it out).
+fn may_be_a_key(prefix: &str, credential: &str) -> bool {
+    let ours = credential.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('_'));
+    if ours {
+        is_well_formed(prefix, credential)
+    } else {
+        (1..=512).contains(&credential.len()) && credential.bytes().all(|b| b.is_ascii_graphic())
+    }
 }
 
 /// The request's `Origin`: `None` on the server channel; `Some(Err)` when it is not exactly one

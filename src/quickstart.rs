@@ -67,7 +67,10 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
             "allowedOrigins": [DEMO_ORIGIN],
             "rateLimit": { "limit": limit, "windowSeconds": 60 },
         });
-        async move { admin.create_key(tenant, body.to_string().as_bytes()).await.map(|created| created.secret) }
+        async move {
+            let created = admin.create_key(tenant, body.to_string().as_bytes()).await?;
+            created.secret.ok_or_else(ApiError::internal)
+        }
     };
     let browser = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
     let unscoped = key("demo", "no sessions:create", &["orders:read"], 100).await?;

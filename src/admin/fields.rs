@@ -49,6 +49,16 @@ impl Fields {
         self.optional(name, parse)
     }
 
+    /// Whether the body carries field `name` (still unread).
+    pub fn has(&self, name: &str) -> bool {
+        self.fields.contains_key(name)
+    }
+
+    /// Notes a problem that no one field's parser sees (two fields that go together).
+    pub fn problem(&mut self, path: &str, message: &str) {
+        self.details.push(Detail::new(path, message));
+    }
+
     /// Ends reading: every noted problem, or `Ok`.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.details.is_empty() { Ok(()) } else { Err(ApiError::validation(self.details)) }

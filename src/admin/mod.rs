@@ -16,7 +16,7 @@ use crate::feed::StoreWatch;
 use crate::model::{ApiKey, CreatedKey, KeyView, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
-use crate::secret::{generate_secret, random_base62};
+use crate::secret::{SecretHash, generate_secret, random_base62};
 use crate::session::generate_key;
 use crate::store::{Roll, Rolled, Store, StoreError};
 use crate::time::{Millis, now_millis, parse_rfc3339};
@@ -156,6 +156,46 @@ fn read_key_fields(body: &mut Fields, creating: bool) -> KeyFields {
     }
 }
 
+/// `importHash` and `prefix`, which go together: the SHA-256 of an existing secret, in 64
+/// lower-case hex digits, and 1–16 visible ASCII characters to show for it.
+fn read_import(body: &mut Fields) -> Option<(SecretHash, String)> {
+    let (has_hash, has_prefix) = (body.has("importHash"), body.has("prefix"));
+    let hash = body.optional("importHash", &parsed(import_hash));
+    let prefix = body.optional("prefix", &parsed(display_prefix));
+    match (has_hash, has_prefix) {
+        (true, false) => body.problem("prefix", "is required with importHash"),
+        (false, true) => {
+            body.problem("prefix", "is only taken with importHash: keygate makes the prefix of a secret it makes")
+        }
+        _ => {}
+    }
+    Some((hash?, prefix?))
+}
+
+fn import_hash(raw: &str) -> Result<SecretHash, &'static str> {
+    let bytes = raw.as_bytes();
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let mut hash = [0u8; 32];
+    let ok = bytes.len() == 64
+        && hash.iter_mut().enumerate().all(|(i, byte)| match (digit(bytes[2 * i]), digit(bytes[2 * i + 1])) {
+            (Some(high), Some(low)) => {
+                *byte = high * 16 + low;
+                true
+            }
+            _ => false,
+        });
+    if ok { Ok(hash) } else { Err("must be the SHA-256 of the secret: 64 lower-case hex digits") }
+}
+
+fn display_prefix(raw: &str) -> Result<String, &'static str> {
+    let ok = (1..=16).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(raw.to_owned()) } else { Err("must be 1 to 16 visible ASCII characters") }
+}
+
 impl KeyFields {
     fn apply(&self, key: &mut ApiKey) {
         if let Some(name) = &self.name {
@@ -289,17 +329,29 @@ impl Admin {
         Ok(tenant)
     }
 
+    /// Creates a key: with a secret keygate makes (shown this once), or, given `importHash`
+    /// and `prefix`, with an existing secret's hash (SPEC §11: keys migrated in).
     pub async fn create_key(&self, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
-        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let mut body = Fields::parse(
+            bytes,
+            &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "importHash", "prefix"],
+        )?;
         let fields = read_key_fields(&mut body, true);
+        let imported = read_import(&mut body);
         body.finish()?;
         self.tenant(tenant_id).await?;
-        let secret = generate_secret(&self.key_prefix);
+        let (secret, hash, prefix) = match imported {
+            Some((hash, prefix)) => (None, hash, prefix),
+            None => {
+                let made = generate_secret(&self.key_prefix);
+                (Some(made.secret), made.hash, made.prefix)
+            }
+        };
         let mut key = ApiKey {
             id: format!("key_{}", random_base62(20)),
             tenant_id: tenant_id.to_owned(),
             name: String::new(),
-            prefix: secret.prefix.clone(),
+            prefix,
             scopes: Vec::new(),
             allowed_origins: Vec::new(),
             expires_at: None,
@@ -309,9 +361,13 @@ impl Admin {
             last_used_at: None,
         };
         fields.apply(&mut key);
-        self.store.insert_key(&key, &secret.hash).await.map_err(store_error)?;
+        self.store.insert_key(&key, &hash).await.map_err(|error| match error {
+            // The id is new and random: what can clash is the hash.
+            StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "a key with this secret already exists"),
+            error => store_error(error),
+        })?;
         self.changed().await;
-        Ok(CreatedKey { key: KeyView { key, rolled_secrets: Vec::new() }, secret: secret.secret })
+        Ok(CreatedKey { key: KeyView { key, rolled_secrets: Vec::new() }, secret })
     }
 
     pub async fn key(&self, id: &str) -> Result<KeyView, ApiError> {
@@ -350,7 +406,7 @@ impl Admin {
         match self.store.roll_key(id, &roll).await.map_err(store_error)? {
             Rolled::Done(key) => {
                 self.changed().await;
-                Ok(CreatedKey { key: self.view(*key).await?, secret: secret.secret })
+                Ok(CreatedKey { key: self.view(*key).await?, secret: Some(secret.secret) })
             }
             Rolled::Revoked => Err(ApiError::new(ErrorCode::Conflict, "the API key is revoked: it cannot be rolled")),
             Rolled::Missing => Err(ApiError::not_found("API key")),

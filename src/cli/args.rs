@@ -176,6 +176,14 @@ pub(crate) enum KeyCommand {
     },
     /// Revoke a key (idempotent): every one of its secrets.
     Revoke { id: String },
+    /// Import keys migrated from elsewhere: one JSON object a line on standard input, each
+    /// the body of a key creation with `importHash` (the SHA-256 of the existing secret, in
+    /// hex) and `prefix`. Prints each line's outcome; a bad line stops nothing else.
+    Import {
+        /// The tenant the keys belong to.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Roll a key: a new secret for the same key, printed this once; the earlier secrets go on
     /// working for the overlap.
     Roll {

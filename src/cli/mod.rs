@@ -3,6 +3,7 @@
 //! running keygate or, with `--store`, answered in process on an existing store (SPEC §8).
 
 mod args;
+mod import;
 mod output;
 mod request;
 mod serve;
@@ -16,7 +17,7 @@ use keygate::config::Config;
 use serde_json::json;
 
 pub(crate) use args::Cli;
-use args::{Command, ConfigCommand, Output};
+use args::{Command, ConfigCommand, KeyCommand, Output};
 use serve::{Hangup, serve};
 use target::{Answer, Target};
 
@@ -56,14 +57,15 @@ impl Cli {
                 return Ok(ExitCode::SUCCESS);
             }
             Command::Seed { keys, tenants } => return seed(self.store, &config, keys, tenants, output).await,
+            Command::Key(KeyCommand::Import { tenant }) => {
+                let target = Target::chosen(self.store, self.admin_url, self.admin_ca_file.as_deref(), &config).await?;
+                return import::import(&target, &tenant, std::io::stdin().lock()).await;
+            }
             Command::Tenant(command) => command.request(),
             Command::Key(command) => command.request(),
             Command::SigningKey(command) => command.request(),
         };
-        let target = match self.store {
-            true => Target::store(&config).await?,
-            false => Target::api(self.admin_url, self.admin_ca_file.as_deref(), &config)?,
-        };
+        let target = Target::chosen(self.store, self.admin_url, self.admin_ca_file.as_deref(), &config).await?;
         Ok(output.print(target.send(request).await?))
     }
 }

@@ -26,6 +26,11 @@ impl AdminRequest {
         Self { method: Method::POST, path, body: body.map(Value::Object) }
     }
 
+    /// `POST /admin/v1/tenants/{tenant}/keys` with `body`.
+    pub(crate) fn create_key(tenant: &str, body: Map<String, Value>) -> Self {
+        Self::post(format!("/admin/v1/tenants/{}/keys", segment(tenant)), Some(body))
+    }
+
     fn patch(path: String, body: Map<String, Value>) -> Self {
         Self { method: Method::PATCH, path, body: Some(Value::Object(body)) }
     }
@@ -70,7 +75,7 @@ impl KeyCommand {
                 body.insert("scopes".into(), json!([]));
                 fields.put(&mut body, false);
                 rate.put(&mut body);
-                AdminRequest::post(format!("/admin/v1/tenants/{}/keys", segment(&tenant_id)), Some(body))
+                AdminRequest::create_key(&tenant_id, body)
             }
             KeyCommand::Get { id } => AdminRequest::get(format!("/admin/v1/keys/{}", segment(&id))),
             KeyCommand::List { tenant_id, page } => {
@@ -87,6 +92,7 @@ impl KeyCommand {
                 AdminRequest::patch(format!("/admin/v1/keys/{}", segment(&id)), body)
             }
             KeyCommand::Revoke { id } => AdminRequest::post(format!("/admin/v1/keys/{}/revoke", segment(&id)), None),
+            KeyCommand::Import { .. } => unreachable!("key import sends a request a line (cli/import.rs)"),
             KeyCommand::Roll { id, overlap_seconds } => {
                 let mut body = Map::new();
                 body.insert("overlapSeconds".into(), json!(overlap_seconds));

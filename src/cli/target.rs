@@ -82,6 +82,19 @@ impl Target {
         Ok(Self::Api { base, token, client })
     }
 
+    /// The store (`--store`) or a running keygate's admin API.
+    pub(crate) async fn chosen(
+        store: bool,
+        admin_url: Option<String>,
+        ca_file: Option<&Path>,
+        config: &Config,
+    ) -> Result<Self, StartError> {
+        match store {
+            true => Self::store(config).await,
+            false => Self::api(admin_url, ca_file, config),
+        }
+    }
+
     /// The admin router on the configured store, which must exist: nothing is created.
     pub(crate) async fn store(config: &Config) -> Result<Self, StartError> {
         let url = config.store.url.redacted();

@@ -60,7 +60,7 @@ impl Harness {
     /// A new key of `acme`: its id and secret.
     async fn key(&self, body: Value) -> (String, String) {
         let created = self.app.admin.create_key("acme", body.to_string().as_bytes()).await.unwrap();
-        (created.key.key.id.clone(), created.secret.clone())
+        (created.key.key.id.clone(), created.secret.clone().expect("a made secret"))
     }
 
     async fn tenant(&self, change: Value) {

@@ -39,7 +39,7 @@ impl Elsewhere {
     /// A new key of `tenant`: its id and the hash of its secret.
     pub(crate) async fn key(&self, tenant: &str, body: Value) -> (String, SecretHash) {
         let created = self.0.create_key(tenant, body.to_string().as_bytes()).await.expect("key created");
-        (created.key.key.id.clone(), hash_secret(&created.secret))
+        (created.key.key.id.clone(), hash_secret(created.secret.as_deref().expect("a made secret")))
     }
 
     pub(crate) async fn update_key(&self, id: &str, body: Value) {

@@ -281,3 +281,132 @@ async fn the_cli_rolls_over_the_api_and_on_the_store() {
     assert_eq!(on_store["id"], key["id"]);
     assert_eq!(on_store["rolledSecrets"].as_array().unwrap().len(), 0, "the overlap of 0 ended both earlier secrets");
 }
+
+fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn import_body(secret: &str, prefix: &str) -> Value {
+    json!({ "name": "migrated", "scopes": ["orders:read"], "importHash": sha256_hex(secret), "prefix": prefix })
+}
+
+async fn import(app: &TestApp, body: Value) -> Seen {
+    app.admin_request(Method::POST, "/admin/v1/tenants/acme/keys", Some(body)).await
+}
+
+#[tokio::test]
+async fn an_imported_key_answers_to_its_existing_secret_whatever_its_format() {
+    let (app, upstream) = spawn_gateway(|_| {}).await;
+    app.create_tenant(json!({ "id": "acme", "name": "acme", "modules": ["orders"] })).await;
+    // Kong key-auth's, a Stripe-like one, a home-made one: none in keygate's format.
+    for (secret, prefix) in
+        [("3f9a1c2e-kong-key", "3f9a1c"), ("sk_live_4eC39HqLyjWDarjtT1zdp7dc", "sk_live_4eC3"), ("x", "x")]
+    {
+        let created = import(&app, import_body(secret, prefix)).await;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let data = &created.body["data"];
+        assert!(data.get("secret").is_none(), "keygate never had the secret: it shows none");
+        assert_eq!((data["prefix"].as_str(), &data["rolledSecrets"]), (Some(prefix), &json!([])));
+        assert_eq!(orders(&app, secret).await.status, 200, "{secret}");
+        assert_eq!(upstream.last().header("x-keygate-key"), data["id"].as_str());
+        // A hash some key already has.
+        import(&app, import_body(secret, prefix)).await.assert_error(409, "CONFLICT");
+    }
+    // A credential in keygate's own format is checked for its checksum before any lookup.
+    assert_eq!(import(&app, import_body("kg_mine", "kg_mine")).await.status, 201);
+    orders(&app, "kg_mine").await.assert_error(401, "API_KEY_INVALID");
+    // Unknown credentials of any format are refused alike.
+    for unknown in ["3f9a1c2e-kong-kez", "y", &"z".repeat(512)] {
+        orders(&app, unknown).await.assert_error(401, "API_KEY_INVALID");
+    }
+    orders(&app, &"z".repeat(513)).await.assert_error(401, "API_KEY_INVALID");
+}
+
+#[tokio::test]
+async fn an_imported_key_rolls_like_any_and_its_old_hash_stays_taken() {
+    let app = spawn_gateway(|_| {}).await.0;
+    app.create_tenant(json!({ "id": "acme", "name": "acme", "modules": ["orders"] })).await;
+    let legacy = "legacy-secret-0001";
+    let created = import(&app, import_body(legacy, "legacy")).await;
+    let id = created.body["data"]["id"].as_str().unwrap();
+    let data = rolled(&app, id, 600).await;
+    let new = data["secret"].as_str().unwrap();
+    assert!(new.starts_with("kg_"), "a roll makes a secret of keygate's");
+    assert_eq!(data["rolledSecrets"][0]["prefix"], "legacy");
+    for secret in [legacy, new] {
+        assert_eq!(orders(&app, secret).await.status, 200);
+    }
+    // The earlier secret's hash is still the key's: importing it again is a conflict.
+    import(&app, import_body(legacy, "legacy")).await.assert_error(409, "CONFLICT");
+}
+
+#[tokio::test]
+async fn a_bad_import_is_refused_naming_the_field_and_writes_nothing() {
+    let app = spawn_app().await;
+    app.create_tenant(json!({ "id": "acme", "name": "acme" })).await;
+    let hash = sha256_hex("legacy");
+    let base = json!({ "name": "migrated", "scopes": [] });
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let cases = [
+        (with(json!({ "importHash": hash.to_uppercase(), "prefix": "abc" })), "importHash"),
+        (with(json!({ "importHash": &hash[1..], "prefix": "abc" })), "importHash"),
+        (with(json!({ "importHash": format!("{}g", &hash[1..]), "prefix": "abc" })), "importHash"),
+        (with(json!({ "importHash": 7, "prefix": "abc" })), "importHash"),
+        (with(json!({ "importHash": hash, "prefix": "" })), "prefix"),
+        (with(json!({ "importHash": hash, "prefix": "a".repeat(17) })), "prefix"),
+        (with(json!({ "importHash": hash, "prefix": "a b" })), "prefix"),
+        (with(json!({ "importHash": hash, "prefix": "é" })), "prefix"),
+        (with(json!({ "importHash": hash })), "prefix"),
+        (with(json!({ "prefix": "abc" })), "prefix"),
+    ];
+    for (body, field) in cases {
+        let seen = import(&app, body.clone()).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+        let paths: Vec<_> =
+            seen.body["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].clone()).collect();
+        assert_eq!(paths, [json!(field)], "{body}");
+    }
+    let listed = app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    assert_eq!(listed.body["data"], json!([]), "nothing written");
+}
+
+// The CLI blocks its thread while keygate answers it: keygate needs another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_imports_json_lines_and_one_bad_line_stops_nothing_else() {
+    let (app, _) = spawn_gateway(|_| {}).await;
+    app.create_tenant(json!({ "id": "acme", "name": "acme", "modules": ["orders"] })).await;
+    let lines = [
+        import_body("kong-key-one", "kong-o").to_string(),
+        json!({ "name": "bad", "scopes": [], "importHash": "nothex", "prefix": "bad" }).to_string(),
+        "not json".to_owned(),
+        String::new(),
+        import_body("kong-key-two", "kong-t").to_string(),
+        import_body("kong-key-one", "kong-o").to_string(),
+    ];
+    for via in [Via::Api(&app), Via::Store(&app.test_store)] {
+        let input = lines.join("\n");
+        let ran = via.run_with_input(&["key", "import", "--tenant", "acme"], &input);
+        assert_eq!(ran.code, 1, "some lines were refused: {}", ran.stderr);
+        let outcomes: Vec<Value> = ran.stdout_text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let summary: Vec<_> = outcomes.iter().map(|o| (o["line"].as_u64().unwrap(), o["status"].as_u64())).collect();
+        match via {
+            Via::Api(_) => {
+                assert_eq!(summary, [(1, Some(201)), (2, Some(400)), (3, None), (5, Some(201)), (6, Some(409))])
+            }
+            // The second time every hash is taken.
+            Via::Store(_) => {
+                assert_eq!(summary, [(1, Some(409)), (2, Some(400)), (3, None), (5, Some(409)), (6, Some(409))])
+            }
+        }
+        assert_eq!(outcomes[1]["error"]["details"][0]["path"], "importHash");
+        assert!(ran.stderr.contains("lines refused"), "{}", ran.stderr);
+    }
+    for secret in ["kong-key-one", "kong-key-two"] {
+        assert_eq!(orders(&app, secret).await.status, 200);
+    }
+}

@@ -127,6 +127,13 @@ async fn every_documented_operation_answers_as_documented() {
         )
         .await;
     contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &seen);
+    // A key migrated in: no secret in the answer; the same hash again is a conflict.
+    let import = json!({ "name": "migrated", "scopes": [], "importHash": "ab".repeat(32), "prefix": "legacy" });
+    for status in [201, 409] {
+        let seen = app.admin_request(Method::POST, "/admin/v1/tenants/acme/keys", Some(import.clone())).await;
+        assert_eq!(seen.status, status, "{}", seen.body);
+        contract.check("POST", "/admin/v1/tenants/{tenantId}/keys", &seen);
+    }
     let (id, secret) = (key.body["data"]["id"].as_str().unwrap(), key.body["data"]["secret"].as_str().unwrap());
     contract.check(
         "GET",

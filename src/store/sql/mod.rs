@@ -273,6 +273,14 @@ impl Store for SqlStore {
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
+        // An imported hash may be an earlier secret of some key (a current one is UNIQUE).
+        let taken = sqlx::query("SELECT 1 AS taken FROM rolled_secrets WHERE secret_hash = $1")
+            .bind(hash.to_vec())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict);
+        }
         insert_key_rows(&mut tx, &[(key.clone(), *hash)]).await?;
         record_change(&mut tx, self.dialect(), ChangeKind::Key, &key.id).await?;
         tx.commit().await?;

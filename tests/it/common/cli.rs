@@ -28,6 +28,15 @@ pub enum Via<'a> {
 impl Via<'_> {
     /// Runs `keygate ARGS` with `env` added; no `KEYGATE_*` of the test's own environment leaks in.
     pub fn run_with(self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        self.run_fed(args, env, None)
+    }
+
+    /// Runs with `input` on standard input.
+    pub fn run_with_input(self, args: &[&str], input: &str) -> Ran {
+        self.run_fed(args, &[], Some(input))
+    }
+
+    fn run_fed(self, args: &[&str], env: &[(&str, &str)], input: Option<&str>) -> Ran {
         let mut command = Command::new(env!("CARGO_BIN_EXE_keygate"));
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("KEYGATE_")) {
             command.env_remove(name);
@@ -40,7 +49,21 @@ impl Via<'_> {
                 command.arg("--store").env("KEYGATE_STORE_URL", &store.url);
             }
         }
-        let output = command.args(args).envs(env.iter().copied()).output().expect("keygate runs");
+        command.args(args).envs(env.iter().copied());
+        let output = match input {
+            None => command.output().expect("keygate runs"),
+            Some(input) => {
+                use std::io::Write;
+                let mut child = command
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("keygate runs");
+                child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("input written");
+                child.wait_with_output().expect("keygate ends")
+            }
+        };
         let stdout_text = String::from_utf8_lossy(&output.stdout).into_owned();
         Ran {
             code: output.status.code().unwrap_or(-1),
