@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::cache::Lookup;
-use crate::config::{Config, OnBackendError};
+use crate::config::{Config, KeyHeader, OnBackendError};
 use crate::error::{ApiError, ErrorCode};
 use crate::feed::StoreWatch;
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
@@ -131,6 +131,8 @@ pub struct Pipeline {
     sessions: Arc<Sessions>,
     usage: UsageRecorder,
     key_prefix: String,
+    /// `keys.headers`: where a key may come from, and what a request without one is told.
+    key_headers: KeyHeaders,
     default_rate: DefaultRate,
     failed_auth: FailedAuthentications,
     trusted: TrustedProxies,
@@ -195,6 +197,7 @@ impl Pipeline {
             sessions,
             usage,
             key_prefix: config.keys.prefix.clone(),
+            key_headers: KeyHeaders::new(&config.keys.headers),
             default_rate: DefaultRate::new(RateLimit {
                 limit: config.rate_limit.limit,
                 window_seconds: config.rate_limit.window_seconds,
@@ -299,7 +302,7 @@ impl Pipeline {
 
     /// Steps 1 and 2: a single `Authorization: Bearer` credential, well formed, known.
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<KeyWithTenant>, ApiError> {
-        let secret = bearer_credential(headers)?;
+        let secret = self.key_headers.credential(headers)?;
         if !may_be_a_key(&self.key_prefix, secret) {
             return Err(ApiError::new(ErrorCode::ApiKeyInvalid, "the API key is not valid"));
         }
@@ -382,24 +385,67 @@ impl Pipeline {
     }
 }
 
-/// The credential of `Authorization: Bearer <key>`; the scheme is case-insensitive. Public for
-/// the fuzz target (`fuzz/`).
-pub fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let required =
-        || ApiError::new(ErrorCode::ApiKeyRequired, "an API key is required: send Authorization: Bearer <key>");
+/// `keys.headers` (SPEC §11): the request headers a key may come in, in order.
+struct KeyHeaders {
+    names: Vec<KeyHeader>,
+    /// What a request without a key is told: every way to send one.
+    required: String,
+}
+
+impl KeyHeaders {
+    fn new(names: &[KeyHeader]) -> Self {
+        let ways: Vec<String> = names
+            .iter()
+            .map(
+                |h| if h.is_authorization() { "Authorization: Bearer <key>".to_owned() } else { format!("{h}: <key>") },
+            )
+            .collect();
+        Self { names: names.to_vec(), required: format!("an API key is required: send {}", ways.join(" or ")) }
+    }
+
+    /// The request's one credential: none in any listed header is `API_KEY_REQUIRED`; a
+    /// listed header twice, or two different credentials, `API_KEY_INVALID`.
+    fn credential<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, ApiError> {
+        let mut found: Option<&str> = None;
+        for header in &self.names {
+            let Some(credential) = credential_in(headers, header)? else { continue };
+            match found {
+                Some(earlier) if earlier != credential => {
+                    return Err(ApiError::new(ErrorCode::ApiKeyInvalid, "two different API keys in one request"));
+                }
+                _ => found = Some(credential),
+            }
+        }
+        found.ok_or_else(|| ApiError::new(ErrorCode::ApiKeyRequired, self.required.clone()))
+    }
+}
+
+/// The credential one listed header carries, if it carries one: `Authorization` with the
+/// `Bearer` scheme (case-insensitive), any other the bare key.
+fn credential_in<'h>(headers: &'h HeaderMap, header: &KeyHeader) -> Result<Option<&'h str>, ApiError> {
     let invalid = |why: &'static str| ApiError::new(ErrorCode::ApiKeyInvalid, why);
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let value = values.next().ok_or_else(required)?;
+    let mut values = headers.get_all(header.name()).iter();
+    let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
-        return Err(invalid("send exactly one Authorization header"));
+        return Err(invalid(if header.is_authorization() {
+            "send exactly one Authorization header"
+        } else {
+            "send the API key's header once"
+        }));
     }
-    let value = value.to_str().map_err(|_| invalid("the API key is not valid"))?;
-    let (scheme, credential) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-    let credential = credential.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || credential.is_empty() {
-        return Err(required());
+    let value = value.to_str().map_err(|_| invalid("the API key is not valid"))?.trim();
+    if header.is_authorization() {
+        let (scheme, credential) = value.split_once(' ').unwrap_or((value, ""));
+        let credential = credential.trim();
+        return Ok((scheme.eq_ignore_ascii_case("bearer") && !credential.is_empty()).then_some(credential));
     }
-    Ok(credential)
+    Ok((!value.is_empty()).then_some(value))
+}
+
+/// The credential of `Authorization: Bearer <key>`, as the default `keys.headers` reads it.
+/// Public for the fuzz target (`fuzz/`).
+pub fn bearer_credential(headers: &HeaderMap) -> Result<&str, ApiError> {
+    KeyHeaders::new(&crate::config::KeysConfig::default().headers).credential(headers)
 }
 
 /// Step 2's check before any lookup (SPEC §11): a credential in keygate's own format

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{ENV_NON_SETTINGS, env_name};
 pub use redact::{REDACTED, redact_url};
-pub use values::{LimiterUrl, RouteMethod, SQLITE_MEMORY, StoreUrl, TrustedProxy, UpstreamUrl};
+pub use values::{KeyHeader, LimiterUrl, RouteMethod, SQLITE_MEMORY, StoreUrl, TrustedProxy, UpstreamUrl};
 
 use crate::scope::Scope;
 
@@ -210,11 +210,16 @@ impl Default for SessionsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     pub prefix: String,
+    /// The request headers a key may come in, in order (SPEC §11).
+    pub headers: Vec<KeyHeader>,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
-        Self { prefix: "kg".to_owned() }
+        Self {
+            prefix: "kg".to_owned(),
+            headers: vec![KeyHeader::try_from("authorization".to_owned()).expect("a name")],
+        }
     }
 }
 

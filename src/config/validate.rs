@@ -33,6 +33,13 @@ impl Config {
         {
             return fail("keys.prefix", "must be 1 to 16 characters of a-z and 0-9");
         }
+        let headers = &self.keys.headers;
+        if headers.is_empty() || headers.len() > 8 {
+            return fail("keys.headers", "must list 1 to 8 header names");
+        }
+        if let Some(twice) = headers.iter().enumerate().find(|(i, h)| headers[..*i].contains(h)) {
+            return fail(&format!("keys.headers[{}]", twice.0), "is listed twice");
+        }
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
         }

@@ -192,6 +192,56 @@ impl TryFrom<String> for UpstreamUrl {
     }
 }
 
+/// One of `keys.headers`: a request header a key may come in (SPEC §11). `authorization` means
+/// `Authorization: Bearer <key>`; any other carries the bare key. Lower case, and none of the
+/// headers keygate reads or sets for something else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyHeader(http::HeaderName);
+
+impl KeyHeader {
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn name(&self) -> &http::HeaderName {
+        &self.0
+    }
+
+    pub fn is_authorization(&self) -> bool {
+        self.0 == http::header::AUTHORIZATION
+    }
+}
+
+impl TryFrom<String> for KeyHeader {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        const TAKEN: [&str; 12] = [
+            "origin",
+            "x-session-token",
+            "cookie",
+            "host",
+            "content-type",
+            "content-length",
+            "connection",
+            "upgrade",
+            "transfer-encoding",
+            "te",
+            "sec-websocket-protocol",
+            "proxy-authorization",
+        ];
+        let name = http::HeaderName::from_bytes(raw.as_bytes()).map_err(|_| format!("{raw:?} is not a header name"))?;
+        if name.as_str() != raw {
+            return Err(format!("{raw:?}: write header names in lower case"));
+        }
+        if TAKEN.contains(&name.as_str()) || raw.starts_with("x-keygate-") || raw.starts_with("x-forwarded-") {
+            return Err(format!("{raw:?} is a header keygate reads or sets for something else"));
+        }
+        Ok(Self(name))
+    }
+}
+
 /// Read from text by `TryFrom<String>`, written back as [`as_str`](StoreUrl::as_str) gives it.
 macro_rules! text_setting {
     ($($type:ty),*) => {$(
@@ -214,7 +264,7 @@ macro_rules! text_setting {
     )*};
 }
 
-text_setting!(StoreUrl, LimiterUrl, TrustedProxy, RouteMethod, UpstreamUrl);
+text_setting!(StoreUrl, LimiterUrl, TrustedProxy, RouteMethod, UpstreamUrl, KeyHeader);
 
 #[cfg(test)]
 mod tests {

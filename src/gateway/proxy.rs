@@ -89,6 +89,8 @@ pub(crate) struct Proxy {
     /// The open WebSockets: their caps, and what closes them.
     sockets: Arc<OpenSockets>,
     relay: RelaySettings,
+    /// `keys.headers`: a key's headers are consumed, whichever carried it (SPEC §11).
+    key_headers: Vec<String>,
 }
 
 /// Upstream failures, as answered to the client.
@@ -137,6 +139,7 @@ impl Proxy {
             trusted: config.trusted_proxies(),
             public_host: config.server.public_host.as_deref().and_then(|host| HeaderValue::from_str(host).ok()),
             own_proto: HeaderValue::from_static(if config.server.tls_cert_file.is_some() { "https" } else { "http" }),
+            key_headers: config.keys.headers.iter().map(|h| h.as_str().to_owned()).collect(),
             sockets,
             relay: RelaySettings {
                 idle: Duration::from_millis(config.proxy.websocket_idle_timeout_ms),
@@ -232,7 +235,7 @@ impl Proxy {
         // Set by keygate before the request got here; a client's `Connection` must not name it away.
         let request_id = headers.get(X_REQUEST_ID).cloned();
 
-        keep_end_to_end(headers, |name| !is_forwardable(name));
+        keep_end_to_end(headers, |name| !is_forwardable(name) || self.key_headers.iter().any(|h| h == name));
         if let Some(request_id) = request_id {
             headers.insert(X_REQUEST_ID, request_id);
         }

@@ -410,3 +410,90 @@ async fn the_cli_imports_json_lines_and_one_bad_line_stops_nothing_else() {
         assert_eq!(orders(&app, secret).await.status, 200);
     }
 }
+
+fn kong_headers(config: &mut keygate::config::Config) {
+    config.keys.headers = ["authorization", "apikey", "x-api-key"].map(|h| h.parse().unwrap()).to_vec();
+}
+
+#[tokio::test]
+async fn a_key_comes_in_the_headers_a_migrated_client_already_sends_and_goes_no_further() {
+    let (app, upstream) = spawn_gateway(kong_headers).await;
+    let (key, secret) = app.orders_key("acme", &["orders:read"]).await;
+    for header in ["apikey", "x-api-key", "ApiKey"] {
+        let seen = app.request("GET", "/api/v1/orders").header(header, &secret).send().await;
+        assert_eq!(seen.status, 200, "{header}: {}", seen.body);
+        let received = upstream.last();
+        assert_eq!(received.header("x-keygate-key"), key["id"].as_str());
+        for consumed in ["authorization", "apikey", "x-api-key"] {
+            assert_eq!(received.header(consumed), None, "{consumed} reached the upstream");
+        }
+    }
+    // The same key in two listed headers is one key; two different ones, or one header twice, are not.
+    let both = app.request("GET", "/api/v1/orders").key(&secret).header("apikey", &secret).send().await;
+    assert_eq!(both.status, 200);
+    let other = app.orders_key("globex", &["orders:read"]).await.1;
+    let received = upstream.received().len();
+    app.request("GET", "/api/v1/orders")
+        .key(&secret)
+        .header("x-api-key", &other)
+        .send()
+        .await
+        .assert_error(401, "API_KEY_INVALID");
+    let twice = app
+        .client
+        .get(format!("{}/api/v1/orders", app.public))
+        .header("apikey", &secret)
+        .header("apikey", &secret)
+        .send()
+        .await
+        .unwrap();
+    Seen::from(twice).await.assert_error(401, "API_KEY_INVALID");
+    // Never from the query string; without a key the answer names every way to send one.
+    let seen = app.request("GET", &format!("/api/v1/orders?apikey={secret}")).send().await;
+    seen.assert_error(401, "API_KEY_REQUIRED");
+    let message = seen.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Authorization: Bearer <key>") && message.contains("apikey: <key>"), "{message}");
+    assert_eq!(upstream.received().len(), received, "nothing refused reached the upstream");
+}
+
+#[tokio::test]
+async fn by_default_only_authorization_carries_a_key_and_bad_header_lists_are_refused() {
+    let app = spawn_gateway(|_| {}).await.0;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    app.request("GET", "/api/v1/orders").header("apikey", &secret).send().await.assert_error(401, "API_KEY_REQUIRED");
+
+    let load =
+        |headers: &str| keygate::config::Config::parse(&format!("[keys]\nheaders = {headers}\n"), std::iter::empty());
+    assert!(load(r#"["authorization", "x-api-key"]"#).is_ok());
+    for (headers, named) in [
+        ("[]", "keys.headers"),
+        (r#"["X-Api-Key"]"#, "keys.headers"),
+        (r#"["bad header"]"#, "keys.headers"),
+        (r#"["x-session-token"]"#, "keys.headers"),
+        (r#"["x-forwarded-key"]"#, "keys.headers"),
+        (r#"["apikey", "apikey"]"#, "keys.headers[1]"),
+    ] {
+        let error = load(headers).unwrap_err().to_string();
+        assert!(error.contains(named), "{headers}: {error}");
+    }
+}
+
+// Current-thread: the captured subscriber is this thread's (common::logs). Alone: run beside
+// the other tests of this module it captured nothing at all, twice in two runs.
+#[tokio::test]
+async fn a_key_s_header_is_never_logged() {
+    let _alone = metrics_alone().await;
+    let (logs, _guard) = common::logs::start();
+    let (app, _) = spawn_gateway(kong_headers).await;
+    let (_, secret) = app.orders_key("acme", &["orders:read"]).await;
+    assert_eq!(app.request("GET", "/api/v1/orders").header("x-api-key", &secret).send().await.status, 200);
+    app.request("GET", "/api/v1/orders")
+        .header("apikey", "not-a-key-of-ours")
+        .send()
+        .await
+        .assert_error(401, "API_KEY_INVALID");
+    keygate::logging::flush();
+    let text = logs.text();
+    assert_eq!(text.lines().filter(|l| l.contains("/api/v1/orders")).count(), 2, "both requests logged: {text}");
+    assert!(!text.contains(&secret) && !text.contains("not-a-key-of-ours"), "a key was logged");
+}

@@ -70,7 +70,7 @@ impl Handshake {
         headers: &HeaderMap,
     ) -> Result<Admitted, ApiError> {
         let slot = sockets.reserve(record)?;
-        let handshake = open::Handshaken::of(path, headers);
+        let handshake = open::Handshaken::of(path, headers, sockets);
         Ok(Admitted {
             handshake: self,
             watched: relay::Watched { sockets: std::sync::Arc::clone(sockets), slot, handshake },

@@ -26,14 +26,16 @@ use crate::model::KeyWithTenant;
 use crate::pipeline::{Pipeline, SESSION_TOKEN_HEADER};
 use crate::time::Millis;
 
-/// The headers a judgement reads: the credentials and the origin of the handshake.
-const JUDGED_HEADERS: [&str; 3] = ["authorization", SESSION_TOKEN_HEADER, "origin"];
+/// The headers a judgement reads besides `keys.headers`: the session token and the origin.
+const JUDGED_HEADERS: [&str; 2] = [SESSION_TOKEN_HEADER, "origin"];
 
 pub struct OpenSockets {
     slots: Arc<Semaphore>,
     max: u32,
     max_per_key: usize,
     pipeline: Arc<Pipeline>,
+    /// What a judgement reads of a handshake: `keys.headers` and [`JUDGED_HEADERS`].
+    judged: Vec<http::HeaderName>,
     /// The routes in force (replaced by a reload).
     routes: RwLock<Arc<[Route]>>,
     registry: Mutex<Registry>,
@@ -93,11 +95,11 @@ pub(super) struct Handshaken {
 }
 
 impl Handshaken {
-    pub(super) fn of(path: &str, headers: &HeaderMap) -> Self {
+    pub(super) fn of(path: &str, headers: &HeaderMap, sockets: &OpenSockets) -> Self {
         let mut kept = HeaderMap::new();
-        for name in JUDGED_HEADERS {
+        for name in &sockets.judged {
             for value in headers.get_all(name) {
-                kept.append(name, value.clone());
+                kept.append(name.clone(), value.clone());
             }
         }
         Self { path: path.to_owned(), headers: kept }
@@ -122,6 +124,13 @@ impl OpenSockets {
             max,
             max_per_key: config.proxy.max_websockets_per_key as usize,
             pipeline,
+            judged: config
+                .keys
+                .headers
+                .iter()
+                .map(|h| h.name().clone())
+                .chain(JUDGED_HEADERS.map(http::HeaderName::from_static))
+                .collect(),
             routes: RwLock::new(Arc::from(Vec::new())),
             registry: Mutex::default(),
         })
