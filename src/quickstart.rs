@@ -240,7 +240,7 @@ async fn ensure_tenant(admin: &Admin, body: Value) -> Result<(), ApiError> {
 }
 
 async fn revoke_previous_keys(admin: &Admin, tenant: &str) -> Result<(), ApiError> {
-    let mut query = PageQuery { limit: Some("1000".to_owned()), cursor: None };
+    let mut query = PageQuery { limit: Some("1000".to_owned()), ..PageQuery::default() };
     loop {
         let page = admin.keys(tenant, &query).await?;
         for key in page.data.iter().filter(|k| k.key.name.starts_with(KEY_NAME_PREFIX) && k.key.revoked_at.is_none()) {

@@ -9,3 +9,7 @@ CREATE TABLE rolled_secrets (
     last_used_at INTEGER
 );
 CREATE INDEX rolled_secrets_by_key ON rolled_secrets (key_id, expires_at);
+
+-- Finding keys by the start of a display prefix (a support desk's lookup), current or earlier.
+CREATE INDEX api_keys_by_prefix ON api_keys (prefix);
+CREATE INDEX rolled_secrets_by_prefix ON rolled_secrets (prefix);

@@ -29,6 +29,7 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant))
         .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
+        .route("/admin/v1/keys", get(find_keys))
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/roll", post(roll_key))
@@ -89,7 +90,12 @@ type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::Q
 fn page_query(params: Params) -> Result<PageQuery, ApiError> {
     let Query(mut params) =
         params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
-    Ok(PageQuery { limit: params.remove("limit"), cursor: params.remove("cursor") })
+    Ok(PageQuery {
+        limit: params.remove("limit"),
+        cursor: params.remove("cursor"),
+        state: params.remove("state"),
+        prefix: params.remove("prefix"),
+    })
 }
 
 type BodyBytes = Result<Bytes, axum::extract::rejection::BytesRejection>;
@@ -134,6 +140,10 @@ async fn create_key(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<Strin
 
 async fn list_keys(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, params: Params) -> Answer {
     Ok(json_page(&admin.keys(&tenant_id, &page_query(params)?).await?))
+}
+
+async fn find_keys(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
+    Ok(json_page(&admin.find_keys(&page_query(params)?).await?))
 }
 
 async fn get_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {

@@ -13,7 +13,9 @@ use serde::Serialize;
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::feed::StoreWatch;
-use crate::model::{ApiKey, CreatedKey, KeyView, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
+use crate::model::{
+    ApiKey, CreatedKey, KeyState, KeyView, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus,
+};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::{SecretHash, generate_secret, random_base62};
@@ -49,11 +51,15 @@ pub struct SigningKeyView {
     pub signing: bool,
 }
 
-/// `?limit=&cursor=` of a list request, unparsed.
+/// `?limit=&cursor=` of a list request, and the filters some lists take, unparsed.
 #[derive(Debug, Default, Clone)]
 pub struct PageQuery {
     pub limit: Option<String>,
     pub cursor: Option<String>,
+    /// A tenant's keys: `usable`, `revoked` or `expired`.
+    pub state: Option<String>,
+    /// Keys across tenants: the start of a display prefix.
+    pub prefix: Option<String>,
 }
 
 pub struct Admin {
@@ -238,7 +244,12 @@ impl TenantFields {
 
 /// Parsed `?limit=&cursor=`: (page size, id to continue after).
 fn page_bounds(query: &PageQuery) -> Result<(u32, Option<String>), ApiError> {
-    let mut details = Vec::new();
+    page_bounds_and(query, None)
+}
+
+/// [`page_bounds`], with a list's own problem with its filter noted beside them.
+fn page_bounds_and(query: &PageQuery, problem: Option<Detail>) -> Result<(u32, Option<String>), ApiError> {
+    let mut details: Vec<Detail> = problem.into_iter().collect();
     let limit = match query.limit.as_deref() {
         None => 100,
         Some(raw) => match raw.parse::<u32>() {
@@ -376,9 +387,29 @@ impl Admin {
     }
 
     pub async fn keys(&self, tenant_id: &str, query: &PageQuery) -> Result<Page<KeyView>, ApiError> {
-        let (limit, after) = page_bounds(query)?;
+        let state = match query.state.as_deref() {
+            None => Ok(None),
+            Some("usable") => Ok(Some(KeyState::Usable)),
+            Some("revoked") => Ok(Some(KeyState::Revoked)),
+            Some("expired") => Ok(Some(KeyState::Expired)),
+            Some(_) => Err(Detail::new("state", "must be usable, revoked or expired")),
+        };
+        let (limit, after) = page_bounds_and(query, state.as_ref().err().cloned())?;
+        let state = state.ok().flatten().map(|state| (state, now_millis()));
         self.tenant(tenant_id).await?;
-        let rows = self.store.keys(tenant_id, after.as_deref(), limit + 1).await.map_err(store_error)?;
+        let rows = self.store.keys(tenant_id, state, after.as_deref(), limit + 1).await.map_err(store_error)?;
+        let page = into_page(rows, limit, |k| &k.id);
+        Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
+    }
+
+    /// Keys of every tenant found by the start of a display prefix, current or earlier (at
+    /// least 6 characters: a prefix pasted into a support ticket).
+    pub async fn find_keys(&self, query: &PageQuery) -> Result<Page<KeyView>, ApiError> {
+        let prefix = query.prefix.as_deref().unwrap_or_default();
+        let ok = (6..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_graphic());
+        let problem = (!ok).then(|| Detail::new("prefix", "is required: 6 to 16 visible ASCII characters"));
+        let (limit, after) = page_bounds_and(query, problem)?;
+        let rows = self.store.keys_by_prefix(prefix, after.as_deref(), limit + 1).await.map_err(store_error)?;
         let page = into_page(rows, limit, |k| &k.id);
         Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
     }

@@ -154,6 +154,16 @@ pub(crate) enum KeyCommand {
     /// List a tenant's keys.
     List {
         tenant_id: String,
+        /// Only the keys in this state now: usable, revoked or expired.
+        #[arg(long)]
+        state: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Find keys across tenants by the start of a display prefix (at least 6 characters),
+    /// current or earlier: the prefix a customer pastes into a ticket.
+    Find {
+        prefix: String,
         #[command(flatten)]
         page: PageArgs,
     },

@@ -78,8 +78,13 @@ impl KeyCommand {
                 AdminRequest::create_key(&tenant_id, body)
             }
             KeyCommand::Get { id } => AdminRequest::get(format!("/admin/v1/keys/{}", segment(&id))),
-            KeyCommand::List { tenant_id, page } => {
-                AdminRequest::get(format!("/admin/v1/tenants/{}/keys{}", segment(&tenant_id), page.query()))
+            KeyCommand::List { tenant_id, state, page } => AdminRequest::get(format!(
+                "/admin/v1/tenants/{}/keys{}",
+                segment(&tenant_id),
+                page.query_with(&[("state", &state)])
+            )),
+            KeyCommand::Find { prefix, page } => {
+                AdminRequest::get(format!("/admin/v1/keys{}", page.query_with(&[("prefix", &Some(prefix))])))
             }
             KeyCommand::Update { id, name, fields, no_origins, no_expiry, rate } => {
                 let mut body = Map::new();
@@ -117,9 +122,14 @@ impl SigningKeyCommand {
 impl PageArgs {
     /// `?limit=…&cursor=…`, or nothing.
     fn query(&self) -> String {
-        let pairs = [("limit", &self.limit), ("cursor", &self.cursor)];
+        self.query_with(&[])
+    }
+
+    /// The query string of the page and of a list's own filters (`None`: not given).
+    fn query_with(&self, filters: &[(&str, &Option<String>)]) -> String {
+        let pairs = filters.iter().copied().chain([("limit", &self.limit), ("cursor", &self.cursor)]);
         let parts: Vec<String> =
-            pairs.iter().filter_map(|(name, value)| Some(format!("{name}={}", segment(value.as_ref()?)))).collect();
+            pairs.filter_map(|(name, value)| Some(format!("{name}={}", segment(value.as_ref()?)))).collect();
         if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
     }
 }

@@ -15,7 +15,7 @@ pub(crate) mod testing;
 
 use async_trait::async_trait;
 
-use crate::model::{ApiKey, KeyWithTenant, RolledSecret, Tenant};
+use crate::model::{ApiKey, KeyState, KeyWithTenant, RolledSecret, Tenant};
 use crate::secret::SecretHash;
 use crate::time::Millis;
 
@@ -184,8 +184,17 @@ pub trait Store: Send + Sync + 'static {
     /// them, so running instances see a gap and resync in full.
     async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError>;
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
-    /// A tenant's keys ordered by id, those after `after`.
-    async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
+    /// A tenant's keys ordered by id, those after `after`; only those in `state` at `now` if given.
+    async fn keys(
+        &self,
+        tenant_id: &str,
+        state: Option<(KeyState, Millis)>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError>;
+    /// Keys of every tenant whose current or any earlier secret's display prefix starts with
+    /// `prefix`, ordered by id, those after `after`.
+    async fn keys_by_prefix(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
     /// Reads, edits and writes a key in one transaction.
     async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError>;
     /// The hot path's only query, on a cache miss: the key whose current secret, or one of

@@ -497,3 +497,85 @@ async fn a_key_s_header_is_never_logged() {
     assert_eq!(text.lines().filter(|l| l.contains("/api/v1/orders")).count(), 2, "both requests logged: {text}");
     assert!(!text.contains(&secret) && !text.contains("not-a-key-of-ours"), "a key was logged");
 }
+
+async fn found(app: &TestApp, query: &str) -> Seen {
+    app.admin_request(Method::GET, &format!("/admin/v1/keys?{query}"), None).await
+}
+
+fn ids(seen: &Seen) -> Vec<String> {
+    seen.body["data"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_key_is_found_across_tenants_by_the_start_of_any_of_its_prefixes() {
+    let app = spawn_app().await;
+    let (acme, _) = app.orders_key("acme", &["orders:read"]).await;
+    let (globex, _) = app.orders_key("globex", &["orders:read"]).await;
+    let (acme_id, globex_id) = (acme["id"].as_str().unwrap(), globex["id"].as_str().unwrap());
+    let old_prefix = acme["prefix"].as_str().unwrap().to_owned();
+    let new_prefix = rolled(&app, acme_id, 0).await["prefix"].as_str().unwrap().to_owned();
+
+    // The current prefix, and the earlier one (ended, still the key's), each by its first 6.
+    for prefix in [&new_prefix, &old_prefix] {
+        assert_eq!(ids(&found(&app, &format!("prefix={}", &prefix[..6])).await), [acme_id], "{prefix}");
+    }
+    let seen = found(&app, &format!("prefix={}", globex["prefix"].as_str().unwrap())).await;
+    assert_eq!(ids(&seen), [globex_id]);
+    assert_eq!(seen.body["data"][0]["tenantId"], "globex");
+    // Case matters: prefixes are base62.
+    let shouted = format!("prefix={}", new_prefix[..6].to_uppercase().replace("KG_", "kg_"));
+    if shouted != format!("prefix={}", &new_prefix[..6]) {
+        assert_eq!(ids(&found(&app, &shouted).await), Vec::<String>::new());
+    }
+    // Imported prefixes too, and a page at a time.
+    app.create_tenant(json!({ "id": "initech", "name": "initech" })).await;
+    for n in 0..3 {
+        let body = json!({ "name": "m", "scopes": [], "importHash": sha256_hex(&format!("legacy-{n}")), "prefix": format!("legacy{n}") });
+        assert_eq!(app.admin_request(Method::POST, "/admin/v1/tenants/initech/keys", Some(body)).await.status, 201);
+    }
+    let first = found(&app, "prefix=legacy&limit=2").await;
+    assert_eq!(ids(&first).len(), 2);
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    assert_eq!(ids(&found(&app, &format!("prefix=legacy&limit=2&cursor={cursor}")).await).len(), 1);
+
+    for bad in ["", "prefix=", "prefix=kg_ab", &format!("prefix={}", "a".repeat(17)), "prefix=abc%20def"] {
+        let seen = found(&app, bad).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+        assert_eq!(seen.body["error"]["details"][0]["path"], "prefix", "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_s_keys_are_listed_by_state() {
+    let app = spawn_app().await;
+    let (usable, _) = app.orders_key("acme", &["orders:read"]).await;
+    let (revoked, _) = app.create_key("acme", json!({ "name": "r", "scopes": [] })).await;
+    let (expired, _) =
+        app.create_key("acme", json!({ "name": "e", "scopes": [], "expiresAt": rfc3339(now_seconds() - 60) })).await;
+    let (revoked_and_expired, _) =
+        app.create_key("acme", json!({ "name": "re", "scopes": [], "expiresAt": rfc3339(now_seconds() - 60) })).await;
+    for key in [&revoked, &revoked_and_expired] {
+        let id = key["id"].as_str().unwrap();
+        assert_eq!(app.admin_request(Method::POST, &format!("/admin/v1/keys/{id}/revoke"), None).await.status, 200);
+    }
+    let app = &app;
+    let listed = |query: &'static str| async move {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/tenants/acme/keys{query}"), None).await;
+        assert_eq!(seen.status, 200, "{}", seen.body);
+        let mut found = ids(&seen);
+        found.sort();
+        found
+    };
+    let sorted = |keys: &[&Value]| {
+        let mut ids: Vec<String> = keys.iter().map(|k| k["id"].as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(listed("?state=usable").await, sorted(&[&usable]));
+    assert_eq!(listed("?state=revoked").await, sorted(&[&revoked, &revoked_and_expired]), "revocation wins");
+    assert_eq!(listed("?state=expired").await, sorted(&[&expired]));
+    assert_eq!(listed("").await.len(), 4);
+    let seen = app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys?state=gone", None).await;
+    seen.assert_error(400, "VALIDATION_ERROR");
+    assert_eq!(seen.body["error"]["details"][0]["path"], "state");
+}

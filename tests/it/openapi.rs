@@ -140,6 +140,16 @@ async fn every_documented_operation_answers_as_documented() {
         "/admin/v1/tenants/{tenantId}/keys",
         &app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await,
     );
+    let prefix = &key.body["data"]["prefix"].as_str().unwrap()[..6];
+    for query in [format!("prefix={prefix}"), "prefix=abc".to_owned()] {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/keys?{query}"), None).await;
+        contract.check("GET", "/admin/v1/keys", &seen);
+    }
+    contract.check(
+        "GET",
+        "/admin/v1/tenants/{tenantId}/keys",
+        &app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys?state=usable", None).await,
+    );
     contract.check(
         "GET",
         "/admin/v1/keys/{keyId}",

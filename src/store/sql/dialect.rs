@@ -30,6 +30,15 @@ impl Dialect {
         }
     }
 
+    /// Byte order for a text comparison, so that a range of display prefixes is a range of
+    /// the index (PostgreSQL compares by the database's locale otherwise).
+    pub(super) fn bytewise(self) -> &'static str {
+        match self {
+            Self::Sqlite => "",
+            Self::Postgres => r#" COLLATE "C""#,
+        }
+    }
+
     /// Locks the rows a read-modify-write reads (SQLite's write lock already covers them).
     pub(super) fn for_update(self) -> &'static str {
         match self {

@@ -32,7 +32,7 @@ use rows::{
 
 use crate::config::{SQLITE_MEMORY, StoreUrl};
 use crate::model::RolledSecret;
-use crate::model::{ApiKey, KeyWithTenant, Tenant};
+use crate::model::{ApiKey, KeyState, KeyWithTenant, Tenant};
 use crate::secret::SecretHash;
 use crate::store::{
     ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store, StoreError,
@@ -303,16 +303,34 @@ impl Store for SqlStore {
         self.get(id).await
     }
 
-    async fn keys(&self, tenant_id: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
-        let sql =
-            format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 AND k.id > $2 ORDER BY k.id LIMIT $3");
-        let rows = dynamic(sql)
-            .bind(tenant_id.to_owned())
-            .bind(after.unwrap_or("").to_owned())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
+    async fn keys(
+        &self,
+        tenant_id: &str,
+        state: Option<(KeyState, Millis)>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        // `$4` is now; each state as `ApiKey::state_at` decides it (revocation wins).
+        let in_state = match state.map(|(state, _)| state) {
+            None => "",
+            Some(KeyState::Usable) => " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > $4)",
+            Some(KeyState::Revoked) => " AND k.revoked_at IS NOT NULL",
+            Some(KeyState::Expired) => " AND k.revoked_at IS NULL AND k.expires_at <= $4",
+        };
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.tenant_id = $1 AND k.id > $2{in_state} ORDER BY k.id LIMIT $3"
+        );
+        let mut query =
+            dynamic(sql).bind(tenant_id.to_owned()).bind(after.unwrap_or("").to_owned()).bind(i64::from(limit));
+        if let Some((KeyState::Usable | KeyState::Expired, now)) = state {
+            query = query.bind(now);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(key_from_row).collect()
+    }
+
+    async fn keys_by_prefix(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError> {
+        self.by_prefix(prefix, after, limit).await
     }
 
     async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError> {

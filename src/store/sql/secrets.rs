@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use super::SqlStore;
 use super::feed::record_change;
 use super::rows::{KEY_COLUMNS, dynamic, key_from_row};
-use crate::model::{EarlierSecret, RolledSecret};
+use crate::model::{ApiKey, EarlierSecret, RolledSecret};
 use crate::secret::SecretHash;
 use crate::store::{ChangeKind, Roll, Rolled, StoreError};
 use crate::time::Millis;
@@ -105,6 +105,34 @@ impl SqlStore {
             visit(hash_of(row.try_get("secret_hash")?)?);
         }
         Ok(())
+    }
+}
+
+impl SqlStore {
+    /// Keys whose current or any earlier display prefix starts with `prefix`: two index
+    /// ranges (`api_keys_by_prefix`, `rolled_secrets_by_prefix`), bytewise.
+    pub(super) async fn by_prefix(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ApiKey>, StoreError> {
+        let c = self.dialect().bytewise();
+        // Every display prefix is visible ASCII, so each one starting with `prefix` sorts
+        // before `prefix` + DEL.
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id > $3 AND (\
+             (k.prefix{c} >= $1 AND k.prefix{c} < $2) OR k.id IN (SELECT r.key_id FROM rolled_secrets r \
+             WHERE r.prefix{c} >= $1 AND r.prefix{c} < $2)) ORDER BY k.id LIMIT $4"
+        );
+        let rows = dynamic(sql)
+            .bind(prefix.to_owned())
+            .bind(format!("{prefix}\u{7f}"))
+            .bind(after.unwrap_or("").to_owned())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(key_from_row).collect()
     }
 }
 
