@@ -2,7 +2,8 @@
 //! secret hash.
 //!
 //! Changes leave the cache one by one, as the change feed reports them (`feed.rs`): a changed
-//! key by its hash, a changed tenant's keys through a tenant → hashes index. Nothing else moves,
+//! key by its hashes, through a key → hashes index, a changed tenant's keys through a tenant →
+//! hashes index. Nothing else moves,
 //! so an admin write costs the same with ten keys or ten million.
 //!
 //! Unknown keys cost no store read: a Bloom filter of every existing key's hash (`KnownKeys`,
@@ -81,28 +82,45 @@ impl KnownKeys {
     }
 }
 
-/// The hashes of each tenant's cached keys.
-type TenantIndex = Arc<Mutex<HashMap<String, HashSet<SecretHash, foldhash::fast::RandomState>>>>;
+/// The hashes of the cached keys, by an id: each tenant's, and each key's (a rolled key is
+/// cached under each secret it was presented with).
+type HashIndex = Arc<Mutex<HashMap<String, HashSet<SecretHash, foldhash::fast::RandomState>>>>;
 
-/// Keeps the tenant index in step when the cache evicts a key to make room.
+#[derive(Clone, Default)]
+struct Indexes {
+    by_tenant: HashIndex,
+    by_key: HashIndex,
+}
+
+impl Indexes {
+    fn index(&self, record: &KeyWithTenant, hash: &SecretHash) {
+        for (index, id) in [(&self.by_tenant, &record.tenant.id), (&self.by_key, &record.key.id)] {
+            index.lock().unwrap_or_else(|p| p.into_inner()).entry(id.clone()).or_default().insert(*hash);
+        }
+    }
+
+    fn unindex(&self, record: &KeyWithTenant, hash: &SecretHash) {
+        for (index, id) in [(&self.by_tenant, &record.tenant.id), (&self.by_key, &record.key.id)] {
+            let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hashes) = index.get_mut(id) {
+                hashes.remove(hash);
+                if hashes.is_empty() {
+                    index.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps the indexes in step when the cache evicts a key to make room.
 #[derive(Clone)]
-struct Unindex(TenantIndex);
+struct Unindex(Indexes);
 
 impl Lifecycle<SecretHash, Arc<KeyWithTenant>> for Unindex {
     type RequestState = ();
 
     fn on_evict(&self, _: &mut (), hash: SecretHash, record: Arc<KeyWithTenant>) {
-        unindex(&self.0, &record.tenant.id, &hash);
-    }
-}
-
-fn unindex(index: &TenantIndex, tenant: &str, hash: &SecretHash) {
-    let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(hashes) = index.get_mut(tenant) {
-        hashes.remove(hash);
-        if hashes.is_empty() {
-            index.remove(tenant);
-        }
+        self.0.unindex(&record, &hash);
     }
 }
 
@@ -113,7 +131,7 @@ pub struct KeyCache {
     /// `None` until first loaded: every hash may then be a key.
     known: RwLock<Option<KnownKeys>>,
     unknown: Cache<SecretHash, ()>,
-    by_tenant: TenantIndex,
+    indexes: Indexes,
     /// Bumped by every change applied; a store read that started under an older generation is
     /// not cached, so a read racing an admin write cannot bring stale data back.
     generation: AtomicU64,
@@ -122,19 +140,19 @@ pub struct KeyCache {
 
 impl Default for KeyCache {
     fn default() -> Self {
-        let by_tenant = TenantIndex::default();
+        let indexes = Indexes::default();
         let entries = Cache::with(
             CAPACITY,
             CAPACITY as u64,
             UnitWeighter,
             DefaultHashBuilder::default(),
-            Unindex(Arc::clone(&by_tenant)),
+            Unindex(indexes.clone()),
         );
         Self {
             entries,
             known: RwLock::new(None),
             unknown: Cache::new(UNKNOWN_CAPACITY),
-            by_tenant,
+            indexes,
             generation: AtomicU64::new(0),
             fill: Mutex::new(()),
         }
@@ -163,10 +181,9 @@ impl KeyCache {
         if self.generation.load(Ordering::Acquire) == generation {
             match &found {
                 Some(record) => {
-                    // Insert first: an eviction it causes takes the index lock itself.
+                    // Insert first: an eviction it causes takes the index locks itself.
                     self.entries.insert(*hash, Arc::clone(record));
-                    let mut index = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
-                    index.entry(record.tenant.id.clone()).or_default().insert(*hash);
+                    self.indexes.index(record, hash);
                 }
                 None => self.unknown.insert(*hash, ()),
             }
@@ -183,16 +200,28 @@ impl KeyCache {
         }
         self.unknown.remove(hash);
         if let Some((_, record)) = self.entries.remove(hash) {
-            unindex(&self.by_tenant, &record.tenant.id, hash);
+            self.indexes.unindex(&record, hash);
         }
+    }
+
+    /// A key changed, or is gone: it leaves the cache under every hash it is cached by, those
+    /// no store can name any more (a deleted key's) included.
+    pub fn forget_key(&self, key_id: &str) {
+        self.forget(&self.indexes.by_key, key_id);
     }
 
     /// A tenant changed: its cached keys leave the cache.
     pub fn forget_tenant(&self, tenant: &str) {
+        self.forget(&self.indexes.by_tenant, tenant);
+    }
+
+    fn forget(&self, index: &HashIndex, id: &str) {
         let _fill = self.begin_change();
-        let hashes = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner()).remove(tenant);
+        let hashes = index.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
         for hash in hashes.into_iter().flatten() {
-            self.entries.remove(&hash);
+            if let Some((_, record)) = self.entries.remove(&hash) {
+                self.indexes.unindex(&record, &hash);
+            }
         }
     }
 
@@ -201,7 +230,8 @@ impl KeyCache {
         let _fill = self.begin_change();
         self.entries.clear();
         self.unknown.clear();
-        self.by_tenant.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.indexes.by_tenant.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.indexes.by_key.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Puts a freshly built filter of known keys in place.

@@ -195,10 +195,12 @@ impl StoreWatch {
                         self.cache.key_changed(hash);
                     }
                     // A rolled key is found by several hashes: each leaves the cache (and is
-                    // known to exist). One small read per change, off the hot path.
+                    // known to exist). One small read per change, off the hot path. A
+                    // deleted key has none left to read: it leaves by its id.
                     for hash in self.store.key_hashes(&change.subject).await? {
                         self.cache.key_changed(&hash);
                     }
+                    self.cache.forget_key(&change.subject);
                     let key = self.store.key(&change.subject).await?;
                     let allowlist = key.as_ref().and_then(KeyAllowlist::of);
                     self.preflight.update_key(&change.subject, allowlist.as_ref());

@@ -27,10 +27,10 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorithm, trusted: TrustedProxies) -> Router {
     Router::new()
         .route("/admin/v1/tenants", post(create_tenant).get(list_tenants))
-        .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant))
+        .route("/admin/v1/tenants/{tenant_id}", get(get_tenant).patch(update_tenant).delete(delete_tenant))
         .route("/admin/v1/tenants/{tenant_id}/keys", post(create_key).get(list_keys))
         .route("/admin/v1/keys", get(find_keys))
-        .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key))
+        .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key).delete(delete_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/roll", post(roll_key))
         .route("/admin/v1/signing-keys", get(list_signing_keys).post(move |state| rotate_signing_key(state, algorithm)))
@@ -140,6 +140,16 @@ async fn create_key(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<Strin
 
 async fn list_keys(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, params: Params) -> Answer {
     Ok(json_page(&admin.keys(&tenant_id, &page_query(params)?).await?))
+}
+
+async fn delete_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    admin.delete_key(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
+    admin.delete_tenant(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn find_keys(State(admin): State<Arc<Admin>>, params: Params) -> Answer {

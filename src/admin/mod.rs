@@ -424,6 +424,28 @@ impl Admin {
         self.view(key).await
     }
 
+    /// Deletes a key (SPEC §11): gone from every get and list; each of its secrets answers
+    /// `API_KEY_INVALID` from the next request here, within a second elsewhere.
+    pub async fn delete_key(&self, id: &str) -> Result<(), ApiError> {
+        if !self.store.delete_key(id).await.map_err(store_error)? {
+            return Err(ApiError::not_found("API key"));
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Deletes a tenant that has no keys left (delete them first).
+    pub async fn delete_tenant(&self, id: &str) -> Result<(), ApiError> {
+        match self.store.delete_tenant(id).await.map_err(store_error)? {
+            None => Err(ApiError::not_found("tenant")),
+            Some(false) => Err(ApiError::new(ErrorCode::Conflict, "the tenant still has keys: delete them first")),
+            Some(true) => {
+                self.changed().await;
+                Ok(())
+            }
+        }
+    }
+
     /// Rolls a key (SPEC §11): a new secret for the same key, everything else kept; each
     /// earlier secret still live ends within `overlapSeconds`.
     pub async fn roll_key(&self, id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {

@@ -134,6 +134,8 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         rate: RateLimitChange,
     },
+    /// Delete a tenant that has no keys left.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -184,6 +186,8 @@ pub(crate) enum KeyCommand {
         #[command(flatten)]
         rate: RateLimitChange,
     },
+    /// Delete a key: gone from every list, each of its secrets refused as unknown.
+    Delete { id: String },
     /// Revoke a key (idempotent): every one of its secrets.
     Revoke { id: String },
     /// Import keys migrated from elsewhere: one JSON object a line on standard input, each

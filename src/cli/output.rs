@@ -22,6 +22,8 @@ impl Output {
         let mut body = answer.body;
         if answer.status.is_success() {
             match self {
+                // Nothing to show (a delete): the exit code says it.
+                _ if body.is_null() => {}
                 Output::Json => println!("{}", pretty(&body)),
                 Output::Table => print!("{}", table(&body)),
             }

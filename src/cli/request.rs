@@ -31,6 +31,10 @@ impl AdminRequest {
         Self::post(format!("/admin/v1/tenants/{}/keys", segment(tenant)), Some(body))
     }
 
+    fn delete(path: String) -> Self {
+        Self { method: Method::DELETE, path, body: None }
+    }
+
     fn patch(path: String, body: Map<String, Value>) -> Self {
         Self { method: Method::PATCH, path, body: Some(Value::Object(body)) }
     }
@@ -61,6 +65,7 @@ impl TenantCommand {
                 rate.put(&mut body);
                 AdminRequest::patch(format!("/admin/v1/tenants/{}", segment(&id)), body)
             }
+            TenantCommand::Delete { id } => AdminRequest::delete(format!("/admin/v1/tenants/{}", segment(&id))),
         }
     }
 }
@@ -97,6 +102,7 @@ impl KeyCommand {
                 AdminRequest::patch(format!("/admin/v1/keys/{}", segment(&id)), body)
             }
             KeyCommand::Revoke { id } => AdminRequest::post(format!("/admin/v1/keys/{}/revoke", segment(&id)), None),
+            KeyCommand::Delete { id } => AdminRequest::delete(format!("/admin/v1/keys/{}", segment(&id))),
             KeyCommand::Import { .. } => unreachable!("key import sends a request a line (cli/import.rs)"),
             KeyCommand::Roll { id, overlap_seconds } => {
                 let mut body = Map::new();

@@ -156,6 +156,10 @@ fn http_request<B: From<String>>(
 
 /// Every answer of the admin API is JSON; anything else came from something in between.
 fn answer(status: StatusCode, bytes: &[u8], from: &str) -> Result<Answer, StartError> {
+    // A delete's 204 has no body.
+    if status == StatusCode::NO_CONTENT && bytes.is_empty() {
+        return Ok(Answer { status, body: Value::Null });
+    }
     match serde_json::from_slice(bytes) {
         Ok(body) => Ok(Answer { status, body }),
         Err(_) => {

@@ -206,6 +206,12 @@ pub trait Store: Send + Sync + 'static {
     async fn roll_key(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError>;
     /// The earlier secrets of `key_ids` still live after `now`, by key id, soonest end first.
     async fn rolled_secrets(&self, key_ids: &[String], now: Millis) -> Result<Vec<(String, RolledSecret)>, StoreError>;
+    /// Deletes key `id` and its earlier secrets, in one transaction with its change; false when
+    /// there is no such key.
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes tenant `id` if it has no keys: `Ok(None)` when there is no such tenant,
+    /// `Ok(Some(false))` when it still has keys.
+    async fn delete_tenant(&self, id: &str) -> Result<Option<bool>, StoreError>;
     /// Every hash key `id` can be presented with, ended earlier secrets included.
     async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError>;
     /// Write-behind of `lastUsedAt`, of keys (by id) and of earlier secrets of rolled keys (by

@@ -579,3 +579,62 @@ async fn a_tenant_s_keys_are_listed_by_state() {
     seen.assert_error(400, "VALIDATION_ERROR");
     assert_eq!(seen.body["error"]["details"][0]["path"], "state");
 }
+
+#[tokio::test]
+async fn a_deleted_key_is_gone_everywhere_and_every_secret_of_it_unknown_within_a_second() {
+    let (a, _) = spawn_gateway(|_| {}).await;
+    let routes = a.config.routes.clone();
+    let b = spawn_in(std::sync::Arc::clone(&a.test_store), move |c| c.routes = routes).await;
+    let (key, old) = a.orders_key("acme", &["orders:read"]).await;
+    let (_, bystander) = a.create_key("acme", json!({ "name": "stays", "scopes": ["orders:read"] })).await;
+    let id = key["id"].as_str().unwrap();
+    let new = rolled(&a, id, 600).await["secret"].as_str().unwrap().to_owned();
+    // b holds the key under both of its secrets.
+    let started = Instant::now();
+    while orders(&b, &new).await.status != 200 {
+        assert!(started.elapsed() < Duration::from_secs(1), "the roll did not reach b");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(orders(&b, &old).await.status, 200);
+
+    let deleted = a.admin_request(Method::DELETE, &format!("/admin/v1/keys/{id}"), None).await;
+    assert_eq!((deleted.status.as_u16(), &deleted.body), (204, &Value::Null));
+    for secret in [&old, &new] {
+        orders(&a, secret).await.assert_error(401, "API_KEY_INVALID");
+    }
+    let started = Instant::now();
+    loop {
+        let (with_old, with_new) = (orders(&b, &old).await, orders(&b, &new).await);
+        if with_old.code() == "API_KEY_INVALID" && with_new.code() == "API_KEY_INVALID" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "b: {} and {}", with_old.code(), with_new.code());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(orders(&b, &bystander).await.status, 200, "the tenant's other key is untouched");
+    a.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.assert_error(404, "NOT_FOUND");
+    let listed = a.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    assert!(listed.body["data"].as_array().unwrap().iter().all(|k| k["id"] != key["id"]));
+    assert_eq!(
+        ids(&found(&a, &format!("prefix={}", &key["prefix"].as_str().unwrap()[..6])).await),
+        Vec::<String>::new()
+    );
+    a.admin_request(Method::DELETE, &format!("/admin/v1/keys/{id}"), None).await.assert_error(404, "NOT_FOUND");
+    // The old secret's hash is free again: it can be imported.
+    let body = json!({ "name": "back", "scopes": [], "importHash": sha256_hex(&old), "prefix": "back" });
+    assert_eq!(a.admin_request(Method::POST, "/admin/v1/tenants/acme/keys", Some(body)).await.status, 201);
+}
+
+// The CLI blocks its thread while keygate answers it: keygate needs another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_is_deleted_only_once_it_has_no_keys() {
+    let app = spawn_app().await;
+    let (key, _) = app.orders_key("acme", &["orders:read"]).await;
+    app.admin_request(Method::DELETE, "/admin/v1/tenants/acme", None).await.assert_error(409, "CONFLICT");
+    let ran = Via::Api(&app).run(&["key", "delete", key["id"].as_str().unwrap()]);
+    assert_eq!((ran.code, ran.stdout_text.as_str()), (0, ""), "{}", ran.stderr);
+    let ran = Via::Store(&app.test_store).run(&["tenant", "delete", "acme"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    app.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await.assert_error(404, "NOT_FOUND");
+    app.admin_request(Method::DELETE, "/admin/v1/tenants/acme", None).await.assert_error(404, "NOT_FOUND");
+}

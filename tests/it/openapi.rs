@@ -200,6 +200,27 @@ async fn every_documented_operation_answers_as_documented() {
     let seen = roll(json!({ "overlapSeconds": 60 })).await;
     assert_eq!(seen.status, 409);
     contract.check("POST", "/admin/v1/keys/{keyId}/roll", &seen);
+    // Deletes: a tenant with keys is refused; its keys, then it, go.
+    contract.check(
+        "DELETE",
+        "/admin/v1/tenants/{tenantId}",
+        &app.admin_request(Method::DELETE, "/admin/v1/tenants/acme", None).await,
+    );
+    let keys = app.admin_request(Method::GET, "/admin/v1/tenants/acme/keys", None).await;
+    for key in keys.body["data"].as_array().unwrap() {
+        let path = format!("/admin/v1/keys/{}", key["id"].as_str().unwrap());
+        let seen = app.admin_request(Method::DELETE, &path, None).await;
+        assert_eq!(seen.status, 204);
+        contract.check("DELETE", "/admin/v1/keys/{keyId}", &seen);
+    }
+    contract.check(
+        "DELETE",
+        "/admin/v1/keys/{keyId}",
+        &app.admin_request(Method::DELETE, &format!("/admin/v1/keys/{id}"), None).await,
+    );
+    let seen = app.admin_request(Method::DELETE, "/admin/v1/tenants/acme", None).await;
+    assert_eq!(seen.status, 204);
+    contract.check("DELETE", "/admin/v1/tenants/{tenantId}", &seen);
     // Signing keys: list, rotate, retire, and the refusals.
     let listed = app.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
     contract.check("GET", "/admin/v1/signing-keys", &listed);

@@ -21,9 +21,11 @@ pub(super) async fn record_change(
     let revision: i64 = row.try_get("value")?;
     let insert = match kind {
         // The key's hash comes along, so caches can drop the key by hash.
+        // A subquery, not a join: the change is recorded even when the key is gone (a delete
+        // records it first, but a hole in the revisions would make every instance resync).
         ChangeKind::Key => {
-            "INSERT INTO changes (revision, kind, subject, key_hash) SELECT $1, $2, id, secret_hash FROM api_keys \
-             WHERE id = $3"
+            "INSERT INTO changes (revision, kind, subject, key_hash) VALUES ($1, $2, $3, \
+             (SELECT secret_hash FROM api_keys WHERE id = $3))"
         }
         ChangeKind::Tenant | ChangeKind::SigningKey => {
             "INSERT INTO changes (revision, kind, subject) VALUES ($1, $2, $3)"

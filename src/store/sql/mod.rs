@@ -369,6 +369,42 @@ impl Store for SqlStore {
         self.hashes_of(id).await
     }
 
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The change first, while the key's hash is there to record.
+        record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
+        sqlx::query("DELETE FROM rolled_secrets WHERE key_id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
+        if deleted.rows_affected() == 0 {
+            // Nothing to delete: the transaction, change included, is rolled back.
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn delete_tenant(&self, id: &str) -> Result<Option<bool>, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found = dynamic(format!("SELECT id FROM tenants WHERE id = $1{}", self.dialect().for_update()))
+            .bind(id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        let keys = sqlx::query("SELECT id FROM api_keys WHERE tenant_id = $1 LIMIT 1")
+            .bind(id.to_owned())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if keys.is_some() {
+            return Ok(Some(false));
+        }
+        sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
+        record_change(&mut tx, self.dialect(), ChangeKind::Tenant, id).await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
     async fn record_usage(
         &self,
         uses: &[(String, Millis)],
