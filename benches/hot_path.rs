@@ -40,6 +40,7 @@ async fn fixture(upstream: &str) -> Fixture {
         module: Some("orders".to_owned()),
         scope: Some(keygate::scope::Scope::parse("orders:read").unwrap()),
         write: None,
+        forward_meta: false,
     }];
     let app = App::build(config).await.unwrap();
     let tenant = json!({ "id": "acme", "name": "Acme", "modules": ["orders"] });

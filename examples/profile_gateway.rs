@@ -30,6 +30,7 @@ async fn main() {
         module: None,
         scope: None,
         write: None,
+        forward_meta: false,
     }];
     let app = App::build(config).await.unwrap();
     app.admin.create_tenant(br#"{"id":"acme","name":"Acme"}"#).await.unwrap();

@@ -71,6 +71,7 @@ pub struct Tenant {
     pub rate_limit: Option<RateLimit>,
     #[serde(with = "rfc3339")]
     pub created_at: Millis,
+    pub meta: Option<Meta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +94,40 @@ pub struct ApiKey {
     pub created_at: Millis,
     #[serde(with = "rfc3339::option")]
     pub last_used_at: Option<Millis>,
+    pub meta: Option<Meta>,
+}
+
+/// `meta` of a tenant or key (SPEC §11): a JSON object, kept as its compact text and written
+/// out as that JSON again — never parsed on the request path, shared by every copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta(std::sync::Arc<str>);
+
+impl Meta {
+    /// At most this many bytes, as compact JSON.
+    pub const MAX_BYTES: usize = 4096;
+
+    /// `value` if it is an object of at most [`Meta::MAX_BYTES`] as compact JSON.
+    pub fn of(value: &serde_json::Value) -> Option<Self> {
+        let text = value.is_object().then(|| value.to_string())?;
+        (text.len() <= Self::MAX_BYTES).then(|| Self(text.into()))
+    }
+
+    /// Text read back from the store.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        serde_json::from_str::<serde_json::Value>(text).ok().and_then(|value| Self::of(&value))
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Meta {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = serde_json::value::RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
 }
 
 fn display_seq<T: std::fmt::Display, S: serde::Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {

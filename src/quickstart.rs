@@ -197,6 +197,7 @@ fn demo_routes(upstream: &str) -> Result<Vec<RouteConfig>, String> {
             module: Some("orders".to_owned()),
             scope: Some(Scope::parse(scope)?),
             write: None,
+            forward_meta: false,
         })
     };
     Ok(vec![

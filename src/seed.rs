@@ -51,6 +51,7 @@ pub async fn seed(store: &dyn Store, keys: usize, tenants: usize, key_prefix: &s
             rate_limit: None,
             created_at: now,
             last_used_at: None,
+            meta: None,
         };
         batch.push((key, secret.hash));
         if batch.len() == BATCH {
@@ -71,6 +72,7 @@ fn tenant(index: usize, now: i64) -> Tenant {
         modules: BTreeSet::from(["orders".to_owned()]),
         rate_limit: None,
         created_at: now,
+        meta: None,
     }
 }
 

@@ -300,6 +300,7 @@ mod tests {
             rate_limit: None,
             created_at: 0,
             last_used_at: None,
+            meta: None,
         }
     }
 

@@ -37,6 +37,7 @@ fn fixture() -> &'static Fixture {
             rate_limit: None,
             created_at: NOW - 1000,
             last_used_at: None,
+            meta: None,
         };
         let origin = Origin::parse("https://app.example.com").unwrap();
         let minted = sessions.mint(&key, &origin, NOW).expect("a session").token;

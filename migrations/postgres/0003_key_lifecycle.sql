@@ -14,3 +14,8 @@ CREATE INDEX rolled_secrets_by_key ON rolled_secrets (key_id, expires_at);
 -- bytewise, as the lookup compares.
 CREATE INDEX api_keys_by_prefix ON api_keys (prefix COLLATE "C");
 CREATE INDEX rolled_secrets_by_prefix ON rolled_secrets (prefix COLLATE "C");
+
+-- Metadata an API business keeps beside a tenant or key (a CRM id, a plan name): a JSON object
+-- as compact text, returned as given.
+ALTER TABLE tenants ADD COLUMN meta TEXT;
+ALTER TABLE api_keys ADD COLUMN meta TEXT;

@@ -13,3 +13,8 @@ CREATE INDEX rolled_secrets_by_key ON rolled_secrets (key_id, expires_at);
 -- Finding keys by the start of a display prefix (a support desk's lookup), current or earlier.
 CREATE INDEX api_keys_by_prefix ON api_keys (prefix);
 CREATE INDEX rolled_secrets_by_prefix ON rolled_secrets (prefix);
+
+-- Metadata an API business keeps beside a tenant or key (a CRM id, a plan name): a JSON object
+-- as compact text, returned as given.
+ALTER TABLE tenants ADD COLUMN meta TEXT;
+ALTER TABLE api_keys ADD COLUMN meta TEXT;

@@ -14,7 +14,7 @@ use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::feed::StoreWatch;
 use crate::model::{
-    ApiKey, CreatedKey, KeyState, KeyView, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus,
+    ApiKey, CreatedKey, KeyState, KeyView, Meta, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus,
 };
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
@@ -120,6 +120,7 @@ struct TenantFields {
     subscription: Option<Subscription>,
     modules: Option<BTreeSet<String>>,
     rate_limit: Option<Option<RateLimit>>,
+    meta: Option<Option<Meta>>,
 }
 
 fn read_tenant_fields(body: &mut Fields, name_required: bool) -> TenantFields {
@@ -132,7 +133,17 @@ fn read_tenant_fields(body: &mut Fields, name_required: bool) -> TenantFields {
         subscription: body.optional("subscription", &parsed(subscription)),
         modules: body.optional("modules", &list(MAX_LIST, &module)).map(|m| m.into_iter().collect()),
         rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+        meta: body.optional("meta", &nullable(&meta)),
     }
+}
+
+/// `meta`: a JSON object of at most [`Meta::MAX_BYTES`] as compact JSON.
+fn meta(value: &serde_json::Value, path: &str, details: &mut Vec<Detail>) -> Option<Meta> {
+    let meta = Meta::of(value);
+    if meta.is_none() {
+        details.push(Detail::new(path, format!("must be a JSON object of at most {} bytes", Meta::MAX_BYTES)));
+    }
+    meta
 }
 
 /// The fields a key body may carry.
@@ -142,6 +153,7 @@ struct KeyFields {
     allowed_origins: Option<Vec<OriginPattern>>,
     expires_at: Option<Option<Millis>>,
     rate_limit: Option<Option<RateLimit>>,
+    meta: Option<Option<Meta>>,
 }
 
 fn read_key_fields(body: &mut Fields, creating: bool) -> KeyFields {
@@ -159,6 +171,7 @@ fn read_key_fields(body: &mut Fields, creating: bool) -> KeyFields {
         allowed_origins: body.optional("allowedOrigins", &list(MAX_LIST, &origin)),
         expires_at: body.optional("expiresAt", &nullable(&time)),
         rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+        meta: body.optional("meta", &nullable(&meta)),
     }
 }
 
@@ -219,6 +232,9 @@ impl KeyFields {
         if let Some(rate_limit) = self.rate_limit {
             key.rate_limit = rate_limit;
         }
+        if let Some(meta) = &self.meta {
+            key.meta.clone_from(meta);
+        }
     }
 }
 
@@ -238,6 +254,9 @@ impl TenantFields {
         }
         if let Some(rate_limit) = self.rate_limit {
             tenant.rate_limit = rate_limit;
+        }
+        if let Some(meta) = &self.meta {
+            tenant.meta.clone_from(meta);
         }
     }
 }
@@ -301,7 +320,7 @@ impl Admin {
     }
 
     pub async fn create_tenant(&self, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit", "meta"])?;
         let id = body.optional("id", &parsed(tenant_id));
         let fields = read_tenant_fields(&mut body, true);
         body.finish()?;
@@ -313,6 +332,7 @@ impl Admin {
             modules: BTreeSet::new(),
             rate_limit: None,
             created_at: now_millis(),
+            meta: None,
         };
         fields.apply(&mut tenant);
         self.store.insert_tenant(&tenant).await.map_err(store_error)?;
@@ -331,7 +351,7 @@ impl Admin {
     }
 
     pub async fn update_tenant(&self, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit", "meta"])?;
         let fields = read_tenant_fields(&mut body, false);
         body.finish()?;
         let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant)).await.map_err(store_error)?;
@@ -345,7 +365,7 @@ impl Admin {
     pub async fn create_key(&self, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
         let mut body = Fields::parse(
             bytes,
-            &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "importHash", "prefix"],
+            &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta", "importHash", "prefix"],
         )?;
         let fields = read_key_fields(&mut body, true);
         let imported = read_import(&mut body);
@@ -370,6 +390,7 @@ impl Admin {
             rate_limit: None,
             created_at: now_millis(),
             last_used_at: None,
+            meta: None,
         };
         fields.apply(&mut key);
         self.store.insert_key(&key, &hash).await.map_err(|error| match error {
@@ -415,7 +436,7 @@ impl Admin {
     }
 
     pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<KeyView, ApiError> {
-        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit"])?;
+        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta"])?;
         let fields = read_key_fields(&mut body, false);
         body.finish()?;
         let updated = self.store.update_key(id, &|key| fields.apply(key)).await.map_err(store_error)?;

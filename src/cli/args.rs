@@ -249,6 +249,9 @@ pub(crate) struct TenantFields {
     /// An enabled module (repeat for several); replaces the set.
     #[arg(long = "module")]
     pub(crate) modules: Vec<String>,
+    /// Metadata, a JSON object (replaces it whole; `null` clears it).
+    #[arg(long)]
+    pub(crate) meta: Option<String>,
 }
 
 /// A key's fields that create and update share.
@@ -263,4 +266,7 @@ pub(crate) struct KeyFields {
     /// RFC 3339 expiry, e.g. 2027-01-01T00:00:00Z.
     #[arg(long)]
     pub(crate) expires_at: Option<String>,
+    /// Metadata, a JSON object (replaces it whole; `null` clears it).
+    #[arg(long)]
+    pub(crate) meta: Option<String>,
 }

@@ -164,6 +164,7 @@ impl TenantFields {
         if !self.modules.is_empty() || no_modules {
             body.insert("modules".into(), json!(self.modules));
         }
+        put_json(body, "meta", self.meta);
     }
 }
 
@@ -176,6 +177,15 @@ impl KeyFields {
             body.insert("allowedOrigins".into(), json!(self.origins));
         }
         put(body, "expiresAt", self.expires_at);
+        put_json(body, "meta", self.meta);
+    }
+}
+
+/// A flag whose value is JSON; text that is not JSON goes as a string, for the API to refuse
+/// naming the field.
+fn put_json(body: &mut Map<String, Value>, name: &str, value: Option<String>) {
+    if let Some(raw) = value {
+        body.insert(name.into(), serde_json::from_str(&raw).unwrap_or(Value::String(raw)));
     }
 }
 
@@ -205,6 +215,7 @@ pub(crate) fn name_flags(envelope: &mut Value) {
             ("subscription", _) => "--subscription",
             ("limit", _) => "--limit",
             ("cursor", _) => "--cursor",
+            ("meta", _) => "--meta",
             _ => continue,
         };
         detail["flag"] = Value::String(flag.to_owned());

@@ -50,6 +50,9 @@ pub struct RouteConfig {
     /// Default: the method is not GET, HEAD or OPTIONS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write: Option<bool>,
+    /// The key's `meta` to the upstream as `X-Keygate-Meta` (SPEC §11); off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forward_meta: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

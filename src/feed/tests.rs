@@ -125,6 +125,7 @@ async fn a_gap_in_the_feed_resyncs_in_full_wherever_it_falls() {
         modules: Default::default(),
         rate_limit: None,
         created_at: 0,
+        meta: None,
     };
     instance.elsewhere.update_key(&id, json!({ "name": "renamed" })).await;
     instance.store.insert_bulk(&[bulk], &[]).await.unwrap();

@@ -71,6 +71,7 @@ const X_KEYGATE_TENANT: HeaderName = HeaderName::from_static("x-keygate-tenant")
 const X_KEYGATE_KEY: HeaderName = HeaderName::from_static("x-keygate-key");
 const X_KEYGATE_SCOPES: HeaderName = HeaderName::from_static("x-keygate-scopes");
 const X_KEYGATE_CHANNEL: HeaderName = HeaderName::from_static("x-keygate-channel");
+const X_KEYGATE_META: HeaderName = HeaderName::from_static("x-keygate-meta");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -189,6 +190,11 @@ impl Proxy {
         // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
         parts.version = http::Version::HTTP_11;
         self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
+        if upstream.forward_meta
+            && let Some(meta) = &principal.record.key.meta
+        {
+            set(&mut parts.headers, X_KEYGATE_META, &ascii_json(meta.as_str()));
+        }
         if websocket.is_some() {
             // Hop-by-hop, but this hop is to be upgraded too.
             websocket::mark_upgrade(&mut parts.headers);
@@ -262,6 +268,23 @@ impl Proxy {
             headers.insert(X_FORWARDED_HOST, host);
         }
     }
+}
+
+/// Compact JSON with every character outside visible ASCII written as a `\uXXXX` escape, so
+/// that it is a header value (JSON already escapes control characters).
+fn ascii_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {

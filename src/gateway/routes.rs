@@ -17,11 +17,13 @@ pub struct Route {
     pub policy: Policy,
 }
 
-/// Where a route forwards to: `scheme://authority`, without a path.
+/// Where a route forwards to: `scheme://authority`, without a path; and whether the key's
+/// `meta` goes along (`forward_meta`).
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    pub forward_meta: bool,
 }
 
 pub(crate) enum Resolution {
@@ -41,7 +43,11 @@ impl Route {
         Self {
             prefix: config.prefix.clone(),
             methods: config.methods.iter().map(|method| method.0.clone()).collect(),
-            upstream: Upstream { scheme: config.upstream.scheme.clone(), authority: config.upstream.authority.clone() },
+            upstream: Upstream {
+                scheme: config.upstream.scheme.clone(),
+                authority: config.upstream.authority.clone(),
+                forward_meta: config.forward_meta,
+            },
             policy: Policy {
                 label: config.prefix.clone(),
                 scope: config.scope.clone(),
@@ -133,6 +139,7 @@ mod tests {
             module: None,
             scope: None,
             write: None,
+            forward_meta: false,
         })
     }
 

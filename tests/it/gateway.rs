@@ -251,6 +251,7 @@ async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
                 module: None,
                 scope: None,
                 write: None,
+                forward_meta: false,
             };
             vec![route("/v2", &["GET"]), route("/api/v1", &["GET", "POST"]), route("/", &["GET"])]
         },

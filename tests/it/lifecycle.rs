@@ -638,3 +638,70 @@ async fn a_tenant_is_deleted_only_once_it_has_no_keys() {
     app.admin_request(Method::GET, "/admin/v1/tenants/acme", None).await.assert_error(404, "NOT_FOUND");
     app.admin_request(Method::DELETE, "/admin/v1/tenants/acme", None).await.assert_error(404, "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn meta_is_kept_as_given_replaced_whole_and_reaches_only_a_route_that_asks_for_it() {
+    let (app, upstream) = spawn_gateway(|c| c.routes[0].forward_meta = true).await;
+    let crm = json!({ "crm": "0015g00000XyZ", "plan": { "name": "Pro", "seats": 25 }, "tags": ["b2b", "eu"], "note": "Zürich ✓" });
+    let tenant = app.create_tenant(json!({ "id": "acme", "name": "acme", "modules": ["orders"], "meta": crm })).await;
+    assert_eq!(tenant["meta"], crm);
+    assert_eq!(tenant["meta"].to_string(), crm.to_string(), "the keys in the order given");
+    let (key, secret) = app
+        .create_key("acme", json!({ "name": "web", "scopes": ["orders:read", "orders:write"], "meta": { "customer": "c-42", "z": 1, "a": 2 } }))
+        .await;
+    assert_eq!(key["meta"].to_string(), r#"{"customer":"c-42","z":1,"a":2}"#);
+    let id = key["id"].as_str().unwrap();
+
+    // The route that asks for it gets the key's meta as compact JSON, in ASCII.
+    assert_eq!(orders(&app, &secret).await.status, 200);
+    assert_eq!(upstream.last().header("x-keygate-meta"), Some(r#"{"customer":"c-42","z":1,"a":2}"#));
+    let accented = app.patch_key(id, json!({ "meta": { "city": "Zürich" } })).await;
+    assert_eq!(accented["meta"], json!({ "city": "Zürich" }));
+    assert_eq!(orders(&app, &secret).await.status, 200);
+    assert_eq!(upstream.last().header("x-keygate-meta"), Some(r#"{"city":"Z\u00fcrich"}"#));
+    // Another route does not, and a client's own X-Keygate-Meta never passes.
+    let write =
+        app.request("POST", "/api/v1/orders").key(&secret).header("x-keygate-meta", "{\"forged\":1}").send().await;
+    assert_eq!(write.status, 200);
+    assert_eq!(upstream.last().header("x-keygate-meta"), None);
+
+    // PATCH replaces it whole; null clears it; a patch without it leaves it.
+    let replaced = app.patch_key(id, json!({ "meta": { "only": true } })).await;
+    assert_eq!(replaced["meta"], json!({ "only": true }));
+    assert_eq!(app.patch_key(id, json!({ "name": "renamed" })).await["meta"], json!({ "only": true }));
+    assert_eq!(app.patch_key(id, json!({ "meta": null })).await["meta"], Value::Null);
+    assert_eq!(app.patch_tenant("acme", json!({ "meta": null })).await["meta"], Value::Null);
+    assert_eq!(orders(&app, &secret).await.status, 200);
+    assert_eq!(upstream.last().header("x-keygate-meta"), None, "no meta, no header");
+
+    // Bounds: an object of at most 4,096 bytes as compact JSON.
+    let just = json!({ "k": "x".repeat(4096 - r#"{"k":""}"#.len()) });
+    assert_eq!(just.to_string().len(), 4096);
+    assert_eq!(app.patch_key(id, json!({ "meta": just })).await["meta"], just);
+    let over = json!({ "k": "x".repeat(4097 - r#"{"k":""}"#.len()) });
+    for bad in [over, json!([1]), json!("text"), json!(7)] {
+        let seen =
+            app.admin_request(Method::PATCH, &format!("/admin/v1/keys/{id}"), Some(json!({ "meta": bad }))).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+        assert_eq!(seen.body["error"]["details"][0]["path"], "meta");
+        let seen = app.admin_request(Method::PATCH, "/admin/v1/tenants/acme", Some(json!({ "meta": bad }))).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+    }
+    assert_eq!(key_of(&app, id).await["meta"], just, "nothing written");
+}
+
+// The CLI blocks its thread while keygate answers it: keygate needs another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_meta_and_names_the_flag_when_it_is_not_an_object() {
+    let app = spawn_app().await;
+    let cli = Via::Api(&app);
+    let tenant = cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme", "--meta", r#"{"crm":"0015g"}"#]);
+    assert_eq!(tenant["meta"], json!({ "crm": "0015g" }));
+    let key = cli.ok(&["key", "create", "acme", "--name", "web", "--meta", r#"{"plan":"pro"}"#]);
+    assert_eq!(key["meta"], json!({ "plan": "pro" }));
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(cli.ok(&["key", "update", id, "--meta", "null"])["meta"], Value::Null);
+    let ran = cli.run(&["key", "update", id, "--meta", "plan=pro"]);
+    assert_eq!(ran.code, 1);
+    assert!(ran.stderr.contains("--meta"), "{}", ran.stderr);
+}

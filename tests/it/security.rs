@@ -21,6 +21,7 @@ fn nested_routes(upstream: &str) -> Vec<RouteConfig> {
         module: None,
         scope: Some(keygate::scope::Scope::parse(scope).unwrap()),
         write: None,
+        forward_meta: false,
     };
     vec![route("/api/v1/orders/internal", "orders:admin"), route("/api/v1/orders", "orders:read")]
 }

@@ -31,6 +31,7 @@ fn ws_route(upstream: &str) -> Vec<RouteConfig> {
         module: None,
         scope: Some(keygate::scope::Scope::parse("orders:read").unwrap()),
         write: None,
+        forward_meta: false,
     }]
 }
 

@@ -121,6 +121,7 @@ pub fn gateway_routes(upstream: &str) -> Vec<keygate::config::RouteConfig> {
             module: module.map(str::to_owned),
             scope: scope.map(|scope| keygate::scope::Scope::parse(scope).unwrap()),
             write,
+            forward_meta: false,
         }
     };
     vec![
