@@ -44,9 +44,9 @@ async fn fixture(upstream: &str) -> Fixture {
     }];
     let app = App::build(config).await.unwrap();
     let tenant = json!({ "id": "acme", "name": "Acme", "modules": ["orders"] });
-    app.admin.create_tenant(tenant.to_string().as_bytes()).await.unwrap();
+    app.admin.create_tenant("bench", tenant.to_string().as_bytes()).await.unwrap();
     let key = json!({ "name": "k", "scopes": ["sessions:create", "orders:read"], "allowedOrigins": [ORIGIN] });
-    let secret = app.admin.create_key("acme", key.to_string().as_bytes()).await.unwrap().secret;
+    let secret = app.admin.create_key("bench", "acme", key.to_string().as_bytes()).await.unwrap().secret;
     let record =
         app.admin.key(&app.admin.keys("acme", &Default::default()).await.unwrap().data[0].key.id).await.unwrap().key;
     let origin = keygate::origin::Origin::parse(ORIGIN).unwrap();

@@ -33,9 +33,14 @@ async fn main() {
         forward_meta: false,
     }];
     let app = App::build(config).await.unwrap();
-    app.admin.create_tenant(br#"{"id":"acme","name":"Acme"}"#).await.unwrap();
-    let secret =
-        app.admin.create_key("acme", br#"{"name":"k","scopes":[]}"#).await.unwrap().secret.expect("a made secret");
+    app.admin.create_tenant("bench", br#"{"id":"acme","name":"Acme"}"#).await.unwrap();
+    let secret = app
+        .admin
+        .create_key("bench", "acme", br#"{"name":"k","scopes":[]}"#)
+        .await
+        .unwrap()
+        .secret
+        .expect("a made secret");
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/orders", public.local_addr().unwrap());
     tokio::spawn(app.serve(public, None, std::future::pending()));

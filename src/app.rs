@@ -85,7 +85,7 @@ impl App {
         let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
         let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
         watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn crate::feed::FeedListener>));
-        let admin_tokens = AdminTokens::new(config.server.admin_token.as_deref());
+        let admin_tokens = AdminTokens::of(&config);
         let shutdown = ShutdownSwitch::default();
         Ok(Self { config, store, pipeline, admin, admin_tokens, sockets, watch, limiter, usage, shutdown })
     }
@@ -97,10 +97,10 @@ impl App {
             TcpListener::bind(address).await.map_err(|error| format!("cannot listen on {address} ({setting}): {error}"))
         };
         let public = bind(self.config.server.listen, "server.listen").await?;
-        let admin = match self.config.server.admin_token {
-            Some(_) => Some(bind(self.config.server.admin_listen, "server.admin_listen").await?),
-            None => {
-                tracing::warn!("no server.admin_token configured: the admin listener is not started");
+        let admin = match self.config.has_admin_tokens() {
+            true => Some(bind(self.config.server.admin_listen, "server.admin_listen").await?),
+            false => {
+                tracing::warn!("no server.admin_token or admin.tokens configured: the admin listener is not started");
                 None
             }
         };
@@ -171,7 +171,7 @@ impl App {
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
-    /// counters, draining metric samples, writing `lastUsedAt`. Stop it to flush what is
+    /// counters, draining metric samples, writing `lastUsedAt`, pruning the audit log. Stop it to flush what is
     /// pending.
     pub fn start_background(&self) -> Background {
         let stopped = self.shutdown.stopped();
@@ -179,6 +179,10 @@ impl App {
         self.limiter.spawn_sweeper(stopped.clone());
         crate::metrics::spawn_upkeep(stopped.clone());
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
+        let retention = self.config.admin.audit_retention_days;
+        if retention > 0 {
+            spawn_audit_retention(Arc::clone(&self.store), retention, stopped.clone());
+        }
         Background { stop: self.shutdown.clone(), flusher }
     }
 
@@ -223,7 +227,7 @@ impl App {
         let public_server =
             listener::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
         match admin {
-            Some(admin_listener) if server.admin_token.is_some() => {
+            Some(admin_listener) if self.config.has_admin_tokens() => {
                 let router = crate::admin::api::router(
                     Arc::clone(&self.admin),
                     self.admin_tokens.clone(),
@@ -257,4 +261,26 @@ impl Background {
         self.stop.stop();
         let _ = self.flusher.await;
     }
+}
+
+/// How often an instance prunes the audit log under a retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Prunes entries older than `days` now and every hour after, until `stopped`. Every instance
+/// prunes; a second pruning of the same hour finds nothing left to delete.
+fn spawn_audit_retention(store: Arc<dyn Store>, days: u32, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let keep = i64::from(days) * 86_400_000;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => match store.prune_audit(now_millis() - keep).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, days, "audit entries past admin.audit_retention_days pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning the audit log failed; retrying within the hour"),
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+    });
 }

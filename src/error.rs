@@ -53,6 +53,7 @@ error_codes! {
     PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
     HeadersTooLarge => "HEADERS_TOO_LARGE", REQUEST_HEADER_FIELDS_TOO_LARGE;
     AdminTokenInvalid => "ADMIN_TOKEN_INVALID", UNAUTHORIZED;
+    AdminReadOnly => "ADMIN_READ_ONLY", FORBIDDEN;
     UpstreamUnavailable => "UPSTREAM_UNAVAILABLE", BAD_GATEWAY;
     UpstreamTimeout => "UPSTREAM_TIMEOUT", GATEWAY_TIMEOUT;
     ServiceUnavailable => "SERVICE_UNAVAILABLE", SERVICE_UNAVAILABLE;

@@ -54,7 +54,7 @@
 //!   [`paths`]: the one normal form of a request path, and prefix matching; `cors`: CORS
 //!   headers and preflight.
 //! - [`admin`]: tenant and key administration, shared by the admin API ([`admin::api`]) and
-//!   the CLI.
+//!   the CLI; `audit`: the audit log's entries, written by the store with each change.
 //! - `request_log`: one line per request; [`logging`]: where log lines go (buffered);
 //!   `metrics`: Prometheus metrics; [`openapi`]: the API documents.
 //! - [`config`]: TOML + environment configuration; [`reload`]: applying a changed one (SIGHUP);
@@ -89,6 +89,8 @@ pub mod scope;
 pub mod admin;
 #[doc(hidden)]
 pub mod app;
+#[doc(hidden)]
+pub mod audit;
 #[doc(hidden)]
 pub mod edge;
 #[doc(hidden)]

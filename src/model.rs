@@ -222,3 +222,17 @@ impl std::fmt::Debug for CreatedKey {
         f.debug_struct("CreatedKey").field("key", &self.key).finish_non_exhaustive()
     }
 }
+
+/// A session signing key as shown to operators (never its key material).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyView {
+    pub kid: String,
+    pub algorithm: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: Millis,
+    #[serde(with = "rfc3339::option")]
+    pub retired_at: Option<Millis>,
+    /// The key that signs new sessions of its algorithm.
+    pub signing: bool,
+}

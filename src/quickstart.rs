@@ -23,6 +23,8 @@ pub const DEMO_ORIGIN: &str = "http://localhost:3000";
 /// Where the example page is served: the demo origin's port, on loopback.
 const PAGE_ADDRESS: ([u8; 4], u16) = ([127, 0, 0, 1], 3000);
 const KEY_NAME_PREFIX: &str = "quickstart:";
+/// The audit log's actor of what the quickstart creates.
+const ACTOR: &str = "quickstart";
 
 /// The demo's secrets and settings, for the lines printed once keygate listens.
 pub struct Demo {
@@ -68,7 +70,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
             "rateLimit": { "limit": limit, "windowSeconds": 60 },
         });
         async move {
-            let created = admin.create_key(tenant, body.to_string().as_bytes()).await?;
+            let created = admin.create_key(ACTOR, tenant, body.to_string().as_bytes()).await?;
             created.secret.ok_or_else(ApiError::internal)
         }
     };
@@ -233,7 +235,7 @@ async fn start_demo_upstream() -> std::io::Result<String> {
 }
 
 async fn ensure_tenant(admin: &Admin, body: Value) -> Result<(), ApiError> {
-    match admin.create_tenant(body.to_string().as_bytes()).await {
+    match admin.create_tenant(ACTOR, body.to_string().as_bytes()).await {
         Ok(_) => Ok(()),
         Err(error) if error.code == ErrorCode::Conflict => Ok(()),
         Err(error) => Err(error),
@@ -245,7 +247,7 @@ async fn revoke_previous_keys(admin: &Admin, tenant: &str) -> Result<(), ApiErro
     loop {
         let page = admin.keys(tenant, &query).await?;
         for key in page.data.iter().filter(|k| k.key.name.starts_with(KEY_NAME_PREFIX) && k.key.revoked_at.is_none()) {
-            admin.revoke_key(&key.key.id).await?;
+            admin.revoke_key(ACTOR, &key.key.id).await?;
         }
         match page.next_cursor {
             Some(cursor) => query.cursor = Some(cursor),

@@ -48,8 +48,9 @@ impl Reloader {
         effective.server.public_host = new.server.public_host.clone();
         // With an admin listener running, a new token applies at once (none: no token works);
         // without one, starting it needs a restart.
-        if running.server.admin_token.is_some() {
+        if running.has_admin_tokens() {
             effective.server.admin_token = new.server.admin_token.clone();
+            effective.admin.tokens = new.admin.tokens.clone();
         }
         effective.rate_limit.limit = new.rate_limit.limit;
         effective.rate_limit.window_seconds = new.rate_limit.window_seconds;
@@ -59,10 +60,10 @@ impl Reloader {
             limit: effective.rate_limit.limit,
             window_seconds: effective.rate_limit.window_seconds,
         });
-        if running.server.admin_token.is_some() {
-            self.admin_tokens.replace(effective.server.admin_token.as_deref());
-            if effective.server.admin_token.is_none() {
-                tracing::warn!("server.admin_token removed: the admin listener now refuses every request");
+        if running.has_admin_tokens() {
+            self.admin_tokens.replace_with(&effective);
+            if !effective.has_admin_tokens() {
+                tracing::warn!("every admin token removed: the admin listener now refuses every request");
             }
         }
         let needing_restart = differences(&effective, new);

@@ -12,6 +12,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{Audit, AuditAction};
+
 use crate::config::{SessionAlgorithm, SessionsConfig};
 use crate::model::ApiKey;
 use crate::origin::Origin;
@@ -163,7 +165,9 @@ impl Sessions {
         };
         sessions.reload(store).await?;
         if sessions.current().signer.is_none() {
-            store.insert_signing_key(&generate_key(config.algorithm, now_millis())?).await?;
+            // The instance's own write: the audit log records it under `keygate`.
+            let audit = Audit { actor: "keygate", action: AuditAction::SigningKeyRotate };
+            store.insert_signing_key(&generate_key(config.algorithm, now_millis())?, audit).await?;
             sessions.reload(store).await?;
         }
         Ok(sessions)

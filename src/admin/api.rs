@@ -1,20 +1,22 @@
-//! The admin API over HTTP (SPEC §8), served on the admin listener: the admin API behind `Authorization: Bearer <admin token>`,
-//! compared in constant time. The token guards every route, unknown paths included.
+//! The admin API over HTTP (SPEC §8), served on the admin listener, behind `Authorization:
+//! Bearer <admin token>` compared in constant time. The token guards every route, unknown paths
+//! included; a `read` token makes only `GET` (and `HEAD`) requests (SPEC §12), and each write is
+//! recorded in the audit log under the token's name.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{StatusCode, header};
 
-use super::tokens::AdminTokens;
+use super::tokens::{AdminTokens, Caller};
 use super::{Admin, Page, PageQuery};
-use crate::config::SessionAlgorithm;
+use crate::config::{AdminRole, SessionAlgorithm};
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::request_log::log_request;
 use crate::trusted::TrustedProxies;
@@ -33,8 +35,12 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key).delete(delete_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/roll", post(roll_key))
-        .route("/admin/v1/signing-keys", get(list_signing_keys).post(move |state| rotate_signing_key(state, algorithm)))
+        .route(
+            "/admin/v1/signing-keys",
+            get(list_signing_keys).post(move |state, caller| rotate_signing_key(state, caller, algorithm)),
+        )
         .route("/admin/v1/signing-keys/{kid}/retire", post(retire_signing_key))
+        .route("/admin/v1/audit", get(list_audit))
         .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
@@ -59,10 +65,17 @@ async fn require_token(tokens: AdminTokens, request: Request, next: Next) -> Res
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    match presented {
-        Some(token) if tokens.accepts(token) => next.run(request).await,
-        _ => ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response(),
+    let Some(caller) = presented.and_then(|token| tokens.caller(token)) else {
+        return ApiError::new(ErrorCode::AdminTokenInvalid, "a valid admin token is required").into_response();
+    };
+    let reads = matches!(*request.method(), http::Method::GET | http::Method::HEAD);
+    if caller.role == AdminRole::Read && !reads {
+        return ApiError::new(ErrorCode::AdminReadOnly, "this admin token may only read: it has role read")
+            .into_response();
     }
+    let mut request = request;
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 /// axum's own rejections (a path parameter that is not UTF-8, …) answer plain text; every
@@ -95,6 +108,11 @@ fn page_query(params: Params) -> Result<PageQuery, ApiError> {
         cursor: params.remove("cursor"),
         state: params.remove("state"),
         prefix: params.remove("prefix"),
+        tenant_id: params.remove("tenantId"),
+        target_id: params.remove("targetId"),
+        action: params.remove("action"),
+        since: params.remove("since"),
+        until: params.remove("until"),
     })
 }
 
@@ -115,8 +133,12 @@ fn json_page<T: serde::Serialize>(page: &T) -> Response {
     }
 }
 
-async fn create_tenant(State(admin): State<Arc<Admin>>, body: BodyBytes) -> Answer {
-    Ok(data_response(StatusCode::CREATED, &admin.create_tenant(&checked_body(body)?).await?))
+async fn create_tenant(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    body: BodyBytes,
+) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.create_tenant(&caller.name, &checked_body(body)?).await?))
 }
 
 async fn list_tenants(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
@@ -127,12 +149,22 @@ async fn get_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> 
     Ok(data_response(StatusCode::OK, &admin.tenant(&id).await?))
 }
 
-async fn update_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.update_tenant(&id, &checked_body(body)?).await?))
+async fn update_tenant(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: BodyBytes,
+) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_tenant(&caller.name, &id, &checked_body(body)?).await?))
 }
 
-async fn create_key(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String>, body: BodyBytes) -> Answer {
-    let created = admin.create_key(&tenant_id, &checked_body(body)?).await?;
+async fn create_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(tenant_id): Path<String>,
+    body: BodyBytes,
+) -> Answer {
+    let created = admin.create_key(&caller.name, &tenant_id, &checked_body(body)?).await?;
     let mut response = data_response(StatusCode::CREATED, &created);
     response.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
     Ok(response)
@@ -142,13 +174,21 @@ async fn list_keys(State(admin): State<Arc<Admin>>, Path(tenant_id): Path<String
     Ok(json_page(&admin.keys(&tenant_id, &page_query(params)?).await?))
 }
 
-async fn delete_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
-    admin.delete_key(&id).await?;
+async fn delete_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Answer {
+    admin.delete_key(&caller.name, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn delete_tenant(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
-    admin.delete_tenant(&id).await?;
+async fn delete_tenant(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Answer {
+    admin.delete_tenant(&caller.name, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -160,20 +200,34 @@ async fn get_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Ans
     Ok(data_response(StatusCode::OK, &admin.key(&id).await?))
 }
 
-async fn update_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.update_key(&id, &checked_body(body)?).await?))
+async fn update_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: BodyBytes,
+) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.update_key(&caller.name, &id, &checked_body(body)?).await?))
 }
 
 async fn metrics() -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
 }
 
-async fn revoke_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.revoke_key(&id).await?))
+async fn revoke_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.revoke_key(&caller.name, &id).await?))
 }
 
-async fn roll_key(State(admin): State<Arc<Admin>>, Path(id): Path<String>, body: BodyBytes) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.roll_key(&id, &checked_body(body)?).await?))
+async fn roll_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: BodyBytes,
+) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.roll_key(&caller.name, &id, &checked_body(body)?).await?))
 }
 
 /// Shaped as every other list, on one page: there are a handful of signing keys.
@@ -182,10 +236,22 @@ async fn list_signing_keys(State(admin): State<Arc<Admin>>) -> Answer {
 }
 
 /// A key of the configured algorithm: the one the pipeline mints with.
-async fn rotate_signing_key(State(admin): State<Arc<Admin>>, algorithm: SessionAlgorithm) -> Answer {
-    Ok(data_response(StatusCode::CREATED, &admin.rotate_signing_key(algorithm).await?))
+async fn rotate_signing_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    algorithm: SessionAlgorithm,
+) -> Answer {
+    Ok(data_response(StatusCode::CREATED, &admin.rotate_signing_key(&caller.name, algorithm).await?))
 }
 
-async fn retire_signing_key(State(admin): State<Arc<Admin>>, Path(kid): Path<String>) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&kid).await?))
+async fn retire_signing_key(
+    State(admin): State<Arc<Admin>>,
+    Extension(caller): Extension<Caller>,
+    Path(kid): Path<String>,
+) -> Answer {
+    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&caller.name, &kid).await?))
+}
+
+async fn list_audit(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
+    Ok(json_page(&admin.audit(&page_query(params)?).await?))
 }

@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::audit::{Audit, AuditAction, AuditEntry, AuditFilter, entry_seq};
 use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::feed::StoreWatch;
 use crate::model::{
-    ApiKey, CreatedKey, KeyState, KeyView, Meta, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus,
+    ApiKey, CreatedKey, KeyState, KeyView, Meta, RateLimit, RolledSecret, SigningKeyView, Subscription, Tenant,
+    TenantStatus,
 };
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
@@ -37,20 +39,6 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// A session signing key as shown to operators (never its key material).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SigningKeyView {
-    pub kid: String,
-    pub algorithm: String,
-    #[serde(with = "crate::time::rfc3339")]
-    pub created_at: Millis,
-    #[serde(with = "crate::time::rfc3339::option")]
-    pub retired_at: Option<Millis>,
-    /// The key that signs new sessions of its algorithm.
-    pub signing: bool,
-}
-
 /// `?limit=&cursor=` of a list request, and the filters some lists take, unparsed.
 #[derive(Debug, Default, Clone)]
 pub struct PageQuery {
@@ -60,6 +48,12 @@ pub struct PageQuery {
     pub state: Option<String>,
     /// Keys across tenants: the start of a display prefix.
     pub prefix: Option<String>,
+    /// The audit log's filters.
+    pub tenant_id: Option<String>,
+    pub target_id: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
 }
 
 pub struct Admin {
@@ -263,12 +257,12 @@ impl TenantFields {
 
 /// Parsed `?limit=&cursor=`: (page size, id to continue after).
 fn page_bounds(query: &PageQuery) -> Result<(u32, Option<String>), ApiError> {
-    page_bounds_and(query, None)
+    page_bounds_and(query, Vec::new())
 }
 
-/// [`page_bounds`], with a list's own problem with its filter noted beside them.
-fn page_bounds_and(query: &PageQuery, problem: Option<Detail>) -> Result<(u32, Option<String>), ApiError> {
-    let mut details: Vec<Detail> = problem.into_iter().collect();
+/// [`page_bounds`], with a list's own problems with its filters noted beside them.
+fn page_bounds_and(query: &PageQuery, problems: Vec<Detail>) -> Result<(u32, Option<String>), ApiError> {
+    let mut details = problems;
     let limit = match query.limit.as_deref() {
         None => 100,
         Some(raw) => match raw.parse::<u32>() {
@@ -319,7 +313,7 @@ impl Admin {
         }
     }
 
-    pub async fn create_tenant(&self, bytes: &[u8]) -> Result<Tenant, ApiError> {
+    pub async fn create_tenant(&self, actor: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
         let mut body = Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit", "meta"])?;
         let id = body.optional("id", &parsed(tenant_id));
         let fields = read_tenant_fields(&mut body, true);
@@ -335,7 +329,10 @@ impl Admin {
             meta: None,
         };
         fields.apply(&mut tenant);
-        self.store.insert_tenant(&tenant).await.map_err(store_error)?;
+        self.store
+            .insert_tenant(&tenant, Audit { actor, action: AuditAction::TenantCreate })
+            .await
+            .map_err(store_error)?;
         self.changed().await;
         Ok(tenant)
     }
@@ -350,11 +347,12 @@ impl Admin {
         Ok(into_page(rows, limit, |t| &t.id))
     }
 
-    pub async fn update_tenant(&self, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
+    pub async fn update_tenant(&self, actor: &str, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
         let mut body = Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit", "meta"])?;
         let fields = read_tenant_fields(&mut body, false);
         body.finish()?;
-        let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant)).await.map_err(store_error)?;
+        let audit = Audit { actor, action: AuditAction::TenantUpdate };
+        let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant), audit).await.map_err(store_error)?;
         let tenant = updated.ok_or_else(|| ApiError::not_found("tenant"))?;
         self.changed().await;
         Ok(tenant)
@@ -362,7 +360,7 @@ impl Admin {
 
     /// Creates a key: with a secret keygate makes (shown this once), or, given `importHash`
     /// and `prefix`, with an existing secret's hash (SPEC §11: keys migrated in).
-    pub async fn create_key(&self, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
+    pub async fn create_key(&self, actor: &str, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
         let mut body = Fields::parse(
             bytes,
             &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta", "importHash", "prefix"],
@@ -371,11 +369,11 @@ impl Admin {
         let imported = read_import(&mut body);
         body.finish()?;
         self.tenant(tenant_id).await?;
-        let (secret, hash, prefix) = match imported {
-            Some((hash, prefix)) => (None, hash, prefix),
+        let (secret, hash, prefix, action) = match imported {
+            Some((hash, prefix)) => (None, hash, prefix, AuditAction::KeyImport),
             None => {
                 let made = generate_secret(&self.key_prefix);
-                (Some(made.secret), made.hash, made.prefix)
+                (Some(made.secret), made.hash, made.prefix, AuditAction::KeyCreate)
             }
         };
         let mut key = ApiKey {
@@ -393,7 +391,7 @@ impl Admin {
             meta: None,
         };
         fields.apply(&mut key);
-        self.store.insert_key(&key, &hash).await.map_err(|error| match error {
+        self.store.insert_key(&key, &hash, Audit { actor, action }).await.map_err(|error| match error {
             // The id is new and random: what can clash is the hash.
             StoreError::Conflict => ApiError::new(ErrorCode::Conflict, "a key with this secret already exists"),
             error => store_error(error),
@@ -415,7 +413,7 @@ impl Admin {
             Some("expired") => Ok(Some(KeyState::Expired)),
             Some(_) => Err(Detail::new("state", "must be usable, revoked or expired")),
         };
-        let (limit, after) = page_bounds_and(query, state.as_ref().err().cloned())?;
+        let (limit, after) = page_bounds_and(query, state.as_ref().err().cloned().into_iter().collect())?;
         let state = state.ok().flatten().map(|state| (state, now_millis()));
         self.tenant(tenant_id).await?;
         let rows = self.store.keys(tenant_id, state, after.as_deref(), limit + 1).await.map_err(store_error)?;
@@ -429,17 +427,18 @@ impl Admin {
         let prefix = query.prefix.as_deref().unwrap_or_default();
         let ok = (6..=16).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_graphic());
         let problem = (!ok).then(|| Detail::new("prefix", "is required: 6 to 16 visible ASCII characters"));
-        let (limit, after) = page_bounds_and(query, problem)?;
+        let (limit, after) = page_bounds_and(query, problem.into_iter().collect())?;
         let rows = self.store.keys_by_prefix(prefix, after.as_deref(), limit + 1).await.map_err(store_error)?;
         let page = into_page(rows, limit, |k| &k.id);
         Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
     }
 
-    pub async fn update_key(&self, id: &str, bytes: &[u8]) -> Result<KeyView, ApiError> {
+    pub async fn update_key(&self, actor: &str, id: &str, bytes: &[u8]) -> Result<KeyView, ApiError> {
         let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta"])?;
         let fields = read_key_fields(&mut body, false);
         body.finish()?;
-        let updated = self.store.update_key(id, &|key| fields.apply(key)).await.map_err(store_error)?;
+        let audit = Audit { actor, action: AuditAction::KeyUpdate };
+        let updated = self.store.update_key(id, &|key| fields.apply(key), audit).await.map_err(store_error)?;
         let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;
         self.changed().await;
         self.view(key).await
@@ -447,8 +446,8 @@ impl Admin {
 
     /// Deletes a key (SPEC §11): gone from every get and list; each of its secrets answers
     /// `API_KEY_INVALID` from the next request here, within a second elsewhere.
-    pub async fn delete_key(&self, id: &str) -> Result<(), ApiError> {
-        if !self.store.delete_key(id).await.map_err(store_error)? {
+    pub async fn delete_key(&self, actor: &str, id: &str) -> Result<(), ApiError> {
+        if !self.store.delete_key(id, Audit { actor, action: AuditAction::KeyDelete }).await.map_err(store_error)? {
             return Err(ApiError::not_found("API key"));
         }
         self.changed().await;
@@ -456,8 +455,13 @@ impl Admin {
     }
 
     /// Deletes a tenant that has no keys left (delete them first).
-    pub async fn delete_tenant(&self, id: &str) -> Result<(), ApiError> {
-        match self.store.delete_tenant(id).await.map_err(store_error)? {
+    pub async fn delete_tenant(&self, actor: &str, id: &str) -> Result<(), ApiError> {
+        match self
+            .store
+            .delete_tenant(id, Audit { actor, action: AuditAction::TenantDelete })
+            .await
+            .map_err(store_error)?
+        {
             None => Err(ApiError::not_found("tenant")),
             Some(false) => Err(ApiError::new(ErrorCode::Conflict, "the tenant still has keys: delete them first")),
             Some(true) => {
@@ -469,7 +473,7 @@ impl Admin {
 
     /// Rolls a key (SPEC §11): a new secret for the same key, everything else kept; each
     /// earlier secret still live ends within `overlapSeconds`.
-    pub async fn roll_key(&self, id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
+    pub async fn roll_key(&self, actor: &str, id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
         let mut body = Fields::parse(bytes, &["overlapSeconds"])?;
         let overlap = body.required("overlapSeconds", &whole(0, MAX_OVERLAP_SECONDS));
         body.finish()?;
@@ -477,7 +481,12 @@ impl Admin {
         let secret = generate_secret(&self.key_prefix);
         let roll =
             Roll { hash: secret.hash, prefix: secret.prefix.clone(), ends_at: now_millis() + overlap as i64 * 1000 };
-        match self.store.roll_key(id, &roll).await.map_err(store_error)? {
+        match self
+            .store
+            .roll_key(id, &roll, Audit { actor, action: AuditAction::KeyRoll })
+            .await
+            .map_err(store_error)?
+        {
             Rolled::Done(key) => {
                 self.changed().await;
                 Ok(CreatedKey { key: self.view(*key).await?, secret: Some(secret.secret) })
@@ -509,6 +518,42 @@ impl Admin {
             .collect())
     }
 
+    /// The audit log, newest first, filtered (SPEC §12). The cursor is the last entry's id.
+    pub async fn audit(&self, query: &PageQuery) -> Result<Page<AuditEntry>, ApiError> {
+        let mut details = Vec::new();
+        let mut check = |field: &str, raw: &Option<String>, ok: &dyn Fn(&str) -> bool, why: &str| {
+            if raw.as_deref().is_some_and(|raw| !ok(raw)) {
+                details.push(Detail::new(field, why));
+            }
+        };
+        let id_like = |raw: &str| (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+        check("tenantId", &query.tenant_id, &id_like, "must be 1 to 128 visible ASCII characters");
+        check("targetId", &query.target_id, &id_like, "must be 1 to 128 visible ASCII characters");
+        let actions: Vec<&str> = AuditAction::ALL.iter().map(|action| action.as_str()).collect();
+        let why = format!("must be one of {}", actions.join(", "));
+        check("action", &query.action, &|raw| AuditAction::parse(raw).is_some(), &why);
+        let time = |raw: &str| parse_rfc3339(raw).is_some();
+        check("since", &query.since, &time, "must be an RFC 3339 timestamp such as 2026-04-15T12:00:00Z");
+        check("until", &query.until, &time, "must be an RFC 3339 timestamp such as 2026-04-15T12:00:00Z");
+        // The cursor is an entry's id: `aud_` and its number.
+        let cursor = query.cursor.as_deref().filter(|raw| !raw.is_empty());
+        let before = cursor.map(entry_seq);
+        if before == Some(None) {
+            details.push(Detail::new("cursor", "must be a nextCursor: aud_ and a number"));
+        }
+        let page = PageQuery { cursor: None, ..query.clone() };
+        let (limit, _) = page_bounds_and(&page, details)?;
+        let filter = AuditFilter {
+            tenant_id: query.tenant_id.clone(),
+            target_id: query.target_id.clone(),
+            action: query.action.as_deref().and_then(AuditAction::parse),
+            since: query.since.as_deref().and_then(parse_rfc3339),
+            until: query.until.as_deref().and_then(parse_rfc3339),
+        };
+        let rows = self.store.audit_entries(&filter, before.flatten(), limit + 1).await.map_err(store_error)?;
+        Ok(into_page(rows, limit, |entry| &entry.id))
+    }
+
     /// The session signing keys: which one signs, which still verify, which are retired.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyView>, ApiError> {
         let records = self.store.signing_keys().await.map_err(store_error)?;
@@ -529,9 +574,16 @@ impl Admin {
     }
 
     /// Generates a key of `algorithm` that signs from now on; older keys keep verifying.
-    pub async fn rotate_signing_key(&self, algorithm: SessionAlgorithm) -> Result<SigningKeyView, ApiError> {
+    pub async fn rotate_signing_key(
+        &self,
+        actor: &str,
+        algorithm: SessionAlgorithm,
+    ) -> Result<SigningKeyView, ApiError> {
         let record = generate_key(algorithm, now_millis()).map_err(store_error)?;
-        self.store.insert_signing_key(&record).await.map_err(store_error)?;
+        self.store
+            .insert_signing_key(&record, Audit { actor, action: AuditAction::SigningKeyRotate })
+            .await
+            .map_err(store_error)?;
         self.changed().await;
         let keys = self.signing_keys().await?;
         keys.into_iter().find(|k| k.kid == record.kid).ok_or_else(ApiError::internal)
@@ -539,7 +591,7 @@ impl Admin {
 
     /// Retires a key: tokens it signed stop verifying. The key that signs cannot be retired
     /// (rotate first), so minting never stops.
-    pub async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyView, ApiError> {
+    pub async fn retire_signing_key(&self, actor: &str, kid: &str) -> Result<SigningKeyView, ApiError> {
         let key = self.signing_keys().await?.into_iter().find(|k| k.kid == kid);
         let key = key.ok_or_else(|| ApiError::not_found("signing key"))?;
         if key.signing {
@@ -549,7 +601,8 @@ impl Admin {
             ));
         }
         if key.retired_at.is_none() {
-            self.store.retire_signing_key(kid, now_millis()).await.map_err(store_error)?;
+            let audit = Audit { actor, action: AuditAction::SigningKeyRetire };
+            self.store.retire_signing_key(kid, now_millis(), audit).await.map_err(store_error)?;
             self.changed().await;
         }
         let keys = self.signing_keys().await?;
@@ -557,13 +610,17 @@ impl Admin {
     }
 
     /// Idempotent: a revoked key keeps its first `revokedAt`.
-    pub async fn revoke_key(&self, id: &str) -> Result<KeyView, ApiError> {
+    pub async fn revoke_key(&self, actor: &str, id: &str) -> Result<KeyView, ApiError> {
         let now = now_millis();
         let updated = self
             .store
-            .update_key(id, &|key| {
-                key.revoked_at.get_or_insert(now);
-            })
+            .update_key(
+                id,
+                &|key| {
+                    key.revoked_at.get_or_insert(now);
+                },
+                Audit { actor, action: AuditAction::KeyRevoke },
+            )
             .await
             .map_err(store_error)?;
         let key = updated.ok_or_else(|| ApiError::not_found("API key"))?;

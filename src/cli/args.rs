@@ -62,6 +62,8 @@ pub(crate) enum Command {
     /// Manage the keys that sign session tokens.
     #[command(subcommand)]
     SigningKey(SigningKeyCommand),
+    /// The audit log: every admin write, newest first (SPEC §12).
+    Audit(AuditArgs),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -206,6 +208,28 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         overlap_seconds: u64,
     },
+}
+
+/// `keygate audit`'s filters, each optional.
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// Entries of this tenant (its own and its keys').
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Entries of this tenant, key or signing key id.
+    #[arg(long)]
+    pub(crate) target: Option<String>,
+    /// One action, e.g. key.roll or tenant.update.
+    #[arg(long)]
+    pub(crate) action: Option<String>,
+    /// Entries at or after this RFC 3339 time.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Entries at or before this RFC 3339 time.
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    #[command(flatten)]
+    pub(crate) page: PageArgs,
 }
 
 #[derive(Args)]

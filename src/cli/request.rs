@@ -7,7 +7,8 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    KeyCommand, KeyFields, PageArgs, RateLimitArgs, RateLimitChange, SigningKeyCommand, TenantCommand, TenantFields,
+    AuditArgs, KeyCommand, KeyFields, PageArgs, RateLimitArgs, RateLimitChange, SigningKeyCommand, TenantCommand,
+    TenantFields,
 };
 
 /// One admin API request: `path` carries the query string, its parts percent-encoded.
@@ -122,6 +123,19 @@ impl SigningKeyCommand {
                 AdminRequest::post(format!("/admin/v1/signing-keys/{}/retire", segment(&kid)), None)
             }
         }
+    }
+}
+
+impl AuditArgs {
+    pub(crate) fn request(self) -> AdminRequest {
+        let filters = [
+            ("tenantId", &self.tenant),
+            ("targetId", &self.target),
+            ("action", &self.action),
+            ("since", &self.since),
+            ("until", &self.until),
+        ];
+        AdminRequest::get(format!("/admin/v1/audit{}", self.page.query_with(&filters)))
     }
 }
 

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use keygate::admin::Admin;
 use keygate::app::StartError;
-use keygate::config::Config;
+use keygate::config::{AdminRole, Config};
 use keygate::error::causes;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -101,7 +101,10 @@ impl Target {
         let store = keygate::store::open_existing(config).await.map_err(|error| format!("store.url {url}: {error}"))?;
         let admin = Arc::new(Admin::new(store, config.keys.prefix.clone(), None));
         let token = keygate::secret::random_base62(32);
-        let tokens = keygate::admin::tokens::AdminTokens::new([token.as_str()]);
+        // Its writes are recorded as `cli:<OS user>` (SPEC §12).
+        let user = whoami::username().unwrap_or_else(|_| "unknown".to_owned());
+        let actor = format!("cli:{user}");
+        let tokens = keygate::admin::tokens::AdminTokens::new([(token.as_str(), actor.as_str(), AdminRole::Admin)]);
         let router = keygate::admin::api::router(admin, tokens, config.sessions.algorithm, Default::default());
         Ok(Self::Store { router, token })
     }

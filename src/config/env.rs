@@ -37,6 +37,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("sessions", "ttl_seconds", Kind::Integer),
     ("sessions", "issuer", Kind::Text),
     ("keys", "prefix", Kind::Text),
+    ("admin", "audit_retention_days", Kind::Integer),
     ("proxy", "connect_timeout_ms", Kind::Integer),
     ("proxy", "response_timeout_ms", Kind::Integer),
     ("proxy", "max_body_bytes", Kind::Integer),

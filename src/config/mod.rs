@@ -30,6 +30,7 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub keys: KeysConfig,
     pub proxy: ProxyConfig,
+    pub admin: AdminConfig,
     /// Gateway routes; the first whose prefix and method match wins.
     pub routes: Vec<RouteConfig>,
 }
@@ -263,18 +264,58 @@ impl Default for ProxyConfig {
     }
 }
 
+/// `[admin]` (SPEC §12): the audit log's retention, and admin tokens besides
+/// `server.admin_token`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Audit entries older than this many days are pruned; 0 keeps every one.
+    pub audit_retention_days: u32,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<AdminTokenConfig>,
+}
+
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminRole {
+    /// Everything.
+    Admin,
+    /// Every `GET`; a write answers 403 `ADMIN_READ_ONLY`.
+    Read,
+}
+
+/// One `[[admin.tokens]]` entry: its writes are recorded in the audit log under `name`.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenConfig {
+    pub name: String,
+    pub token: String,
+    pub role: AdminRole,
+}
+
+/// Never the token itself.
+impl std::fmt::Debug for AdminTokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTokenConfig").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
 /// A start-up error: which key, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
 
 impl Config {
-    /// This configuration with its secrets redacted: the admin token, and passwords in the
+    /// This configuration with its secrets redacted: the admin tokens, and passwords in the
     /// store and rate-limit URLs. For printing (`keygate config check`).
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
         if config.server.admin_token.is_some() {
             config.server.admin_token = Some(REDACTED.to_owned());
+        }
+        for token in &mut config.admin.tokens {
+            token.token = REDACTED.to_owned();
         }
         config.store.url = config.store.url.redacted();
         config.rate_limit.url = config.rate_limit.url.redacted();
@@ -311,6 +352,12 @@ impl Config {
     }
 
     /// The failed-authentication limit per client address, if any.
+    /// Whether any admin token is set (`server.admin_token` or `[[admin.tokens]]`): the admin
+    /// listener runs only then.
+    pub fn has_admin_tokens(&self) -> bool {
+        self.server.admin_token.is_some() || !self.admin.tokens.is_empty()
+    }
+
     pub fn failed_auth_rate(&self) -> Option<crate::model::RateLimit> {
         let rate = &self.rate_limit;
         (rate.failed_auth_limit > 0).then_some(crate::model::RateLimit {

@@ -43,6 +43,10 @@ impl Config {
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
         }
+        self.validate_admin_tokens()?;
+        if self.admin.audit_retention_days > 36_500 {
+            return fail("admin.audit_retention_days", "must be between 0 (keep every entry) and 36500");
+        }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return fail("server.max_connections", "must be between 1 and 1000000");
         }
@@ -119,4 +123,37 @@ impl RouteConfig {
 /// A `Host` header value: a host and an optional port, nothing else.
 fn is_host(raw: &str) -> bool {
     raw.parse::<http::uri::Authority>().is_ok_and(|authority| authority.as_str() == raw && !raw.contains('@'))
+}
+
+impl Config {
+    /// `[[admin.tokens]]`: each name says who made a change in the audit log, so names are
+    /// distinct and none is one keygate gives (`admin` for `server.admin_token`, `cli:…` for the
+    /// CLI on the store); each token is distinct, so a token has one role. The message names the
+    /// entry, never a token.
+    fn validate_admin_tokens(&self) -> Result<(), ConfigError> {
+        let tokens = &self.admin.tokens;
+        for (i, entry) in tokens.iter().enumerate() {
+            let fail = |field: &str, why: &str| Err(ConfigError(format!("admin.tokens[{i}].{field}: {why}")));
+            let name_ok = (1..=64).contains(&entry.name.len())
+                && entry.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-@".contains(&b));
+            if !name_ok {
+                return fail("name", "must be 1 to 64 characters of A-Z a-z 0-9 _ . - @");
+            }
+            if entry.name == "admin" {
+                return fail("name", "admin is server.admin_token's name: choose another");
+            }
+            if tokens[..i].iter().any(|other| other.name == entry.name) {
+                return fail("name", "is the name of an earlier entry");
+            }
+            if entry.token.len() < 16 || entry.token.len() > 512 || !entry.token.bytes().all(|b| b.is_ascii_graphic()) {
+                return fail("token", "must be 16 to 512 visible ASCII characters");
+            }
+            let reused = tokens[..i].iter().any(|other| other.token == entry.token)
+                || self.server.admin_token.as_deref() == Some(entry.token.as_str());
+            if reused {
+                return fail("token", "is the token of another entry or server.admin_token");
+            }
+        }
+        Ok(())
+    }
 }

@@ -59,12 +59,12 @@ impl Harness {
 
     /// A new key of `acme`: its id and secret.
     async fn key(&self, body: Value) -> (String, String) {
-        let created = self.app.admin.create_key("acme", body.to_string().as_bytes()).await.unwrap();
+        let created = self.app.admin.create_key("test", "acme", body.to_string().as_bytes()).await.unwrap();
         (created.key.key.id.clone(), created.secret.clone().expect("a made secret"))
     }
 
     async fn tenant(&self, change: Value) {
-        self.app.admin.update_tenant("acme", change.to_string().as_bytes()).await.unwrap();
+        self.app.admin.update_tenant("test", "acme", change.to_string().as_bytes()).await.unwrap();
     }
 }
 
@@ -77,7 +77,7 @@ async fn the_first_failing_step_answers_in_the_order_of_the_contract() {
     let h = Harness::start().await;
     // A tenant failing steps 5 and 8: suspended, cancelled, without the module.
     let tenant = json!({ "id": "acme", "name": "Acme", "status": "suspended", "subscription": "cancelled" });
-    h.app.admin.create_tenant(tenant.to_string().as_bytes()).await.unwrap();
+    h.app.admin.create_tenant("test", tenant.to_string().as_bytes()).await.unwrap();
     // Keys failing step 9 (no `orders:write`); one of them also step 4 after one request.
     let key = |limit: u64| {
         json!({ "name": "web", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN],
@@ -90,7 +90,7 @@ async fn the_first_failing_step_answers_in_the_order_of_the_contract() {
 
     // 3 before everything the tenant and request get wrong.
     let (id, revoked) = h.key(key(1000)).await;
-    h.app.admin.revoke_key(&id).await.unwrap();
+    h.app.admin.revoke_key("test", &id).await.unwrap();
     assert_eq!(h.order(Some(&revoked), "https://evil.example", None).await, error(401, "API_KEY_REVOKED"));
 
     // 4 before 5: a request that passed 1–3 counts, even one the tenant's standing refuses.
@@ -123,6 +123,6 @@ async fn the_first_failing_step_answers_in_the_order_of_the_contract() {
 
     // Every step passed: the handler answers.
     let scopes = json!({ "scopes": ["sessions:create", "orders:write"] });
-    h.app.admin.update_key(&id, scopes.to_string().as_bytes()).await.unwrap();
+    h.app.admin.update_key("test", &id, scopes.to_string().as_bytes()).await.unwrap();
     assert_eq!(h.order(Some(&secret), ORIGIN, Some(token)).await, (StatusCode::OK, "reached".to_owned()));
 }

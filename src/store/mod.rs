@@ -15,6 +15,7 @@ pub(crate) mod testing;
 
 use async_trait::async_trait;
 
+use crate::audit::{Audit, AuditEntry, AuditFilter};
 use crate::model::{ApiKey, KeyState, KeyWithTenant, RolledSecret, Tenant};
 use crate::secret::SecretHash;
 use crate::time::Millis;
@@ -172,16 +173,24 @@ pub trait Store: Send + Sync + 'static {
     /// The changes after revision `after`, oldest first, at most `limit` of them.
     async fn changes_since(&self, after: i64, limit: u32) -> Result<Feed, StoreError>;
 
-    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    // Every write below appends its [`Audit`] entry in its own transaction (SPEC §12).
+
+    async fn insert_tenant(&self, tenant: &Tenant, audit: Audit<'_>) -> Result<(), StoreError>;
     async fn tenant(&self, id: &str) -> Result<Option<Tenant>, StoreError>;
     /// Tenants ordered by id, those after `after`.
     async fn tenants(&self, after: Option<&str>, limit: u32) -> Result<Vec<Tenant>, StoreError>;
     /// Reads, edits and writes a tenant in one transaction.
-    async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError>;
+    async fn update_tenant(
+        &self,
+        id: &str,
+        edit: Edit<'_, Tenant>,
+        audit: Audit<'_>,
+    ) -> Result<Option<Tenant>, StoreError>;
 
-    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError>;
-    /// Many tenants and keys in one transaction (`keygate seed`). The feed records no change for
-    /// them, so running instances see a gap and resync in full.
+    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash, audit: Audit<'_>) -> Result<(), StoreError>;
+    /// Many tenants and keys in one transaction (`keygate seed`, a load test's fixture). The feed
+    /// records no change for them, so running instances see a gap and resync in full; the audit
+    /// log records none either.
     async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError>;
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
     /// A tenant's keys ordered by id, those after `after`; only those in `state` at `now` if given.
@@ -196,22 +205,27 @@ pub trait Store: Send + Sync + 'static {
     /// `prefix`, ordered by id, those after `after`.
     async fn keys_by_prefix(&self, prefix: &str, after: Option<&str>, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
     /// Reads, edits and writes a key in one transaction.
-    async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError>;
+    async fn update_key(
+        &self,
+        id: &str,
+        edit: Edit<'_, ApiKey>,
+        audit: Audit<'_>,
+    ) -> Result<Option<ApiKey>, StoreError>;
     /// The hot path's only query, on a cache miss: the key whose current secret, or one of
     /// whose earlier secrets (with its end), has this hash.
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError>;
     /// Rolls key `id` (SPEC §11) in one transaction with its change: `roll`'s secret becomes the
     /// current one, the one it replaces becomes an earlier secret, and every earlier secret
     /// ends at the latest at `roll.ends_at`.
-    async fn roll_key(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError>;
+    async fn roll_key(&self, id: &str, roll: &Roll, audit: Audit<'_>) -> Result<Rolled, StoreError>;
     /// The earlier secrets of `key_ids` still live after `now`, by key id, soonest end first.
     async fn rolled_secrets(&self, key_ids: &[String], now: Millis) -> Result<Vec<(String, RolledSecret)>, StoreError>;
     /// Deletes key `id` and its earlier secrets, in one transaction with its change; false when
     /// there is no such key.
-    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+    async fn delete_key(&self, id: &str, audit: Audit<'_>) -> Result<bool, StoreError>;
     /// Deletes tenant `id` if it has no keys: `Ok(None)` when there is no such tenant,
     /// `Ok(Some(false))` when it still has keys.
-    async fn delete_tenant(&self, id: &str) -> Result<Option<bool>, StoreError>;
+    async fn delete_tenant(&self, id: &str, audit: Audit<'_>) -> Result<Option<bool>, StoreError>;
     /// Every hash key `id` can be presented with, ended earlier secrets included.
     async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError>;
     /// Write-behind of `lastUsedAt`, of keys (by id) and of earlier secrets of rolled keys (by
@@ -225,9 +239,20 @@ pub trait Store: Send + Sync + 'static {
     async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError>;
     /// Marks a key retired (it no longer verifies); false when no unretired key has that id.
-    async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError>;
+    async fn retire_signing_key(&self, kid: &str, at: Millis, audit: Audit<'_>) -> Result<bool, StoreError>;
+
+    /// Audit entries matching `filter`, newest first, those older than the entry numbered
+    /// `before` if given.
+    async fn audit_entries(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Deletes the entries made before `cutoff` (the retention); how many went.
+    async fn prune_audit(&self, cutoff: Millis) -> Result<u64, StoreError>;
 }
 
 // How a store tells the instances that it changed, as it changes: a wake-up, never the change

@@ -29,20 +29,20 @@ impl Elsewhere {
     }
 
     pub(crate) async fn tenant(&self, body: Value) {
-        self.0.create_tenant(body.to_string().as_bytes()).await.expect("tenant created");
+        self.0.create_tenant("test", body.to_string().as_bytes()).await.expect("tenant created");
     }
 
     pub(crate) async fn update_tenant(&self, id: &str, body: Value) {
-        self.0.update_tenant(id, body.to_string().as_bytes()).await.expect("tenant updated");
+        self.0.update_tenant("test", id, body.to_string().as_bytes()).await.expect("tenant updated");
     }
 
     /// A new key of `tenant`: its id and the hash of its secret.
     pub(crate) async fn key(&self, tenant: &str, body: Value) -> (String, SecretHash) {
-        let created = self.0.create_key(tenant, body.to_string().as_bytes()).await.expect("key created");
+        let created = self.0.create_key("test", tenant, body.to_string().as_bytes()).await.expect("key created");
         (created.key.key.id.clone(), hash_secret(created.secret.as_deref().expect("a made secret")))
     }
 
     pub(crate) async fn update_key(&self, id: &str, body: Value) {
-        self.0.update_key(id, body.to_string().as_bytes()).await.expect("key updated");
+        self.0.update_key("test", id, body.to_string().as_bytes()).await.expect("key updated");
     }
 }

@@ -91,7 +91,7 @@ async fn the_pipeline_refuses_before_the_handler_runs() {
     seen.assert_error(429, "RATE_LIMITED");
     assert!(seen.header("retry-after").is_some());
 
-    ex.keygate.admin.revoke_key(key["id"].as_str().unwrap()).await.unwrap();
+    ex.keygate.admin.revoke_key("test", key["id"].as_str().unwrap()).await.unwrap();
     ex.http.request("GET", "/api/v1/orders").key(&secret).send().await.assert_error(401, "API_KEY_REVOKED");
     assert_eq!(ex.orders.count(), 0, "no refused request reached a handler");
 }

@@ -12,6 +12,7 @@ mod common;
 
 mod admin_api;
 mod architecture;
+mod audit;
 mod browser;
 mod browser_client;
 mod change_feed;

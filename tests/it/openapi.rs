@@ -63,13 +63,23 @@ impl Contract {
     }
 }
 
+const READ_TOKEN: &str = "support-token-0123456789abc";
+
 async fn unauthenticated(app: &TestApp, method: Method, url: String) -> Seen {
     Seen::from(app.client.request(method, url).send().await.unwrap()).await
 }
 
 #[tokio::test]
 async fn every_documented_operation_answers_as_documented() {
-    let app = spawn_with(|c| c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA).await;
+    let app = spawn_with(|c| {
+        c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA;
+        c.admin.tokens.push(keygate::config::AdminTokenConfig {
+            name: "support".to_owned(),
+            token: READ_TOKEN.to_owned(),
+            role: keygate::config::AdminRole::Read,
+        });
+    })
+    .await;
     let mut contract = Contract::new();
 
     // Admin API.
@@ -234,6 +244,20 @@ async fn every_documented_operation_answers_as_documented() {
         assert_eq!(seen.status.as_u16(), status, "{kid}: {:?}", seen.body);
         contract.check("POST", "/admin/v1/signing-keys/{kid}/retire", &seen);
     }
+    // The audit log: a page with each kind of object before and after, a filter, a refusal.
+    for query in ["", "?limit=3", "?action=key.roll", "?tenantId=acme&since=2026-01-01T00:00:00Z", "?cursor=aud_1"] {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/audit{query}"), None).await;
+        assert_eq!(seen.status, 200, "{query}: {}", seen.body);
+        contract.check("GET", "/admin/v1/audit", &seen);
+    }
+    let seen = app.admin_request(Method::GET, "/admin/v1/audit?action=key.explode", None).await;
+    assert_eq!(seen.status, 400);
+    contract.check("GET", "/admin/v1/audit", &seen);
+    // A read token's write: the 403 each write documents.
+    let read = app.client.post(format!("{}/admin/v1/tenants", app.admin)).bearer_auth(READ_TOKEN).json(&json!({}));
+    let seen = Seen::from(read.send().await.unwrap()).await;
+    seen.assert_error(403, "ADMIN_READ_ONLY");
+    contract.check("POST", "/admin/v1/tenants", &seen);
     let metrics = app.client.get(format!("{}/metrics", app.admin)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
     contract.covered.insert(("get".to_owned(), "/metrics".to_owned()));

@@ -7,14 +7,14 @@ use super::dialect::Dialect;
 use crate::store::{CHANGES_CHANNEL, ChangeKind, FEED_RETENTION, StoreError};
 
 /// Bumps the revision and records `kind`/`subject` under it in the change feed, dropping
-/// the change that falls out of the retention. The revision row stays locked until the
-/// transaction commits, so revisions become visible in order, without gaps.
+/// the change that falls out of the retention; returns the revision. The revision row stays
+/// locked until the transaction commits, so revisions become visible in order, without gaps.
 pub(super) async fn record_change(
     tx: &mut sqlx::AnyConnection,
     dialect: Dialect,
     kind: ChangeKind,
     subject: &str,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let row = sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision' RETURNING value")
         .fetch_one(&mut *tx)
         .await?;
@@ -36,5 +36,5 @@ pub(super) async fn record_change(
     if let Some(notify) = dialect.notify() {
         sqlx::query(notify).bind(CHANGES_CHANNEL).bind(revision.to_string()).execute(&mut *tx).await?;
     }
-    Ok(())
+    Ok(revision)
 }

@@ -10,6 +10,7 @@
 //! writes, and what [`SqlStore`]'s one read-modify-write edits), `feed` (recording changes),
 //! `keys` (streaming every key) and `listen` (PostgreSQL's `LISTEN`).
 
+mod audit;
 mod dialect;
 mod feed;
 mod keys;
@@ -23,16 +24,18 @@ use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
+use audit::{Entry, append, signing_key_wire, tenant_wire};
 pub use dialect::Dialect;
 use feed::record_change;
 use rows::{
     KEY_COLUMNS, Stored, TENANT_COLUMNS, change_from_row, dynamic, insert_key_rows, insert_tenant_row, key_from_row,
-    tenant_from_row,
+    key_wire, tenant_from_row,
 };
 
+use crate::audit::{Audit, AuditEntry, AuditFilter};
 use crate::config::{SQLITE_MEMORY, StoreUrl};
-use crate::model::RolledSecret;
 use crate::model::{ApiKey, KeyState, KeyWithTenant, Tenant};
+use crate::model::{RolledSecret, SigningKeyView};
 use crate::secret::SecretHash;
 use crate::store::{
     ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store, StoreError,
@@ -170,14 +173,24 @@ impl SqlStore {
         row.as_ref().map(T::decode).transpose()
     }
 
-    async fn edit<T: Stored>(&self, id: &str, edit: Edit<'_, T>) -> Result<Option<T>, StoreError> {
+    async fn edit<T: Stored>(&self, id: &str, edit: Edit<'_, T>, audit: Audit<'_>) -> Result<Option<T>, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = dynamic(T::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(row) = row else { return Ok(None) };
         let mut value = T::decode(&row)?;
+        let before = value.wire(&mut tx).await?;
         edit(&mut value);
         value.write(&mut tx).await?;
-        record_change(&mut tx, self.dialect(), T::KIND, id).await?;
+        let after = value.wire(&mut tx).await?;
+        let revision = record_change(&mut tx, self.dialect(), T::KIND, id).await?;
+        let entry = Entry {
+            audit,
+            tenant_id: Some(value.tenant_id()),
+            target_id: id,
+            before: Some(before),
+            after: Some(after),
+        };
+        append(&mut tx, revision, entry).await?;
         tx.commit().await?;
         Ok(Some(value))
     }
@@ -246,10 +259,17 @@ impl Store for SqlStore {
         Ok(if contiguous { Feed::Changes(changes) } else { Feed::Missed })
     }
 
-    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+    async fn insert_tenant(&self, tenant: &Tenant, audit: Audit<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         insert_tenant_row(&mut tx, tenant).await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::Tenant, &tenant.id).await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::Tenant, &tenant.id).await?;
+        let after = Some(tenant_wire(tenant)?);
+        append(
+            &mut tx,
+            revision,
+            Entry { audit, tenant_id: Some(&tenant.id), target_id: &tenant.id, before: None, after },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -267,11 +287,16 @@ impl Store for SqlStore {
         rows.iter().map(tenant_from_row).collect()
     }
 
-    async fn update_tenant(&self, id: &str, edit: Edit<'_, Tenant>) -> Result<Option<Tenant>, StoreError> {
-        self.edit(id, edit).await
+    async fn update_tenant(
+        &self,
+        id: &str,
+        edit: Edit<'_, Tenant>,
+        audit: Audit<'_>,
+    ) -> Result<Option<Tenant>, StoreError> {
+        self.edit(id, edit, audit).await
     }
 
-    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash) -> Result<(), StoreError> {
+    async fn insert_key(&self, key: &ApiKey, hash: &SecretHash, audit: Audit<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         // An imported hash may be an earlier secret of some key (a current one is UNIQUE).
         let taken = sqlx::query("SELECT 1 AS taken FROM rolled_secrets WHERE secret_hash = $1")
@@ -282,7 +307,14 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         insert_key_rows(&mut tx, &[(key.clone(), *hash)]).await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::Key, &key.id).await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::Key, &key.id).await?;
+        let after = Some(key_wire(&mut tx, key).await?);
+        append(
+            &mut tx,
+            revision,
+            Entry { audit, tenant_id: Some(&key.tenant_id), target_id: &key.id, before: None, after },
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -333,8 +365,13 @@ impl Store for SqlStore {
         self.by_prefix(prefix, after, limit).await
     }
 
-    async fn update_key(&self, id: &str, edit: Edit<'_, ApiKey>) -> Result<Option<ApiKey>, StoreError> {
-        self.edit(id, edit).await
+    async fn update_key(
+        &self,
+        id: &str,
+        edit: Edit<'_, ApiKey>,
+        audit: Audit<'_>,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        self.edit(id, edit, audit).await
     }
 
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError> {
@@ -357,8 +394,8 @@ impl Store for SqlStore {
         .transpose()
     }
 
-    async fn roll_key(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError> {
-        self.roll(id, roll).await
+    async fn roll_key(&self, id: &str, roll: &Roll, audit: Audit<'_>) -> Result<Rolled, StoreError> {
+        self.roll(id, roll, audit).await
     }
 
     async fn rolled_secrets(&self, key_ids: &[String], now: Millis) -> Result<Vec<(String, RolledSecret)>, StoreError> {
@@ -369,29 +406,29 @@ impl Store for SqlStore {
         self.hashes_of(id).await
     }
 
-    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_key(&self, id: &str, audit: Audit<'_>) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
+        let row =
+            dynamic(ApiKey::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
+        let Some(row) = row else { return Ok(false) };
+        let key = ApiKey::decode(&row)?;
+        let before = Some(key_wire(&mut tx, &key).await?);
         // The change first, while the key's hash is there to record.
-        record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
         sqlx::query("DELETE FROM rolled_secrets WHERE key_id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
-        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
-        if deleted.rows_affected() == 0 {
-            // Nothing to delete: the transaction, change included, is rolled back.
-            return Ok(false);
-        }
+        sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
+        append(&mut tx, revision, Entry { audit, tenant_id: Some(&key.tenant_id), target_id: id, before, after: None })
+            .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn delete_tenant(&self, id: &str) -> Result<Option<bool>, StoreError> {
+    async fn delete_tenant(&self, id: &str, audit: Audit<'_>) -> Result<Option<bool>, StoreError> {
         let mut tx = self.begin_write().await?;
-        let found = dynamic(format!("SELECT id FROM tenants WHERE id = $1{}", self.dialect().for_update()))
-            .bind(id.to_owned())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
+        let found =
+            dynamic(Tenant::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
+        let Some(found) = found else { return Ok(None) };
+        let before = Some(tenant_wire(&Tenant::decode(&found)?)?);
         let keys = sqlx::query("SELECT id FROM api_keys WHERE tenant_id = $1 LIMIT 1")
             .bind(id.to_owned())
             .fetch_optional(&mut *tx)
@@ -400,7 +437,8 @@ impl Store for SqlStore {
             return Ok(Some(false));
         }
         sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id.to_owned()).execute(&mut *tx).await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::Tenant, id).await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::Tenant, id).await?;
+        append(&mut tx, revision, Entry { audit, tenant_id: Some(id), target_id: id, before, after: None }).await?;
         tx.commit().await?;
         Ok(Some(true))
     }
@@ -468,7 +506,7 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) \
@@ -482,21 +520,61 @@ impl Store for SqlStore {
         .bind(key.retired_at)
         .execute(&mut *tx)
         .await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
+        // The newest key of its algorithm: the one that signs.
+        let view = SigningKeyView {
+            kid: key.kid.clone(),
+            algorithm: key.algorithm.clone(),
+            created_at: key.created_at,
+            retired_at: key.retired_at,
+            signing: key.retired_at.is_none(),
+        };
+        let after = Some(signing_key_wire(&view)?);
+        append(&mut tx, revision, Entry { audit, tenant_id: None, target_id: &key.kid, before: None, after }).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn retire_signing_key(&self, kid: &str, at: Millis) -> Result<bool, StoreError> {
+    async fn retire_signing_key(&self, kid: &str, at: Millis, audit: Audit<'_>) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
-        let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
-            .bind(at)
-            .bind(kid)
-            .execute(&mut *tx)
-            .await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, kid).await?;
+        let row = sqlx::query(
+            "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL \
+             RETURNING algorithm, created_at",
+        )
+        .bind(at)
+        .bind(kid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Nothing retired: nothing to record (the transaction is rolled back).
+        let Some(row) = row else { return Ok(false) };
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, kid).await?;
+        // Only a key that no longer signs is retired (the admin checks first).
+        let mut view = SigningKeyView {
+            kid: kid.to_owned(),
+            algorithm: row.try_get("algorithm")?,
+            created_at: row.try_get("created_at")?,
+            retired_at: None,
+            signing: false,
+        };
+        let before = Some(signing_key_wire(&view)?);
+        view.retired_at = Some(at);
+        let after = Some(signing_key_wire(&view)?);
+        append(&mut tx, revision, Entry { audit, tenant_id: None, target_id: kid, before, after }).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
+    }
+
+    async fn audit_entries(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::page(&self.pool, filter, before, limit).await
+    }
+
+    async fn prune_audit(&self, cutoff: Millis) -> Result<u64, StoreError> {
+        audit::prune(&self.pool, cutoff).await
     }
 }
 

@@ -5,11 +5,12 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::model::{ApiKey, Meta, RateLimit, Subscription, Tenant, TenantStatus};
+use crate::model::{ApiKey, Meta, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::SecretHash;
 use crate::store::{Change, ChangeKind, KeyAllowlist, KeySketch, StoreError};
+use crate::time::{Millis, now_millis};
 
 // Every column is aliased with its table's letter, so a join of both reads unambiguously.
 pub(super) const TENANT_COLUMNS: &str = "t.id AS t_id, t.name AS t_name, t.status AS t_status, t.subscription AS t_subscription, \
@@ -68,11 +69,23 @@ pub(super) trait Stored: Sized + Send + Sync {
     fn select(lock: &str) -> String;
     fn decode(row: &AnyRow) -> Result<Self, StoreError>;
     async fn write(&self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError>;
+    /// The tenant it belongs to, for its audit entries.
+    fn tenant_id(&self) -> &str;
+    /// The wire object its audit entries show, read in `tx`.
+    async fn wire(&self, tx: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError>;
 }
 
 #[async_trait]
 impl Stored for Tenant {
     const KIND: ChangeKind = ChangeKind::Tenant;
+
+    fn tenant_id(&self) -> &str {
+        &self.id
+    }
+
+    async fn wire(&self, _: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError> {
+        super::audit::tenant_wire(self)
+    }
 
     fn select(lock: &str) -> String {
         format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.id = $1{lock}")
@@ -95,6 +108,14 @@ impl Stored for Tenant {
 #[async_trait]
 impl Stored for ApiKey {
     const KIND: ChangeKind = ChangeKind::Key;
+
+    fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    async fn wire(&self, tx: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError> {
+        key_wire(tx, self).await
+    }
 
     fn select(lock: &str) -> String {
         format!("SELECT {KEY_COLUMNS} FROM api_keys k WHERE k.id = $1{lock}")
@@ -267,4 +288,46 @@ pub(super) fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
 
 fn meta(text: Option<String>) -> Result<Option<Meta>, StoreError> {
     text.map(|text| Meta::from_stored(&text).ok_or_else(|| StoreError::Corrupt("meta".to_owned()))).transpose()
+}
+
+/// The earlier secrets of `key_ids` still live after `now`, on `connection` (a write's
+/// transaction reads them for its audit entry).
+pub(super) async fn live_rolled_on(
+    connection: &mut sqlx::AnyConnection,
+    key_ids: &[String],
+    now: Millis,
+) -> Result<Vec<(String, RolledSecret)>, StoreError> {
+    if key_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (2..key_ids.len() + 2).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT key_id, prefix, expires_at, last_used_at FROM rolled_secrets \
+         WHERE expires_at > $1 AND key_id IN ({}) ORDER BY expires_at, prefix",
+        placeholders.join(", ")
+    );
+    let mut query = dynamic(sql).bind(now);
+    for id in key_ids {
+        query = query.bind(id.clone());
+    }
+    let rows = query.fetch_all(connection).await?;
+    rows.iter().map(|row| Ok((row.try_get("key_id")?, rolled_from_row(row)?))).collect()
+}
+
+fn rolled_from_row(row: &AnyRow) -> Result<RolledSecret, StoreError> {
+    Ok(RolledSecret {
+        prefix: row.try_get("prefix")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+    })
+}
+
+/// A key as `GET /admin/v1/keys/{keyId}` shows it, its live earlier secrets read on
+/// `connection` (a write's transaction, for its audit entry).
+pub(super) async fn key_wire(
+    connection: &mut sqlx::AnyConnection,
+    key: &ApiKey,
+) -> Result<serde_json::Value, StoreError> {
+    let rolled = live_rolled_on(connection, std::slice::from_ref(&key.id), now_millis()).await?;
+    super::audit::key_view_wire(key, rolled.into_iter().map(|(_, secret)| secret).collect())
 }

@@ -5,15 +5,17 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::SqlStore;
+use super::audit::{Entry, append};
 use super::feed::record_change;
-use super::rows::{KEY_COLUMNS, dynamic, key_from_row};
+use super::rows::{KEY_COLUMNS, dynamic, key_from_row, key_wire, live_rolled_on};
+use crate::audit::Audit;
 use crate::model::{ApiKey, EarlierSecret, RolledSecret};
 use crate::secret::SecretHash;
 use crate::store::{ChangeKind, Roll, Rolled, StoreError};
 use crate::time::Millis;
 
 impl SqlStore {
-    pub(super) async fn roll(&self, id: &str, roll: &Roll) -> Result<Rolled, StoreError> {
+    pub(super) async fn roll(&self, id: &str, roll: &Roll, audit: Audit<'_>) -> Result<Rolled, StoreError> {
         let mut tx = self.begin_write().await?;
         let select = format!(
             "SELECT {KEY_COLUMNS}, k.secret_hash AS k_secret_hash FROM api_keys k WHERE k.id = $1{}",
@@ -27,6 +29,7 @@ impl SqlStore {
             return Ok(Rolled::Revoked);
         }
         let replaced: Vec<u8> = row.try_get("k_secret_hash")?;
+        let before = Some(key_wire(&mut tx, &key).await?);
         sqlx::query("UPDATE rolled_secrets SET expires_at = $1 WHERE key_id = $2 AND expires_at > $1")
             .bind(roll.ends_at)
             .bind(id.to_owned())
@@ -51,9 +54,12 @@ impl SqlStore {
             .bind(id.to_owned())
             .execute(&mut *tx)
             .await?;
-        record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
-        tx.commit().await?;
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::Key, id).await?;
         key.prefix = roll.prefix.clone();
+        let after = Some(key_wire(&mut tx, &key).await?);
+        append(&mut tx, revision, Entry { audit, tenant_id: Some(&key.tenant_id), target_id: id, before, after })
+            .await?;
+        tx.commit().await?;
         Ok(Rolled::Done(Box::new(key)))
     }
 
@@ -62,21 +68,8 @@ impl SqlStore {
         key_ids: &[String],
         now: Millis,
     ) -> Result<Vec<(String, RolledSecret)>, StoreError> {
-        if key_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let placeholders: Vec<String> = (2..key_ids.len() + 2).map(|n| format!("${n}")).collect();
-        let sql = format!(
-            "SELECT key_id, prefix, expires_at, last_used_at FROM rolled_secrets \
-             WHERE expires_at > $1 AND key_id IN ({}) ORDER BY expires_at, prefix",
-            placeholders.join(", ")
-        );
-        let mut query = dynamic(sql).bind(now);
-        for id in key_ids {
-            query = query.bind(id.clone());
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(|row| Ok((row.try_get("key_id")?, rolled_from_row(row)?))).collect()
+        let mut connection = self.pool.acquire().await?;
+        live_rolled_on(&mut connection, key_ids, now).await
     }
 
     pub(super) async fn hashes_of(&self, id: &str) -> Result<Vec<SecretHash>, StoreError> {
@@ -138,14 +131,6 @@ impl SqlStore {
 
 fn hash_of(bytes: Vec<u8>) -> Result<SecretHash, StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt("secret hash length".to_owned()))
-}
-
-fn rolled_from_row(row: &AnyRow) -> Result<RolledSecret, StoreError> {
-    Ok(RolledSecret {
-        prefix: row.try_get("prefix")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-    })
 }
 
 /// The earlier secret a lookup by hash went through, if it did (`r_secret_hash`, `r_expires_at`).
