@@ -57,7 +57,7 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .layer(axum::middleware::from_fn(move |request, next| log_request("admin", &trusted, request, next)))
 }
 
-async fn require_token(tokens: AdminTokens, request: Request, next: Next) -> Response {
+async fn require_token(tokens: AdminTokens, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -73,7 +73,6 @@ async fn require_token(tokens: AdminTokens, request: Request, next: Next) -> Res
         return ApiError::new(ErrorCode::AdminReadOnly, "this admin token may only read: it has role read")
             .into_response();
     }
-    let mut request = request;
     request.extensions_mut().insert(caller);
     next.run(request).await
 }

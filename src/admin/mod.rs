@@ -263,16 +263,7 @@ fn page_bounds(query: &PageQuery) -> Result<(u32, Option<String>), ApiError> {
 /// [`page_bounds`], with a list's own problems with its filters noted beside them.
 fn page_bounds_and(query: &PageQuery, problems: Vec<Detail>) -> Result<(u32, Option<String>), ApiError> {
     let mut details = problems;
-    let limit = match query.limit.as_deref() {
-        None => 100,
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(n) if (1..=1000).contains(&n) => n,
-            _ => {
-                details.push(Detail::new("limit", "must be a whole number from 1 to 1000"));
-                0
-            }
-        },
-    };
+    let limit = page_limit(query, &mut details);
     // The cursor is the last id of the previous page: ids are URL-safe already, and any
     // string of their alphabet is a place in the order, so every cursor the document allows
     // pages from somewhere.
@@ -285,6 +276,41 @@ fn page_bounds_and(query: &PageQuery, problems: Vec<Detail>) -> Result<(u32, Opt
         }
     };
     if details.is_empty() { Ok((limit, after)) } else { Err(ApiError::validation(details)) }
+}
+
+/// `?limit=`: 100 when absent; a bad one is noted in `details`.
+fn page_limit(query: &PageQuery, details: &mut Vec<Detail>) -> u32 {
+    let limit = query.limit.as_deref().map_or(Some(100), |raw| raw.parse::<u32>().ok());
+    match limit {
+        Some(n) if (1..=1000).contains(&n) => n,
+        _ => {
+            details.push(Detail::new("limit", "must be a whole number from 1 to 1000"));
+            0
+        }
+    }
+}
+
+/// Query parameter `name`, read by `parse` if given; a value it refuses is noted in `details`.
+fn query_param<T, E: Into<String>>(
+    raw: Option<&str>,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+    details: &mut Vec<Detail>,
+) -> Option<T> {
+    parse(raw?).map_err(|why| details.push(Detail::new(name, why))).ok()
+}
+
+/// An id an audit filter names: any visible ASCII, as ids of every kind are.
+fn filter_id(raw: &str) -> Result<String, &'static str> {
+    let ok = (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
+    if ok { Ok(raw.to_owned()) } else { Err("must be 1 to 128 visible ASCII characters") }
+}
+
+fn audit_action(raw: &str) -> Result<AuditAction, String> {
+    AuditAction::parse(raw).ok_or_else(|| {
+        let actions: Vec<&str> = AuditAction::ALL.iter().map(|action| action.as_str()).collect();
+        format!("must be one of {}", actions.join(", "))
+    })
 }
 
 fn is_cursor(raw: &str) -> bool {
@@ -521,36 +547,22 @@ impl Admin {
     /// The audit log, newest first, filtered (SPEC §12). The cursor is the last entry's id.
     pub async fn audit(&self, query: &PageQuery) -> Result<Page<AuditEntry>, ApiError> {
         let mut details = Vec::new();
-        let mut check = |field: &str, raw: &Option<String>, ok: &dyn Fn(&str) -> bool, why: &str| {
-            if raw.as_deref().is_some_and(|raw| !ok(raw)) {
-                details.push(Detail::new(field, why));
-            }
+        let filter = AuditFilter {
+            tenant_id: query_param(query.tenant_id.as_deref(), "tenantId", filter_id, &mut details),
+            target_id: query_param(query.target_id.as_deref(), "targetId", filter_id, &mut details),
+            action: query_param(query.action.as_deref(), "action", audit_action, &mut details),
+            since: query_param(query.since.as_deref(), "since", timestamp, &mut details),
+            until: query_param(query.until.as_deref(), "until", timestamp, &mut details),
         };
-        let id_like = |raw: &str| (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic());
-        check("tenantId", &query.tenant_id, &id_like, "must be 1 to 128 visible ASCII characters");
-        check("targetId", &query.target_id, &id_like, "must be 1 to 128 visible ASCII characters");
-        let actions: Vec<&str> = AuditAction::ALL.iter().map(|action| action.as_str()).collect();
-        let why = format!("must be one of {}", actions.join(", "));
-        check("action", &query.action, &|raw| AuditAction::parse(raw).is_some(), &why);
-        let time = |raw: &str| parse_rfc3339(raw).is_some();
-        check("since", &query.since, &time, "must be an RFC 3339 timestamp such as 2026-04-15T12:00:00Z");
-        check("until", &query.until, &time, "must be an RFC 3339 timestamp such as 2026-04-15T12:00:00Z");
         // The cursor is an entry's id: `aud_` and its number.
         let cursor = query.cursor.as_deref().filter(|raw| !raw.is_empty());
-        let before = cursor.map(entry_seq);
-        if before == Some(None) {
-            details.push(Detail::new("cursor", "must be a nextCursor: aud_ and a number"));
+        let seq = |raw: &str| entry_seq(raw).ok_or("must be a nextCursor: aud_ and a number");
+        let before = query_param(cursor, "cursor", seq, &mut details);
+        let limit = page_limit(query, &mut details);
+        if !details.is_empty() {
+            return Err(ApiError::validation(details));
         }
-        let page = PageQuery { cursor: None, ..query.clone() };
-        let (limit, _) = page_bounds_and(&page, details)?;
-        let filter = AuditFilter {
-            tenant_id: query.tenant_id.clone(),
-            target_id: query.target_id.clone(),
-            action: query.action.as_deref().and_then(AuditAction::parse),
-            since: query.since.as_deref().and_then(parse_rfc3339),
-            until: query.until.as_deref().and_then(parse_rfc3339),
-        };
-        let rows = self.store.audit_entries(&filter, before.flatten(), limit + 1).await.map_err(store_error)?;
+        let rows = self.store.audit_entries(&filter, before, limit + 1).await.map_err(store_error)?;
         Ok(into_page(rows, limit, |entry| &entry.id))
     }
 

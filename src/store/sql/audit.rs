@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::audit::{Audit, AuditEntry, AuditFilter, entry_id};
-use crate::model::{ApiKey, KeyView, RolledSecret, SigningKeyView, Tenant};
+use crate::model::{ApiKey, KeyView, RolledSecret};
 use crate::store::StoreError;
 use crate::time::{Millis, now_millis};
 
@@ -39,21 +39,14 @@ pub(super) async fn append(tx: &mut sqlx::AnyConnection, revision: i64, entry: E
     Ok(())
 }
 
-fn wire(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
+/// An object as the admin API shows it (a tenant, a signing key), for an entry.
+pub(super) fn wire(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|error| StoreError::Corrupt(error.to_string()))
-}
-
-pub(super) fn tenant_wire(tenant: &Tenant) -> Result<serde_json::Value, StoreError> {
-    wire(tenant)
 }
 
 /// A key with its live earlier secrets, as `GET /admin/v1/keys/{keyId}` shows it.
 pub(super) fn key_view_wire(key: &ApiKey, rolled_secrets: Vec<RolledSecret>) -> Result<serde_json::Value, StoreError> {
     wire(&KeyView { key: key.clone(), rolled_secrets })
-}
-
-pub(super) fn signing_key_wire(view: &SigningKeyView) -> Result<serde_json::Value, StoreError> {
-    wire(view)
 }
 
 const COLUMNS: &str = "seq, made_at, actor, action, tenant_id, target_id, before_json, after_json";

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor, Row};
 
-use audit::{Entry, append, signing_key_wire, tenant_wire};
+use audit::{Entry, append, wire};
 pub use dialect::Dialect;
 use feed::record_change;
 use rows::{
@@ -263,7 +263,7 @@ impl Store for SqlStore {
         let mut tx = self.begin_write().await?;
         insert_tenant_row(&mut tx, tenant).await?;
         let revision = record_change(&mut tx, self.dialect(), ChangeKind::Tenant, &tenant.id).await?;
-        let after = Some(tenant_wire(tenant)?);
+        let after = Some(wire(tenant)?);
         append(
             &mut tx,
             revision,
@@ -428,7 +428,7 @@ impl Store for SqlStore {
         let found =
             dynamic(Tenant::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(found) = found else { return Ok(None) };
-        let before = Some(tenant_wire(&Tenant::decode(&found)?)?);
+        let before = Some(wire(&Tenant::decode(&found)?)?);
         let keys = sqlx::query("SELECT id FROM api_keys WHERE tenant_id = $1 LIMIT 1")
             .bind(id.to_owned())
             .fetch_optional(&mut *tx)
@@ -529,7 +529,7 @@ impl Store for SqlStore {
             retired_at: key.retired_at,
             signing: key.retired_at.is_none(),
         };
-        let after = Some(signing_key_wire(&view)?);
+        let after = Some(wire(&view)?);
         append(&mut tx, revision, Entry { audit, tenant_id: None, target_id: &key.kid, before: None, after }).await?;
         tx.commit().await?;
         Ok(())
@@ -556,9 +556,9 @@ impl Store for SqlStore {
             retired_at: None,
             signing: false,
         };
-        let before = Some(signing_key_wire(&view)?);
+        let before = Some(wire(&view)?);
         view.retired_at = Some(at);
-        let after = Some(signing_key_wire(&view)?);
+        let after = Some(wire(&view)?);
         append(&mut tx, revision, Entry { audit, tenant_id: None, target_id: kid, before, after }).await?;
         tx.commit().await?;
         Ok(true)

@@ -84,7 +84,7 @@ impl Stored for Tenant {
     }
 
     async fn wire(&self, _: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError> {
-        super::audit::tenant_wire(self)
+        super::audit::wire(self)
     }
 
     fn select(lock: &str) -> String {
