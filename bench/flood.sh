@@ -10,8 +10,12 @@
 #   - flood, one address: distinct well-formed unknown keys from one client address, which
 #     the failed-authentication limit soon refuses (429) before their keys are parsed;
 #   - flood, many addresses: the same keys, each from a new address, so that no per-address
-#     limit holds; each key meets the filter and the negative cache.
-# Prints the real client's median req/s and p99 beside each, and the other traffic's req/s.
+#     limit holds; each key meets the filter and the negative cache;
+#   - garbage, many addresses: the same, with credentials in no format of keygate's (UUIDs,
+#     `sk_live_…`), which are looked up by their SHA-256 like imported keys (SPEC §11): they
+#     must cost what well-formed unknown keys cost, and no store read either.
+# Prints the real client's median req/s and p99 beside each, the other traffic's req/s, and
+# the store reads (key-cache misses) the other traffic caused.
 #
 #   bench/flood.sh                       # 3 rounds of 8 s
 #   ROUNDS=5 SECONDS_EACH=10 bench/flood.sh
@@ -65,6 +69,7 @@ new_key() {
 real=$(new_key)
 other=$(new_key)
 unknown_keys "$work/unknown.keys" 200000
+garbage_keys "$work/garbage.keys" 200000
 
 # mint.lua: SECRET from CLIENT (X-Forwarded-For). flood.lua: the unknown keys in turn, from
 # CLIENT, or with MANY set from a new address each request.
@@ -104,20 +109,28 @@ beside() {
     ordinary) SECRET=$other CLIENT=198.51.100.2 wrk -t1 -c48 -d"${seconds}s" -s "$work/mint.lua" "$url" ;;
     flood-one) KEYS_FILE=$work/unknown.keys CLIENT=203.0.113.9 wrk -t1 -c48 -d"${seconds}s" -s "$work/flood.lua" "$url" ;;
     flood-many) KEYS_FILE=$work/unknown.keys MANY=1 wrk -t1 -c48 -d"${seconds}s" -s "$work/flood.lua" "$url" ;;
+    garbage-many) KEYS_FILE=$work/garbage.keys MANY=1 wrk -t1 -c48 -d"${seconds}s" -s "$work/flood.lua" "$url" ;;
   esac > "$work/$1.beside.out" &
   beside_pid=$!
   sleep 1
 }
-scenarios=(alone ordinary flood-one flood-many)
+misses() {
+  curl -s -H "Authorization: Bearer bench-admin-token-0123456789" "http://127.0.0.1:$admin/metrics" |
+    awk '$1 == "keygate_key_cache_misses_total" { print int($2) }'
+}
+scenarios=(alone ordinary flood-one flood-many garbage-many)
 for round in $(seq "$ROUNDS"); do
   for scenario in "${scenarios[@]}"; do
     beside_pid=
+    misses_before=$(misses)
     [ "$scenario" = alone ] || beside "$scenario"
     measure "$scenario"
     [ -z "$beside_pid" ] || wait "$beside_pid"
+    reads=$(($(misses) - misses_before))
     other_rps=$( [ "$scenario" = alone ] || awk '/^Requests\/sec:/ { print $2 }' "$work/$scenario.beside.out")
-    echo "  round $round  $scenario: real key $(tail -n 1 "$work/$scenario.runs" | awk '{ printf "%s req/s, p99 %s ms", $1, $2 }')${other_rps:+, the other traffic $other_rps req/s}"
+    echo "  round $round  $scenario: real key $(tail -n 1 "$work/$scenario.runs" | awk '{ printf "%s req/s, p99 %s ms", $1, $2 }')${other_rps:+, the other traffic $other_rps req/s}, store reads $reads"
     echo "${other_rps:-0}" >> "$work/$scenario.other"
+    echo "$reads" >> "$work/$scenario.reads"
   done
 done
 
@@ -129,8 +142,9 @@ ordinary=$(median_of $(awk '{ print $1 }' "$work/ordinary.runs"))
 for scenario in "${scenarios[@]}"; do
   rps=$(median_of $(awk '{ print $1 }' "$work/$scenario.runs"))
   p99=$(median_of $(awk '{ print $2 }' "$work/$scenario.runs"))
-  printf "  %-11s real key %9.0f req/s  p99 %6.2f ms  other traffic %9.0f req/s  real key / beside ordinary %.2f\n" \
-    "$scenario" "$rps" "$p99" "$(median_of $(cat "$work/$scenario.other"))" "$(python3 -c "print($rps / $ordinary)")"
+  printf "  %-12s real key %9.0f req/s  p99 %6.2f ms  other traffic %9.0f req/s  real key / beside ordinary %.2f  store reads %d\n" \
+    "$scenario" "$rps" "$p99" "$(median_of $(cat "$work/$scenario.other"))" "$(python3 -c "print($rps / $ordinary)")" \
+    "$(awk '{ s += $1 } END { print s }' "$work/$scenario.reads")"
 done
 echo "  refused by the failed-authentication limit: $(curl -s -H "Authorization: Bearer bench-admin-token-0123456789" \
   "http://127.0.0.1:$admin/metrics" | awk '/^keygate_rate_limited_total/ { print $NF }') (429s)"

@@ -37,3 +37,15 @@ with open(sys.argv[1], "w") as f:
         f.write(body + base62(zlib.crc32(body.encode()), 6) + "\n")
 PY
 }
+
+# garbage_keys FILE COUNT: writes COUNT distinct credentials in no format of keygate's (UUIDs,
+# as Kong key-auth makes them, and Stripe-like `sk_live_…` strings) that no store holds: each
+# is looked up by its SHA-256, as an imported key would be.
+garbage_keys() {
+  python3 - "$1" "$2" << 'PY'
+import secrets, sys, uuid
+with open(sys.argv[1], "w") as f:
+    for i in range(int(sys.argv[2])):
+        f.write((str(uuid.uuid4()) if i % 2 else "sk_live_" + secrets.token_urlsafe(18)) + "\n")
+PY
+}

@@ -62,7 +62,8 @@ impl Pair {
 async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() {
     let _alone = metrics_alone().await;
     let (a, upstream) = spawn_gateway(|_| {}).await;
-    let routes = gateway_routes(&upstream.url);
+    let mut routes = gateway_routes(&upstream.url);
+    routes[0].forward_meta = true;
     let b = spawn_in(std::sync::Arc::clone(&a.test_store), move |c| c.routes = routes).await;
     let scopes = ["sessions:create", "orders:read", "orders:write"];
     let (_, acme_bystander) = a.orders_key("acme", &scopes).await;
@@ -71,10 +72,22 @@ async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() 
     let (updated, updated_secret) = a.create_key("acme", key("to-update")).await;
     let (revoked, revoked_secret) = a.create_key("acme", key("to-revoke")).await;
     let (narrowed, narrowed_secret) = a.create_key("acme", key("to-narrow")).await;
+    let (described, described_secret) = a.create_key("acme", key("to-describe")).await;
+    let (rolled, rolled_secret) = a.create_key("acme", key("to-roll")).await;
+    let (deleted, deleted_secret) = a.create_key("acme", key("to-delete")).await;
     let mut pair = Pair { a, b, bystanders: vec![acme_bystander.clone(), globex_bystander.clone()] };
     // `b` applies the set-up's own changes first (each drops what it names); then it is warmed.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    for secret in [&updated_secret, &revoked_secret, &narrowed_secret, &acme_bystander, &globex_bystander] {
+    for secret in [
+        &updated_secret,
+        &revoked_secret,
+        &narrowed_secret,
+        &described_secret,
+        &rolled_secret,
+        &deleted_secret,
+        &acme_bystander,
+        &globex_bystander,
+    ] {
         assert_eq!(pair.status("GET", secret, Some(ORIGIN), None).await.0, 200);
     }
     let mut took = Vec::new();
@@ -117,6 +130,49 @@ async fn every_admin_change_reaches_the_other_instance_and_moves_nothing_else() 
         .await,
     );
     pair.assert_bystanders_cached("origin removed").await;
+
+    // Metadata changed: `b` forwards the new one.
+    pair.a.patch_key(described["id"].as_str().unwrap(), json!({ "meta": { "plan": "pro" } })).await;
+    took.push(
+        within_a_second("meta changed", || async {
+            pair.status("GET", &described_secret, None, None).await.0 == 200
+                && upstream.last().header("x-keygate-meta") == Some(r#"{"plan":"pro"}"#)
+        })
+        .await,
+    );
+    pair.assert_bystanders_cached("meta changed").await;
+
+    // Key rolled with no overlap: the old secret has ended, the new one works.
+    let path = format!("/admin/v1/keys/{}/roll", rolled["id"].as_str().unwrap());
+    let roll = pair.a.admin_request(reqwest::Method::POST, &path, Some(json!({ "overlapSeconds": 0 }))).await;
+    let new_secret = roll.body["data"]["secret"].as_str().unwrap().to_owned();
+    took.push(
+        within_a_second("key roll", || async {
+            pair.status("GET", &rolled_secret, None, None).await == (401, "API_KEY_EXPIRED".to_owned())
+                && pair.status("GET", &new_secret, None, None).await.0 == 200
+        })
+        .await,
+    );
+    pair.assert_bystanders_cached("key roll").await;
+
+    // Key imported: its existing secret, in no format of keygate's, works on `b`.
+    let legacy = "3f9a1c2e-5b7d-4e8f-kong-key-auth";
+    let body = json!({ "name": "imported", "scopes": scopes, "importHash": sha256_hex(legacy), "prefix": "3f9a1c" });
+    let imported = pair.a.admin_request(reqwest::Method::POST, "/admin/v1/tenants/acme/keys", Some(body)).await;
+    assert_eq!(imported.status, 201, "{}", imported.body);
+    took.push(within_a_second("key import", || async { pair.status("GET", legacy, None, None).await.0 == 200 }).await);
+    pair.assert_bystanders_cached("key import").await;
+
+    // Key deleted: its secret is unknown on `b`.
+    let path = format!("/admin/v1/keys/{}", deleted["id"].as_str().unwrap());
+    assert_eq!(pair.a.admin_request(reqwest::Method::DELETE, &path, None).await.status, 204);
+    took.push(
+        within_a_second("key delete", || async {
+            pair.status("GET", &deleted_secret, None, None).await == (401, "API_KEY_INVALID".to_owned())
+        })
+        .await,
+    );
+    pair.assert_bystanders_cached("key delete").await;
 
     // Tenant standing and modules: acme's keys leave the cache, globex's stay.
     pair.bystanders = vec![globex_bystander.clone()];

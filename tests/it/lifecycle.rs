@@ -282,11 +282,6 @@ async fn the_cli_rolls_over_the_api_and_on_the_store() {
     assert_eq!(on_store["rolledSecrets"].as_array().unwrap().len(), 0, "the overlap of 0 ended both earlier secrets");
 }
 
-fn sha256_hex(secret: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn import_body(secret: &str, prefix: &str) -> Value {
     json!({ "name": "migrated", "scopes": ["orders:read"], "importHash": sha256_hex(secret), "prefix": prefix })
 }

@@ -111,6 +111,12 @@ impl TestStore {
     }
 }
 
+/// The SHA-256 of `secret` in lower-case hex: what an import sends as `importHash`.
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The routes gateway tests run against, all to `upstream`.
 pub fn gateway_routes(upstream: &str) -> Vec<keygate::config::RouteConfig> {
     let route = |prefix: &str, methods: &[&str], module: Option<&str>, scope: Option<&str>, write: Option<bool>| {
