@@ -321,6 +321,62 @@ async fn the_document_states_the_constraints_the_admin_api_applies() {
         let status = patch(json!({ "scopes": [scope] })).await.status.as_u16();
         assert_eq!(status == 200, documented, "scope {scope:?}: documented valid {documented}, answered {status}");
     }
+    // Allowlist entries: the pattern states their shape (a plain schemathesis run, without the
+    // project's hooks, generates from it). Beyond it: a wildcard directly under a public suffix,
+    // refused by keygate, allowed by the pattern; and a wildcard under one label that is no
+    // public suffix, taken by keygate, refused by the pattern.
+    let origins = [
+        "https://app.example.com",
+        "HTTP://App.Example.COM:8080",
+        "https://app.example.com/",
+        "http://localhost:3000",
+        "http://127.0.0.1:8080",
+        "http://[::1]:8080",
+        "http://[::ffff:10.0.0.1]",
+        "https://*.example.com",
+        "https://*.localhost:3000",
+        "https://a-1.b2.c0m",
+        "https://x.y-1",
+        "https://app.example.com:00443",
+        "",
+        "00",
+        "https://",
+        "ftp://a.example",
+        "https://a.example/x",
+        "https://a.example?q",
+        "https://u@a.example",
+        "https://a..example",
+        "https://-a.example",
+        "https://a.example.",
+        "https://1.2.3.999",
+        "https://01.2.3.4",
+        "https://a.example:0",
+        "https://a.example:65536",
+        "https://a.example:",
+        "https://*.*.example.com",
+        "https://a.*.example.com",
+        "https://*.1.2.3.4",
+        "https://[::1",
+        "https://[1:2:3:4:5:6:7:8:9]",
+        "*",
+        "null",
+        "https://Zürich.example",
+    ];
+    // A host of 253 characters, and of 254.
+    let host = |last: usize| format!("{0}.{0}.{0}.{1}.example", "a".repeat(63), "b".repeat(last));
+    let (long, too_long) = (format!("https://{}", host(53)), format!("https://{}:8080", host(54)));
+    let samples = origins.iter().map(|o| o.to_string()).chain([long, too_long]);
+    for origin in samples {
+        let documented = documented_valid(&doc, "#/components/schemas/OriginPattern", &json!(origin));
+        let status = patch(json!({ "allowedOrigins": [origin] })).await.status.as_u16();
+        assert_eq!(status == 200, documented, "origin {origin:?}: documented valid {documented}, answered {status}");
+    }
+    for (origin, taken) in [("https://*.co.uk", false), ("https://*.com", false), ("https://*.internal", true)] {
+        let status = patch(json!({ "allowedOrigins": [origin] })).await.status.as_u16();
+        assert_eq!(status == 200, taken, "{origin}");
+        let documented = documented_valid(&doc, "#/components/schemas/OriginPattern", &json!(origin));
+        assert_eq!(documented, origin.ends_with(".co.uk"), "{origin}: the pattern's known difference");
+    }
     // JSON Schema's integer includes 356.0.
     let seen = patch(json!({ "rateLimit": { "limit": 10.0, "windowSeconds": 356.0 } })).await;
     assert_eq!(seen.status, 200, "{}", seen.body);
