@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # "Scale with the work": keygate with 1,000,000 keys of 10,000 tenants, on SQLite and on
-# PostgreSQL, release build, on this machine. Prints each target of the issue with its figure,
-# met or missed. See docs/performance.md.
+# PostgreSQL, release build, on this machine. Among the keys, ROLLED have an earlier secret
+# still live and IMPORTED a secret in no format of keygate's; the audit log holds the entries
+# of every tenant's and key's making (about a million). Prints each target of the issues with
+# its figure, met or missed. See docs/performance.md.
 #
 #   bench/scale.sh                      # both engines, 1M keys
 #   KEYS=100000 ENGINES=sqlite bench/scale.sh
@@ -14,6 +16,8 @@ KEYS=${KEYS:-1000000}
 TENANTS=${TENANTS:-10000}
 ENGINES=${ENGINES:-sqlite postgres}
 UNKNOWN=${UNKNOWN:-100000}
+ROLLED=${ROLLED:-$((KEYS / 10))}
+IMPORTED=${IMPORTED:-$((KEYS / 10))}
 
 source bench/lib.sh
 now() { date +%s.%N; }
@@ -118,11 +122,21 @@ for engine in $ENGINES; do
   auth=(-H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" -H "Content-Type: application/json")
 
   "$bin" migrate 2> /dev/null
-  seeded=$("$bin" --store seed --keys "$KEYS" --tenants "$TENANTS")
-  echo "  seeded in $(python3 -c 'import json, sys; print(round(json.loads(sys.argv[1])["data"]["seconds"], 1))' "$seeded") s"
+  seeded=$("$bin" --store seed --keys "$KEYS" --tenants "$TENANTS" --rolled "$ROLLED" --imported "$IMPORTED" --audit)
+  python3 -c 'import json, sys; d = json.loads(sys.argv[1])["data"]
+print("  seeded %(keys)d keys (%(rolled)d rolled, %(imported)d imported) and %(auditEntries)d audit entries in %(seconds).1f s" % d)' "$seeded"
   "$bin" --store tenant create --id bench --name Bench > /dev/null
   secret=$("$bin" --store key create bench --name bench --scope sessions:create --origin https://bench.example |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
+  # A key rolled with a day's overlap (its earlier secret, $earlier, still works) and an
+  # imported one, whose secret is not in keygate's format.
+  earlier=$("$bin" --store key create bench --name rolled --scope sessions:create --origin https://bench.example |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
+  "$bin" --store key roll "$("$bin" --store key list bench | python3 -c 'import json, sys; print([k["id"] for k in json.load(sys.stdin)["data"] if k["name"] == "rolled"][0])')" \
+    --overlap-seconds 86400 > /dev/null
+  imported=imported-bench-secret-0123456789
+  python3 -c 'import hashlib, json, sys; print(json.dumps({"importHash": hashlib.sha256(sys.argv[1].encode()).hexdigest(), "prefix": "imported", "name": "imported", "scopes": ["sessions:create"], "allowedOrigins": ["https://bench.example"]}))' "$imported" |
+    "$bin" --store key import --tenant bench > /dev/null
 
   started=$(now)
   "$bin" serve > "$work/serve-$engine.log" 2>&1 &
@@ -157,6 +171,38 @@ for engine in $ENGINES; do
   ratio=$(python3 -c "print(round($(median "${beside[@]}") / $(median "${alone[@]}"), 3))")
   echo "  guarded req/s alone: ${alone[*]}; beside 10 admin writes/s: ${beside[*]}"
   report "guarded throughput beside 10 admin writes/s (ratio)" "$ratio" ">=" 0.9
+  # The same guarded request with a rolled key's earlier secret and with an imported secret.
+  for other in earlier imported; do
+    rps=$(SECRET=${!other} wrk -t2 -c32 -d8s -s "$work/mint.lua" "$public/api/v1/sessions" | wrk_rps)
+    report "guarded throughput, $other secret / current (ratio)" "$(python3 -c "print(round($rps / $(median "${alone[@]}"), 3))")" ">=" 0.9
+  done
+
+  # The audit log's list at about a million entries: the newest page, each filter, a page deep
+  # in the log by its cursor. One request at a time.
+  seeded_key=$(curl -s "${auth[@]}" "$admin/admin/v1/tenants/seed-7/keys?limit=1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"][0]["id"])')
+  half_year_ago=$(python3 -c 'import datetime; print((datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=182)).strftime("%Y-%m-%dT%H:%M:%SZ"))')
+  deep=$(python3 - "$admin" "$KEYGATE_SERVER_ADMIN_TOKEN" << 'PY'
+import http.client, json, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+connection = http.client.HTTPConnection(url.hostname, url.port)
+cursor = ""
+for _ in range(50):
+    connection.request("GET", "/admin/v1/audit?limit=1000" + cursor, headers={"Authorization": "Bearer " + sys.argv[2]})
+    cursor = "&cursor=" + json.loads(connection.getresponse().read())["nextCursor"]
+print(cursor)
+PY
+)
+  queries=(
+    "the newest page|limit=100"
+    "one tenant's|tenantId=seed-7&limit=100"
+    "one key's|targetId=$seeded_key"
+    "key.roll in the last half year|action=key.roll&since=$half_year_ago&limit=100"
+    "a page 50,000 entries deep|limit=100$deep"
+  )
+  for item in "${queries[@]}"; do
+    p99=$(wrk -t1 -c1 -d5s --latency -H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" "$admin/admin/v1/audit?${item#*|}" | wrk_p99)
+    report "audit list p99, ${item%%|*} (ms)" "$p99" "<" 20
+  done
 
   admin_writes 1000 0 "$admin/admin/v1/keys/$key_id"
   rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")

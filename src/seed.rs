@@ -1,5 +1,6 @@
-//! `keygate seed`: fills the configured store with many tenants and keys, for load tests and
-//! benchmarks, through the store's own code (`Store::insert_bulk`).
+//! `keygate seed`: fills the configured store with many tenants and keys — rolled and imported
+//! ones among them if asked, and the audit entries their making would have written — for load
+//! tests and benchmarks, through the store's own code (`Store::insert_bulk`).
 //!
 //! Keys are real: unique secrets from the OS random generator, hashed as usual, never printed.
 //! Each key allows one to three origins of its tenant, exact and wildcard mixed, so the
@@ -8,42 +9,81 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{ApiKey, Subscription, Tenant, TenantStatus};
+use crate::audit::{Audit, AuditAction};
+use crate::model::{ApiKey, KeyView, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
-use crate::secret::{SecretHash, generate_secret, random_base62};
-use crate::store::{Store, StoreError};
-use crate::time::now_millis;
+use crate::secret::{generate_secret, hash_secret, random_base62};
+use crate::store::{Bulk, BulkEarlier, BulkEntry, Store, StoreError};
+use crate::time::{Millis, now_millis};
 
-/// Rows written per transaction.
+/// Keys written per transaction.
 const BATCH: usize = 10_000;
+/// How long a seeded earlier secret stays live: 30 days.
+const OVERLAP: Millis = 30 * 86_400_000;
+/// Seeded audit entries are spread over the year before the seed.
+const YEAR: Millis = 365 * 86_400_000;
+const ACTOR: &str = "seed";
+
+/// What to write. `rolled` keys have one live earlier secret besides the current one;
+/// `imported` keys have a secret in no format of keygate's (looked up by hash, as an imported
+/// one); with `audit`, every tenant and key gets the entries its making would have written.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    pub keys: usize,
+    pub tenants: usize,
+    pub rolled: usize,
+    pub imported: usize,
+    pub audit: bool,
+    pub key_prefix: &'a str,
+}
 
 /// What was written.
 #[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Seeded {
     pub tenants: usize,
     pub keys: usize,
+    pub rolled: usize,
+    pub imported: usize,
+    pub audit_entries: usize,
 }
 
-/// Writes `tenants` tenants (`seed-0`, `seed-1`, …, module `orders`) and `keys` keys spread
-/// evenly over them. Tenant ids are fixed, so seeding twice into one store is refused
+/// Writes `plan.tenants` tenants (`seed-0`, `seed-1`, …, module `orders`) and `plan.keys` keys
+/// spread evenly over them. Tenant ids are fixed, so seeding twice into one store is refused
 /// (`CONFLICT`) rather than doubling up.
-pub async fn seed(store: &dyn Store, keys: usize, tenants: usize, key_prefix: &str) -> Result<Seeded, StoreError> {
-    let tenants = tenants.max(1);
+pub async fn seed(store: &dyn Store, plan: Plan<'_>) -> Result<Seeded, StoreError> {
+    let tenants = plan.tenants.max(1);
+    let (rolled, imported) = (plan.rolled.min(plan.keys), plan.imported.min(plan.keys));
     let now = now_millis();
-    let all_tenants: Vec<Tenant> = (0..tenants).map(|t| tenant(t, now)).collect();
+    let entries = if plan.audit { tenants + plan.keys + rolled } else { 0 };
+    let mut clock = Clock { start: now - YEAR, step: YEAR / entries.max(1) as Millis, next: 0 };
     let scopes: Vec<Scope> =
         ["sessions:create", "orders:read", "orders:write"].iter().filter_map(|s| Scope::parse(s).ok()).collect();
-    let mut pending_tenants = all_tenants.as_slice();
-    let mut batch: Vec<(ApiKey, SecretHash)> = Vec::with_capacity(BATCH);
-    for index in 0..keys {
-        let secret = generate_secret(key_prefix);
+    let mut bulk = Bulk { tenants: (0..tenants).map(|t| tenant(t, now)).collect(), ..Bulk::default() };
+    if plan.audit {
+        for tenant in &bulk.tenants {
+            let after = Some(wire(tenant)?);
+            bulk.audit.push(entry(clock.tick(), AuditAction::TenantCreate, &tenant.id, &tenant.id, None, after));
+        }
+    }
+    let tenant_ids: Vec<String> = bulk.tenants.iter().map(|t| t.id.clone()).collect();
+    for index in 0..plan.keys {
         let tenant = index % tenants;
-        let key = ApiKey {
+        let is_imported = picked(plan.keys - 1 - index, imported, plan.keys);
+        let (secret, prefix) = if is_imported {
+            let secret = format!("imp-{}", random_base62(28));
+            let prefix = secret[..10].to_owned();
+            (hash_secret(&secret), prefix)
+        } else {
+            let secret = generate_secret(plan.key_prefix);
+            (secret.hash, secret.prefix)
+        };
+        let mut key = ApiKey {
             id: format!("key_{}", random_base62(20)),
-            tenant_id: all_tenants[tenant].id.clone(),
+            tenant_id: tenant_ids[tenant].clone(),
             name: format!("seed key {index}"),
-            prefix: secret.prefix.clone(),
+            prefix,
             scopes: scopes[..1 + index % scopes.len()].to_vec(),
             allowed_origins: origins(tenant, index),
             expires_at: None,
@@ -53,14 +93,92 @@ pub async fn seed(store: &dyn Store, keys: usize, tenants: usize, key_prefix: &s
             last_used_at: None,
             meta: None,
         };
-        batch.push((key, secret.hash));
-        if batch.len() == BATCH {
-            store.insert_bulk(std::mem::take(&mut pending_tenants), &batch).await?;
-            batch.clear();
+        let earlier = picked(index, rolled, plan.keys).then(|| {
+            let earlier = generate_secret(plan.key_prefix);
+            BulkEarlier {
+                key_id: key.id.clone(),
+                hash: earlier.hash,
+                prefix: earlier.prefix,
+                expires_at: now + OVERLAP,
+            }
+        });
+        if plan.audit {
+            key_entries(&mut bulk.audit, &mut clock, &mut key, is_imported, earlier.as_ref())?;
+        }
+        bulk.keys.push((key, secret));
+        bulk.earlier.extend(earlier);
+        if bulk.keys.len() == BATCH {
+            store.insert_bulk(&bulk).await?;
+            bulk = Bulk::default();
         }
     }
-    store.insert_bulk(pending_tenants, &batch).await?;
-    Ok(Seeded { tenants, keys })
+    store.insert_bulk(&bulk).await?;
+    Ok(Seeded { tenants, keys: plan.keys, rolled, imported, audit_entries: entries })
+}
+
+/// Whether `index` is one of `count` indices spread evenly over `0..total`.
+fn picked(index: usize, count: usize, total: usize) -> bool {
+    count > 0 && (index as u128 * count as u128) % total as u128 >= (total - count) as u128
+}
+
+/// Times for the entries, in order, one `step` apart.
+struct Clock {
+    start: Millis,
+    step: Millis,
+    next: Millis,
+}
+
+impl Clock {
+    fn tick(&mut self) -> Millis {
+        self.next += 1;
+        self.start + self.next * self.step
+    }
+}
+
+/// The entries a key's making writes: its create (or import), and the roll that left it its
+/// earlier secret. The key is dated by its first entry.
+fn key_entries(
+    audit: &mut Vec<BulkEntry>,
+    clock: &mut Clock,
+    key: &mut ApiKey,
+    imported: bool,
+    earlier: Option<&BulkEarlier>,
+) -> Result<(), StoreError> {
+    let current_prefix = key.prefix.clone();
+    key.created_at = clock.tick();
+    if let Some(earlier) = earlier {
+        key.prefix = earlier.prefix.clone();
+    }
+    let action = if imported { AuditAction::KeyImport } else { AuditAction::KeyCreate };
+    let created = wire(&KeyView { key: key.clone(), rolled_secrets: Vec::new() })?;
+    let (tenant, id) = (key.tenant_id.clone(), key.id.clone());
+    let mut made = entry(key.created_at, action, &tenant, &id, None, Some(created.clone()));
+    if let Some(earlier) = earlier {
+        key.prefix = current_prefix;
+        let rolled_secrets =
+            vec![RolledSecret { prefix: earlier.prefix.clone(), expires_at: earlier.expires_at, last_used_at: None }];
+        let after = wire(&KeyView { key: key.clone(), rolled_secrets })?;
+        audit.push(made);
+        made = entry(clock.tick(), AuditAction::KeyRoll, &tenant, &id, Some(created), Some(after));
+    }
+    audit.push(made);
+    Ok(())
+}
+
+fn entry(
+    at: Millis,
+    action: AuditAction,
+    tenant_id: &str,
+    target_id: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) -> BulkEntry {
+    let audit = Audit { actor: ACTOR, action };
+    BulkEntry { at, audit, tenant_id: Some(tenant_id.to_owned()), target_id: target_id.to_owned(), before, after }
+}
+
+fn wire(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
 fn tenant(index: usize, now: i64) -> Tenant {
@@ -104,5 +222,17 @@ mod tests {
         }
         assert_eq!(counts, BTreeSet::from([1, 2, 3]));
         assert!(wildcards > 0 && wildcards < 60);
+    }
+
+    #[test]
+    fn picked_spreads_exactly_count_indices_over_the_total() {
+        for (count, total) in [(0, 10), (1, 10), (3, 10), (10, 10), (100_000, 1_000_000), (7, 1_000_003)] {
+            let chosen: Vec<usize> = (0..total).filter(|&i| picked(i, count, total)).collect();
+            assert_eq!(chosen.len(), count, "{count} of {total}");
+            if count > 1 {
+                let gaps: BTreeSet<usize> = chosen.windows(2).map(|w| w[1] - w[0]).collect();
+                assert!(gaps.iter().max().unwrap() - gaps.iter().min().unwrap() <= 1, "{gaps:?}");
+            }
+        }
     }
 }

@@ -81,6 +81,16 @@ pub(crate) enum Command {
         /// How many tenants (seed-0, seed-1, …) the keys are spread over.
         #[arg(long, default_value_t = 100)]
         tenants: usize,
+        /// How many of the keys are rolled: one earlier secret each, live for 30 days.
+        #[arg(long, default_value_t = 0)]
+        rolled: usize,
+        /// How many of the keys are imported: secrets in no format of keygate's.
+        #[arg(long, default_value_t = 0)]
+        imported: usize,
+        /// Write the audit entries the tenants' and keys' making would have (actor `seed`,
+        /// spread over the year before).
+        #[arg(long)]
+        audit: bool,
     },
 }
 

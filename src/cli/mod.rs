@@ -56,7 +56,11 @@ impl Cli {
                 clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
                 return Ok(ExitCode::SUCCESS);
             }
-            Command::Seed { keys, tenants } => return seed(self.store, &config, keys, tenants, output).await,
+            Command::Seed { keys, tenants, rolled, imported, audit } => {
+                let plan =
+                    keygate::seed::Plan { keys, tenants, rolled, imported, audit, key_prefix: &config.keys.prefix };
+                return seed(self.store, &config, plan, output).await;
+            }
             Command::Key(KeyCommand::Import { tenant }) => {
                 let target = Target::chosen(self.store, self.admin_url, self.admin_ca_file.as_deref(), &config).await?;
                 return import::import(&target, &tenant, std::io::stdin().lock()).await;
@@ -76,8 +80,7 @@ impl Cli {
 async fn seed(
     store: bool,
     config: &Config,
-    keys: usize,
-    tenants: usize,
+    plan: keygate::seed::Plan<'_>,
     output: Output,
 ) -> Result<ExitCode, StartError> {
     if !store {
@@ -85,12 +88,13 @@ async fn seed(
     }
     let store = keygate::store::open_existing(config).await?;
     let started = std::time::Instant::now();
-    let seeded = keygate::seed::seed(store.as_ref(), keys, tenants, &config.keys.prefix).await;
+    let seeded = keygate::seed::seed(store.as_ref(), plan).await;
     let answer = match seeded {
-        Ok(seeded) => Answer {
-            status: http::StatusCode::OK,
-            body: json!({ "data": { "tenants": seeded.tenants, "keys": seeded.keys, "seconds": started.elapsed().as_secs_f64() } }),
-        },
+        Ok(seeded) => {
+            let mut data = serde_json::to_value(seeded).unwrap_or_default();
+            data["seconds"] = json!(started.elapsed().as_secs_f64());
+            Answer { status: http::StatusCode::OK, body: json!({ "data": data }) }
+        }
         Err(error) => {
             let error = keygate::admin::store_error(error);
             Answer { status: error.code.status(), body: serde_json::to_value(error.envelope()).unwrap_or_default() }

@@ -12,8 +12,8 @@ use crate::model::{Subscription, Tenant, TenantStatus};
 use crate::preflight::PreflightIndex;
 use crate::secret::SecretHash;
 use crate::session::Sessions;
-use crate::store::Store;
 use crate::store::testing::{Elsewhere, memory_config, memory_store};
+use crate::store::{Bulk, Store};
 
 /// What the listener heard, in order.
 #[derive(Default)]
@@ -128,7 +128,7 @@ async fn a_gap_in_the_feed_resyncs_in_full_wherever_it_falls() {
         meta: None,
     };
     instance.elsewhere.update_key(&id, json!({ "name": "renamed" })).await;
-    instance.store.insert_bulk(&[bulk], &[]).await.unwrap();
+    instance.store.insert_bulk(&Bulk { tenants: vec![bulk], ..Bulk::default() }).await.unwrap();
     instance.elsewhere.update_tenant("acme", json!({ "name": "Acme Corp" })).await;
     instance.watch.catch_up().await;
     assert_eq!(instance.heard.take(), ["everything"]);

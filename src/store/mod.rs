@@ -157,6 +157,37 @@ pub enum Rolled {
     Missing,
 }
 
+/// What `Store::insert_bulk` writes in one transaction: a load test's fixture (`keygate seed`).
+#[derive(Debug, Default)]
+pub struct Bulk {
+    pub tenants: Vec<Tenant>,
+    pub keys: Vec<(ApiKey, SecretHash)>,
+    /// Earlier secrets of keys in `keys` (or stored before), as a roll leaves them.
+    pub earlier: Vec<BulkEarlier>,
+    /// Audit entries, numbered in this order after the store's revision.
+    pub audit: Vec<BulkEntry>,
+}
+
+/// An earlier secret of key `key_id`, live until `expires_at`.
+#[derive(Debug)]
+pub struct BulkEarlier {
+    pub key_id: String,
+    pub hash: SecretHash,
+    pub prefix: String,
+    pub expires_at: Millis,
+}
+
+/// An audit entry as a bulk load writes it, at the time it says.
+#[derive(Debug)]
+pub struct BulkEntry {
+    pub at: Millis,
+    pub audit: Audit<'static>,
+    pub tenant_id: Option<String>,
+    pub target_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -188,10 +219,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Tenant>, StoreError>;
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash, audit: Audit<'_>) -> Result<(), StoreError>;
-    /// Many tenants and keys in one transaction (`keygate seed`, a load test's fixture). The feed
-    /// records no change for them, so running instances see a gap and resync in full; the audit
-    /// log records none either.
-    async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError>;
+    /// Many tenants, keys, earlier secrets and audit entries in one transaction (`keygate seed`,
+    /// a load test's fixture). The feed records no change for them, so running instances see a
+    /// gap and resync in full; the audit log holds only the entries given.
+    async fn insert_bulk(&self, bulk: &Bulk) -> Result<(), StoreError>;
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
     /// A tenant's keys ordered by id, those after `after`; only those in `state` at `now` if given.
     async fn keys(

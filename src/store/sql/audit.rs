@@ -22,10 +22,9 @@ pub(super) struct Entry<'a> {
 /// Appends `entry` as number `revision`: the revision its change was just recorded under.
 pub(super) async fn append(tx: &mut sqlx::AnyConnection, revision: i64, entry: Entry<'_>) -> Result<(), StoreError> {
     let text = |value: Option<serde_json::Value>| value.map(|value| value.to_string());
-    sqlx::query(
-        "INSERT INTO audit_log (seq, made_at, actor, action, tenant_id, target_id, before_json, after_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO audit_log ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    )))
     .bind(revision)
     .bind(now_millis())
     .bind(entry.audit.actor.to_owned())
@@ -49,7 +48,7 @@ pub(super) fn key_view_wire(key: &ApiKey, rolled_secrets: Vec<RolledSecret>) -> 
     wire(&KeyView { key: key.clone(), rolled_secrets })
 }
 
-const COLUMNS: &str = "seq, made_at, actor, action, tenant_id, target_id, before_json, after_json";
+pub(super) const COLUMNS: &str = "seq, made_at, actor, action, tenant_id, target_id, before_json, after_json";
 
 /// A page of entries matching `filter`, newest first, below entry `before` if given.
 pub(super) async fn page(

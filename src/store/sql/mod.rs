@@ -11,12 +11,14 @@
 //! `keys` (streaming every key) and `listen` (PostgreSQL's `LISTEN`).
 
 mod audit;
+mod bulk;
 mod dialect;
 mod feed;
 mod keys;
 mod listen;
 mod rows;
 mod secrets;
+mod values;
 
 use std::time::Duration;
 
@@ -38,7 +40,8 @@ use crate::model::{ApiKey, KeyState, KeyWithTenant, Tenant};
 use crate::model::{RolledSecret, SigningKeyView};
 use crate::secret::SecretHash;
 use crate::store::{
-    ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store, StoreError,
+    Bulk, ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store,
+    StoreError,
 };
 use crate::time::Millis;
 
@@ -319,14 +322,9 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn insert_bulk(&self, tenants: &[Tenant], keys: &[(ApiKey, SecretHash)]) -> Result<(), StoreError> {
+    async fn insert_bulk(&self, bulk: &Bulk) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for tenant in tenants {
-            insert_tenant_row(&mut tx, tenant).await?;
-        }
-        insert_key_rows(&mut tx, keys).await?;
-        // A revision with no change recorded: instances see a gap in the feed and resync.
-        sqlx::query("UPDATE keygate_meta SET value = value + 1 WHERE name = 'revision'").execute(&mut *tx).await?;
+        bulk::insert(&mut tx, bulk).await?;
         tx.commit().await?;
         Ok(())
     }
