@@ -357,6 +357,43 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
 }
 
 #[tokio::test]
+async fn seed_writes_rolled_and_imported_keys_and_the_audit_entries_of_their_making() {
+    let store = TestStore::new().await;
+    let cli = Via::Store(&store);
+    assert_eq!(cli.run(&["migrate"]).code, 0);
+    let ran = cli.run(&["seed", "--keys", "30", "--tenants", "2", "--rolled", "5", "--imported", "4", "--audit"]);
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let seeded = &ran.stdout["data"];
+    assert_eq!(
+        [&seeded["keys"], &seeded["rolled"], &seeded["imported"], &seeded["auditEntries"]],
+        [&json!(30), &json!(5), &json!(4), &json!(2 + 30 + 5)]
+    );
+
+    let mut keys = Vec::new();
+    for tenant in ["seed-0", "seed-1"] {
+        keys.extend(cli.ok(&["key", "list", tenant]).as_array().unwrap().clone());
+    }
+    let rolled = keys.iter().filter(|k| k["rolledSecrets"].as_array().unwrap().len() == 1).count();
+    let imported = keys.iter().filter(|k| k["prefix"].as_str().unwrap().starts_with("imp-")).count();
+    assert_eq!((keys.len(), rolled, imported), (30, 5, 4));
+
+    let entries = cli.run(&["audit", "--limit", "100"]).stdout;
+    let entries = entries["data"].as_array().unwrap();
+    assert_eq!(entries.len(), 37);
+    let count = |action: &str| entries.iter().filter(|e| e["action"] == action).count();
+    assert_eq!([count("tenant.create"), count("key.create"), count("key.import"), count("key.roll")], [2, 26, 4, 5]);
+    assert!(entries.iter().all(|e| e["actor"] == "seed"));
+    let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
+    let text = serde_json::to_string(entries).unwrap();
+    assert!(!text.contains("secret\"") && !text.contains("Hash"), "no secret or hash in an entry");
+    // A roll's entry shows the earlier secret it left.
+    let roll = entries.iter().find(|e| e["action"] == "key.roll").unwrap();
+    assert_eq!(roll["before"]["rolledSecrets"], json!([]));
+    assert_eq!(roll["after"]["rolledSecrets"][0]["prefix"], roll["before"]["prefix"]);
+}
+
+#[tokio::test]
 async fn a_taken_address_is_named_with_its_setting_and_quickstart_touches_no_key_before_it_listens() {
     let store = TestStore::new().await;
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
