@@ -2,6 +2,7 @@
 //! window since the Unix epoch so that every instance and backend agrees on when a window
 //! ends. The in-process backend is the embedded default; Redis is the shared one.
 
+mod budget;
 mod failed_auth;
 mod memory;
 mod redis;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use crate::model::RateLimit;
 use crate::time::Millis;
 
+pub use budget::{Budget, BudgetName, Period, Standing, Verdict, decide, ietf_headers};
 pub use failed_auth::FailedAuthentications;
 pub use memory::MemoryLimiter;
 pub use redis::RedisLimiter;
