@@ -178,11 +178,9 @@ impl App {
         self.watch.spawn(stopped.clone());
         self.limiter.spawn_sweeper(stopped.clone());
         crate::metrics::spawn_upkeep(stopped.clone());
-        let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), stopped.clone());
-        let retention = self.config.admin.audit_retention_days;
-        if retention > 0 {
-            spawn_audit_retention(Arc::clone(&self.store), retention, stopped.clone());
-        }
+        let every = Duration::from_secs(self.config.usage.flush_seconds);
+        let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), every, stopped.clone());
+        spawn_retention(Arc::clone(&self.store), &self.config, stopped.clone());
         Background { stop: self.shutdown.clone(), flusher }
     }
 
@@ -263,23 +261,38 @@ impl Background {
     }
 }
 
-/// How often an instance prunes the audit log under a retention.
+/// How often an instance prunes the audit log and usage counts under their retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Prunes entries older than `days` now and every hour after, until `stopped`. Every instance
+/// Prunes audit entries older than `admin.audit_retention_days` and usage hours older than
+/// `usage.retention_days` (0: never), now and every hour after, until `stopped`. Every instance
 /// prunes; a second pruning of the same hour finds nothing left to delete.
-fn spawn_audit_retention(store: Arc<dyn Store>, days: u32, mut stopped: tokio::sync::watch::Receiver<bool>) {
-    let keep = i64::from(days) * 86_400_000;
+fn spawn_retention(store: Arc<dyn Store>, config: &Config, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let days = |days: u32| (days > 0).then_some(i64::from(days) * 86_400_000);
+    let (audit, usage) = (days(config.admin.audit_retention_days), days(config.usage.retention_days));
+    if audit.is_none() && usage.is_none() {
+        return;
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(PRUNE_EVERY);
         loop {
             tokio::select! {
-                _ = tick.tick() => match store.prune_audit(now_millis() - keep).await {
-                    Ok(0) => {}
-                    Ok(pruned) => tracing::info!(pruned, days, "audit entries past admin.audit_retention_days pruned"),
-                    Err(error) => tracing::warn!(%error, "pruning the audit log failed; retrying within the hour"),
-                },
+                _ = tick.tick() => {}
                 _ = stopped.changed() => break,
+            }
+            if let Some(keep) = audit {
+                match store.prune_audit(now_millis() - keep).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "audit entries past admin.audit_retention_days pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning the audit log failed; retrying within the hour"),
+                }
+            }
+            if let Some(keep) = usage {
+                match store.prune_usage(now_millis() - keep).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::info!(pruned, "usage hours past usage.retention_days pruned"),
+                    Err(error) => tracing::warn!(%error, "pruning usage counts failed; retrying within the hour"),
+                }
             }
         }
     });

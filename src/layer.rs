@@ -94,6 +94,9 @@ where
             let started = Instant::now();
             let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
             let decision = pipeline.check(request.method(), request.headers(), peer, &policy).await;
+            // Counted when dropped: with the response's outcome, or as the client's leaving
+            // if this future is dropped before there is one.
+            let mut tally = pipeline.tally(&decision);
             let mut response = match &decision.outcome {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal.clone());
@@ -103,6 +106,9 @@ where
                 Err(error) => error.clone().into_response(),
             };
             finish(&decision, &mut response);
+            if let Some(tally) = &mut tally {
+                tally.answered(&response);
+            }
             metrics.record(response.extensions().get::<ErrorCode>().copied(), response.status(), started);
             Ok(response)
         })

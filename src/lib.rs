@@ -46,8 +46,9 @@
 //! - [`ratelimit`]: fixed-window limiting behind a trait: in process, or on Redis; the
 //!   failed-authentication limit.
 //! - [`store`]: persistence behind a narrow trait, on SQLite or PostgreSQL.
-//! - `cache`, `preflight`, `feed`, [`usage`]: what keeps the hot path off the store, and
-//!   the change feed that keeps it current.
+//! - `cache`, `preflight`, `feed`: what keeps the hot path off the store, and the change feed
+//!   that keeps it current; [`usage`]: requests counted per key and hour (and `lastUsedAt`),
+//!   written behind, and the usage queries.
 //! - [`edge`]: accepting connections, their caps, deadlines and TLS, for both listeners;
 //!   [`shutdown`]: its sequence.
 //! - `gateway`: the public listener's route stack, the reverse proxy and WebSockets;

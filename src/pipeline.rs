@@ -26,7 +26,7 @@ use crate::session::{SessionError, Sessions};
 use crate::store::{Store, StoreError};
 use crate::time::{Millis, now_millis};
 use crate::trusted::TrustedProxies;
-use crate::usage::UsageRecorder;
+use crate::usage::{Tally, UsageRecorder};
 
 pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
 
@@ -118,6 +118,8 @@ pub struct Decision {
     pub cors_origin: Option<Origin>,
     /// The identified key and its tenant, for the request log (also when refused later).
     pub identity: Option<Arc<KeyWithTenant>>,
+    /// When the request was judged, if it counts in usage (it passed steps 1–3).
+    pub counted_at: Option<Millis>,
 }
 
 pub struct Pipeline {
@@ -168,6 +170,7 @@ struct Trail {
     identity: Option<Arc<KeyWithTenant>>,
     /// When the session token checked at step 7 expires.
     session_ends: Option<Millis>,
+    counted_at: Option<Millis>,
 }
 
 /// Whether a judgement counts: a request does (step 4 and usage); judging an open WebSocket
@@ -251,7 +254,20 @@ impl Pipeline {
         {
             self.failed_auth.record(client, now);
         }
-        Decision { outcome, quota: trail.quota, cors_origin: trail.cors_origin, identity: trail.identity }
+        Decision {
+            outcome,
+            quota: trail.quota,
+            cors_origin: trail.cors_origin,
+            identity: trail.identity,
+            counted_at: trail.counted_at,
+        }
+    }
+
+    /// What counts `decision`'s request in usage once dropped, if it counts; it is told the
+    /// response's outcome ([`Tally::answered`]).
+    pub fn tally<'a>(&'a self, decision: &'a Decision) -> Option<Tally<'a>> {
+        let (record, at) = (decision.identity.as_deref()?, decision.counted_at?);
+        Some(self.usage.tally(record, at))
     }
 
     /// Judges again a request that was allowed — an open WebSocket, after a change it depends
@@ -285,7 +301,7 @@ impl Pipeline {
         trail.cors_origin = allowed_origin(&origin, &record);
         check_key_state(&record, now)?; // step 3
         if counting == Counting::Count {
-            self.usage.record(&record.key.id, record.earlier.as_ref().map(|earlier| &earlier.hash), now);
+            trail.counted_at = Some(now);
             trail.quota = self.count_request(&record).await?; // step 4
             check_quota(trail.quota.as_ref())?;
         }

@@ -20,6 +20,7 @@ use crate::config::{AdminRole, SessionAlgorithm};
 use crate::error::{ApiError, ErrorCode, data_response};
 use crate::request_log::log_request;
 use crate::trusted::TrustedProxies;
+use crate::usage::{CSV_TYPE, UsageAnswer, UsageQuery};
 
 /// Admin bodies are small JSON documents.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -35,6 +36,8 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .route("/admin/v1/keys/{key_id}", get(get_key).patch(update_key).delete(delete_key))
         .route("/admin/v1/keys/{key_id}/revoke", post(revoke_key))
         .route("/admin/v1/keys/{key_id}/roll", post(roll_key))
+        .route("/admin/v1/keys/{key_id}/usage", get(key_usage))
+        .route("/admin/v1/tenants/{tenant_id}/usage", get(tenant_usage))
         .route(
             "/admin/v1/signing-keys",
             get(list_signing_keys).post(move |state, caller| rotate_signing_key(state, caller, algorithm)),
@@ -253,4 +256,50 @@ async fn retire_signing_key(
 
 async fn list_audit(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
     Ok(json_page(&admin.audit(&page_query(params)?).await?))
+}
+
+fn usage_query(params: Params) -> Result<UsageQuery, ApiError> {
+    let Query(mut params) =
+        params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
+    Ok(UsageQuery {
+        from: params.remove("from"),
+        to: params.remove("to"),
+        granularity: params.remove("granularity"),
+        group_by: params.remove("groupBy"),
+    })
+}
+
+/// JSON, or CSV when the client asks for `text/csv`.
+fn usage_answer(headers: &http::HeaderMap, answer: &UsageAnswer, by_key: bool) -> Response {
+    let wants_csv = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("text/csv")));
+    match wants_csv {
+        true => ([(header::CONTENT_TYPE, CSV_TYPE)], answer.csv(by_key)).into_response(),
+        false => json_page(answer),
+    }
+}
+
+async fn key_usage(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    params: Params,
+) -> Answer {
+    let query = usage_query(params)?;
+    Ok(usage_answer(&headers, &admin.key_usage(&id, &query).await?, false))
+}
+
+async fn tenant_usage(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+    headers: http::HeaderMap,
+    params: Params,
+) -> Answer {
+    let query = usage_query(params)?;
+    let by_key = query.group_by.is_some();
+    Ok(usage_answer(&headers, &admin.tenant_usage(&id, &query).await?, by_key))
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod fields;
 pub mod tokens;
+mod usage;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

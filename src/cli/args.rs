@@ -64,6 +64,9 @@ pub(crate) enum Command {
     SigningKey(SigningKeyCommand),
     /// The audit log: every admin write, newest first (SPEC §12).
     Audit(AuditArgs),
+    /// Requests counted per hour or day, by outcome (SPEC §13).
+    #[command(subcommand)]
+    Usage(UsageCommand),
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -218,6 +221,39 @@ pub(crate) enum KeyCommand {
         #[arg(long)]
         overlap_seconds: u64,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum UsageCommand {
+    /// One key's usage.
+    Key {
+        id: String,
+        #[command(flatten)]
+        range: UsageRange,
+    },
+    /// A tenant's usage: its keys' summed, deleted keys' included.
+    Tenant {
+        id: String,
+        #[command(flatten)]
+        range: UsageRange,
+        /// `key`: a row per key and bucket.
+        #[arg(long)]
+        group_by: Option<String>,
+    },
+}
+
+/// The buckets a usage query asks for.
+#[derive(Args)]
+pub(crate) struct UsageRange {
+    /// The first bucket's start (RFC 3339, aligned to the granularity), e.g. 2026-12-01T00:00:00Z.
+    #[arg(long)]
+    pub(crate) from: String,
+    /// The end, exclusive: at most 744 hours or 400 days after --from.
+    #[arg(long)]
+    pub(crate) to: String,
+    /// hour (the default) or day (UTC days).
+    #[arg(long)]
+    pub(crate) granularity: Option<String>,
 }
 
 /// `keygate audit`'s filters, each optional.

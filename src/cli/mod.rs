@@ -69,6 +69,7 @@ impl Cli {
             Command::Key(command) => command.request(),
             Command::SigningKey(command) => command.request(),
             Command::Audit(filters) => filters.request(),
+            Command::Usage(command) => command.request(),
         };
         let target = Target::chosen(self.store, self.admin_url, self.admin_ca_file.as_deref(), &config).await?;
         Ok(output.print(target.send(request).await?))

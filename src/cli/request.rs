@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::args::{
     AuditArgs, KeyCommand, KeyFields, PageArgs, RateLimitArgs, RateLimitChange, SigningKeyCommand, TenantCommand,
-    TenantFields,
+    TenantFields, UsageCommand,
 };
 
 /// One admin API request: `path` carries the query string, its parts percent-encoded.
@@ -139,6 +139,26 @@ impl AuditArgs {
     }
 }
 
+impl UsageCommand {
+    pub(crate) fn request(self) -> AdminRequest {
+        let (path, range, group_by) = match self {
+            UsageCommand::Key { id, range } => (format!("/admin/v1/keys/{}/usage", segment(&id)), range, None),
+            UsageCommand::Tenant { id, range, group_by } => {
+                (format!("/admin/v1/tenants/{}/usage", segment(&id)), range, group_by)
+            }
+        };
+        let pairs = [
+            ("from", Some(&range.from)),
+            ("to", Some(&range.to)),
+            ("granularity", range.granularity.as_ref()),
+            ("groupBy", group_by.as_ref()),
+        ];
+        let query: Vec<String> =
+            pairs.iter().filter_map(|(name, value)| Some(format!("{name}={}", segment((*value)?)))).collect();
+        AdminRequest::get(format!("{path}?{}", query.join("&")))
+    }
+}
+
 impl PageArgs {
     /// `?limit=…&cursor=…`, or nothing.
     fn query(&self) -> String {
@@ -230,6 +250,10 @@ pub(crate) fn name_flags(envelope: &mut Value) {
             ("limit", _) => "--limit",
             ("cursor", _) => "--cursor",
             ("meta", _) => "--meta",
+            ("from", _) => "--from",
+            ("to", _) => "--to",
+            ("granularity", _) => "--granularity",
+            ("groupBy", _) => "--group-by",
             _ => continue,
         };
         detail["flag"] = Value::String(flag.to_owned());

@@ -38,6 +38,8 @@ pub(super) const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("sessions", "issuer", Kind::Text),
     ("keys", "prefix", Kind::Text),
     ("admin", "audit_retention_days", Kind::Integer),
+    ("usage", "flush_seconds", Kind::Integer),
+    ("usage", "retention_days", Kind::Integer),
     ("proxy", "connect_timeout_ms", Kind::Integer),
     ("proxy", "response_timeout_ms", Kind::Integer),
     ("proxy", "max_body_bytes", Kind::Integer),

@@ -31,6 +31,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub proxy: ProxyConfig,
     pub admin: AdminConfig,
+    pub usage: UsageConfig,
     /// Gateway routes; the first whose prefix and method match wins.
     pub routes: Vec<RouteConfig>,
 }
@@ -273,6 +274,22 @@ pub struct AdminConfig {
     pub audit_retention_days: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<AdminTokenConfig>,
+}
+
+/// `[usage]` (SPEC §13): how often an instance writes what it counted, and how long hours are
+/// kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    pub flush_seconds: u64,
+    /// Hours older than this many days are pruned; 0 keeps every hour.
+    pub retention_days: u32,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        Self { flush_seconds: 5, retention_days: 400 }
+    }
 }
 
 /// What an admin token may do.

@@ -47,6 +47,13 @@ impl Config {
         if self.admin.audit_retention_days > 36_500 {
             return fail("admin.audit_retention_days", "must be between 0 (keep every entry) and 36500");
         }
+        if !(1..=3600).contains(&self.usage.flush_seconds) {
+            return fail("usage.flush_seconds", "must be between 1 and 3600");
+        }
+        // A month's quota is recovered from the month's hours, so they must be kept.
+        if self.usage.retention_days != 0 && !(32..=36_500).contains(&self.usage.retention_days) {
+            return fail("usage.retention_days", "must be 0 (keep every hour) or between 32 and 36500");
+        }
         if !(1..=1_000_000).contains(&self.server.max_connections) {
             return fail("server.max_connections", "must be between 1 and 1000000");
         }

@@ -188,6 +188,53 @@ pub struct BulkEntry {
     pub after: Option<serde_json::Value>,
 }
 
+/// What an instance counted since its last flush, written in one transaction: `lastUsedAt` of
+/// keys (by id) and of earlier secrets (by hash), and requests per key, hour and outcome, added
+/// to what is stored.
+#[derive(Debug, Default)]
+pub struct UsageBatch {
+    pub last_used: Vec<(String, Millis)>,
+    pub earlier: Vec<(SecretHash, Millis)>,
+    /// One per key, hour and outcome.
+    pub counts: Vec<UsageCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageCount {
+    pub key_id: String,
+    pub tenant_id: String,
+    /// The UTC hour, as the Unix millisecond it starts at.
+    pub hour_start: Millis,
+    pub outcome: &'static str,
+    pub requests: u64,
+}
+
+/// Which usage to read: one key's or one tenant's, over `[from, to)` (aligned to `bucket`), in
+/// buckets of `bucket` milliseconds (an hour or a day), split by key if `by_key`.
+#[derive(Debug, Clone)]
+pub struct UsageSelect {
+    pub of: UsageOf,
+    pub from: Millis,
+    pub to: Millis,
+    pub bucket: Millis,
+    pub by_key: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum UsageOf {
+    Key(String),
+    Tenant(String),
+}
+
+/// Requests of one bucket and outcome (and key, when split by key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub start: Millis,
+    pub key_id: Option<String>,
+    pub outcome: String,
+    pub requests: u64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -259,10 +306,15 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_tenant(&self, id: &str, audit: Audit<'_>) -> Result<Option<bool>, StoreError>;
     /// Every hash key `id` can be presented with, ended earlier secrets included.
     async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError>;
-    /// Write-behind of `lastUsedAt`, of keys (by id) and of earlier secrets of rolled keys (by
-    /// hash), in one transaction; never moves a time back.
-    async fn record_usage(&self, uses: &[(String, Millis)], earlier: &[(SecretHash, Millis)])
-    -> Result<(), StoreError>;
+    /// Write-behind of what an instance counted (SPEC §13), in one transaction: `lastUsedAt`
+    /// never moves back; request counts add to the stored ones. Costs in proportion to the
+    /// batch, never to the keys stored.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+    /// Requests by bucket and outcome (and key), oldest bucket first, then by key and outcome.
+    async fn usage(&self, select: &UsageSelect) -> Result<Vec<UsageRow>, StoreError>;
+    /// Deletes the counts of hours that started before `cutoff` (the retention); how many rows
+    /// went.
+    async fn prune_usage(&self, cutoff: Millis) -> Result<u64, StoreError>;
     /// How many secrets there are to know: every key, revoked ones included, and every earlier
     /// secret of a rolled key.
     async fn key_count(&self) -> Result<u64, StoreError>;

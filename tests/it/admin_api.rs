@@ -232,7 +232,8 @@ async fn last_used_at_is_written_behind() {
     let (key, secret) = app.browser_key("acme", &["sessions:create"]).await;
     let id = key["id"].as_str().unwrap();
     assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
-    let deadline = std::time::Instant::now() + keygate::usage::FLUSH_EVERY * 3;
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(keygate::config::UsageConfig::default().flush_seconds * 3);
     loop {
         let seen = app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
         if seen.body["data"]["lastUsedAt"].is_string() {

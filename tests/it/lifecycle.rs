@@ -159,7 +159,7 @@ async fn an_earlier_secret_s_own_last_use_is_written_behind() {
             assert!(!shown["lastUsedAt"].is_null(), "a use by any secret is the key's use");
             break;
         }
-        let waited = keygate::usage::FLUSH_EVERY * 3;
+        let waited = std::time::Duration::from_secs(keygate::config::UsageConfig::default().flush_seconds * 3);
         assert!(started.elapsed() < waited, "the earlier secret's lastUsedAt not written within {waited:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

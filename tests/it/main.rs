@@ -37,4 +37,5 @@ mod shutdown;
 mod store_outage;
 mod tls;
 mod unknown_keys;
+mod usage;
 mod websocket;

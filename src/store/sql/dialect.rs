@@ -6,6 +6,13 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::config::StoreUrl;
 
+/// The type of a column unpacked from JSON ([`Dialect::json_rows`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum JsonColumn {
+    Text,
+    Integer,
+}
+
 /// What differs between the engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -79,17 +86,37 @@ impl Dialect {
         }
     }
 
+    /// A `SELECT` of the rows of a JSON array of arrays bound as `$1`, the inner arrays'
+    /// elements named `columns` in order: how one statement takes a whole batch.
+    pub(super) fn json_rows(self, columns: &[(&str, JsonColumn)]) -> String {
+        let picked: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(at, (name, kind))| match (self, kind) {
+                (Self::Sqlite, _) => format!("value ->> {at} AS {name}"),
+                (Self::Postgres, JsonColumn::Text) => format!("e ->> {at} AS {name}"),
+                (Self::Postgres, JsonColumn::Integer) => format!("(e ->> {at})::bigint AS {name}"),
+            })
+            .collect();
+        match self {
+            Self::Sqlite => format!("SELECT {} FROM json_each($1)", picked.join(", ")),
+            Self::Postgres => format!("SELECT {} FROM jsonb_array_elements($1::jsonb) AS e", picked.join(", ")),
+        }
+    }
+
     pub(super) fn migrations(self) -> Migrator {
         let scripts = match self {
             Self::Sqlite => [
                 ("init", include_str!("../../../migrations/sqlite/0001_init.sql")),
                 ("changes", include_str!("../../../migrations/sqlite/0002_changes.sql")),
                 ("key_lifecycle", include_str!("../../../migrations/sqlite/0003_key_lifecycle.sql")),
+                ("quotas_and_usage", include_str!("../../../migrations/sqlite/0004_quotas_and_usage.sql")),
             ],
             Self::Postgres => [
                 ("init", include_str!("../../../migrations/postgres/0001_init.sql")),
                 ("changes", include_str!("../../../migrations/postgres/0002_changes.sql")),
                 ("key_lifecycle", include_str!("../../../migrations/postgres/0003_key_lifecycle.sql")),
+                ("quotas_and_usage", include_str!("../../../migrations/postgres/0004_quotas_and_usage.sql")),
             ],
         };
         let migrations = scripts.into_iter().zip(1..).map(|((name, sql), version)| {

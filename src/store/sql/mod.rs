@@ -18,6 +18,7 @@ mod keys;
 mod listen;
 mod rows;
 mod secrets;
+mod usage;
 mod values;
 
 use std::time::Duration;
@@ -41,7 +42,7 @@ use crate::model::{RolledSecret, SigningKeyView};
 use crate::secret::SecretHash;
 use crate::store::{
     Bulk, ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store,
-    StoreError,
+    StoreError, UsageBatch, UsageRow, UsageSelect,
 };
 use crate::time::Millis;
 
@@ -441,33 +442,19 @@ impl Store for SqlStore {
         Ok(Some(true))
     }
 
-    async fn record_usage(
-        &self,
-        uses: &[(String, Millis)],
-        earlier: &[(SecretHash, Millis)],
-    ) -> Result<(), StoreError> {
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        let greatest = self.dialect().greatest();
-        for (id, at) in uses {
-            dynamic(format!(
-                "UPDATE api_keys SET last_used_at = {greatest}(COALESCE(last_used_at, 0), $1) WHERE id = $2"
-            ))
-            .bind(*at)
-            .bind(id.clone())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (hash, at) in earlier {
-            dynamic(format!(
-                "UPDATE rolled_secrets SET last_used_at = {greatest}(COALESCE(last_used_at, 0), $1) WHERE secret_hash = $2"
-            ))
-            .bind(*at)
-            .bind(hash.to_vec())
-            .execute(&mut *tx)
-            .await?;
-        }
+        usage::record(&mut tx, self.dialect(), batch).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn usage(&self, select: &UsageSelect) -> Result<Vec<UsageRow>, StoreError> {
+        usage::read(&self.pool, self.dialect(), select).await
+    }
+
+    async fn prune_usage(&self, cutoff: Millis) -> Result<u64, StoreError> {
+        usage::prune(&self.pool, cutoff).await
     }
 
     async fn key_count(&self) -> Result<u64, StoreError> {

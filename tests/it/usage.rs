@@ -1,0 +1,284 @@
+//! Usage counts (SPEC §13) against a real keygate: every request that passed steps 1–3 is
+//! counted for its key, per UTC hour, by outcome; written behind in one batched write per
+//! `usage.flush_seconds` and at shutdown; read back by key, by tenant (summed or split by key),
+//! by hour or day, as JSON or CSV. Two instances add up exactly.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use keygate::config::Config;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const HOUR: i64 = 3600;
+
+fn counting(config: &mut Config) {
+    config.usage.flush_seconds = 1;
+}
+
+/// `?from=&to=` covering the hour before this one to two after (or the day before to the day
+/// after): the requests of a test all fall inside, whatever hour it runs in.
+fn around_now(granularity: &str) -> String {
+    let unit = if granularity == "day" { 24 * HOUR } else { HOUR };
+    let this = now_seconds() - now_seconds().rem_euclid(unit);
+    format!("from={}&to={}&granularity={granularity}", rfc3339(this - unit), rfc3339(this + 2 * unit))
+}
+
+fn total(answer: &Value) -> u64 {
+    answer["data"].as_array().unwrap().iter().map(|bucket| bucket["requests"].as_u64().unwrap()).sum()
+}
+
+/// Outcomes summed over every bucket (and key) of an answer.
+fn outcomes(answer: &Value) -> Value {
+    let mut sums = serde_json::Map::new();
+    for bucket in answer["data"].as_array().unwrap() {
+        for (outcome, n) in bucket["outcomes"].as_object().unwrap() {
+            let before = sums.get(outcome).and_then(Value::as_u64).unwrap_or(0);
+            sums.insert(outcome.clone(), json!(before + n.as_u64().unwrap()));
+        }
+    }
+    Value::Object(sums)
+}
+
+/// The usage at `path` once it holds `expected` requests (written behind, so polled), and
+/// then read once more after a further flush: nothing is counted twice.
+async fn settled(app: &TestApp, path: &str, expected: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = app.admin_request(Method::GET, path, None).await;
+        assert_eq!(seen.status, 200, "{path}: {}", seen.body);
+        if total(&seen.body) >= expected || Instant::now() > deadline {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let again = app.admin_request(Method::GET, path, None).await;
+            assert_eq!(total(&again.body), expected, "{path}: {}", again.body);
+            return again.body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_request_past_step_3_is_counted_once_by_its_outcome_and_read_by_key_tenant_hour_and_day() {
+    let (app, _upstream) = spawn_gateway(counting).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme", "modules": ["orders"] })).await;
+    let (key, secret) = app.limited_key("acme", &["orders:read", "sessions:create"], 7).await;
+    let (other, other_secret) = app.limited_key("acme", &[], 100).await;
+    let (revoked, revoked_secret) = app.limited_key("acme", &["orders:read"], 100).await;
+    let revoked_id = revoked["id"].as_str().unwrap();
+    app.admin_request(Method::POST, &format!("/admin/v1/keys/{revoked_id}/revoke"), None).await;
+
+    let get = |path: &str| app.request("GET", path).key(&secret);
+    assert_eq!(get("/api/v1/orders").send().await.status, 200);
+    assert_eq!(get("/api/v1/orders").send().await.status, 200);
+    assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
+    assert_eq!(get("/api/v1/open?status=404").send().await.status, 404);
+    assert_eq!(get("/api/v1/open?status=503").send().await.status, 503);
+    app.request("POST", "/api/v1/orders").key(&secret).send().await.assert_error(403, "SCOPE_NOT_GRANTED");
+    get("/api/v1/orders").origin("https://elsewhere.example").send().await.assert_error(403, "ORIGIN_NOT_ALLOWED");
+    // The limit of 7 is used up: refused at step 4, and counted as such.
+    get("/api/v1/orders").send().await.assert_error(429, "RATE_LIMITED");
+    get("/api/v1/orders").send().await.assert_error(429, "RATE_LIMITED");
+    assert_eq!(app.request("GET", "/api/v1/open").key(&other_secret).send().await.status, 200);
+    // Not past step 3: never counted, for no key.
+    app.request("GET", "/api/v1/orders").key(&revoked_secret).send().await.assert_error(401, "API_KEY_REVOKED");
+    app.request("GET", "/api/v1/orders").key("kg_unknown").send().await.assert_error(401, "API_KEY_INVALID");
+    app.request("GET", "/api/v1/orders").send().await.assert_error(401, "API_KEY_REQUIRED");
+
+    let key_id = key["id"].as_str().unwrap();
+    let by_key = settled(&app, &format!("/admin/v1/keys/{key_id}/usage?{}", around_now("hour")), 9).await;
+    let expected = json!({
+        "OK": 3, "UPSTREAM_4XX": 1, "UPSTREAM_5XX": 1, "SCOPE_NOT_GRANTED": 1, "ORIGIN_NOT_ALLOWED": 1,
+        "RATE_LIMITED": 2,
+    });
+    assert_eq!(outcomes(&by_key), expected);
+    let bucket = &by_key["data"][0];
+    let start = bucket["start"].as_str().unwrap();
+    assert!(start.ends_with(":00:00Z"), "buckets start on the hour: {start}");
+    assert!(bucket.get("keyId").is_none());
+    let revoked_usage = app
+        .admin_request(Method::GET, &format!("/admin/v1/keys/{revoked_id}/usage?{}", around_now("hour")), None)
+        .await;
+    assert_eq!(revoked_usage.body, json!({ "data": [] }), "a request refused at step 3 is not counted");
+
+    let tenant = settled(&app, &format!("/admin/v1/tenants/acme/usage?{}", around_now("day")), 10).await;
+    let mut with_other = expected.clone();
+    with_other["OK"] = json!(4);
+    assert_eq!(outcomes(&tenant), with_other);
+    assert!(tenant["data"][0]["start"].as_str().unwrap().ends_with("T00:00:00Z"), "days start at midnight UTC");
+
+    let split = settled(&app, &format!("/admin/v1/tenants/acme/usage?groupBy=key&{}", around_now("hour")), 10).await;
+    let other_id = other["id"].as_str().unwrap();
+    let of = |id: &str| -> u64 {
+        split["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["keyId"] == id)
+            .map(|b| b["requests"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!((of(key_id), of(other_id), of(revoked_id)), (9, 1, 0));
+
+    // The same rows as CSV, with a header line.
+    let csv = app
+        .client
+        .get(format!("{}/admin/v1/tenants/acme/usage?groupBy=key&{}", app.admin, around_now("hour")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.status(), 200);
+    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = csv.text().await.unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header[..6], ["start", "keyId", "requests", "OK", "UPSTREAM_4XX", "UPSTREAM_5XX"]);
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let sum = |key: &str, name: &str| -> u64 {
+        rows.iter().filter(|row| row[1] == key).map(|row| row[column(name)].parse::<u64>().unwrap()).sum()
+    };
+    assert_eq!((sum(key_id, "requests"), sum(key_id, "OK"), sum(key_id, "RATE_LIMITED")), (9, 3, 2));
+    assert_eq!(sum(other_id, "requests"), 1);
+}
+
+#[tokio::test]
+async fn a_usage_query_that_is_not_aligned_ordered_or_bounded_is_refused_with_details() {
+    let app = spawn_app().await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, _) = app.limited_key("acme", &[], 10).await;
+    let id = key["id"].as_str().unwrap();
+    let refused = [
+        ("", vec!["from", "to"]),
+        ("from=2026-12-01T00:00:00Z", vec!["to"]),
+        ("from=2026-12-01T00:30:00Z&to=2026-12-01T02:00:00Z", vec!["from"]),
+        ("from=2026-12-01T00:00:00Z&to=2026-12-01T02:00:00Z&granularity=day", vec!["to"]),
+        ("from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z&granularity=day", vec!["to"]),
+        ("from=2026-12-01T00:00:00Z&to=2026-12-01T00:00:00Z", vec!["to"]),
+        ("from=2026-12-01T00:00:00Z&to=2027-01-01T01:00:00Z", vec!["to"]),
+        ("from=2026-01-01T00:00:00Z&to=2027-02-06T00:00:00Z&granularity=day", vec!["to"]),
+        ("from=yesterday&to=2026-12-01T00:00:00Z&granularity=week", vec!["granularity", "from"]),
+        ("from=2026-12-01T00:00:00Z&to=2026-12-02T00:00:00Z&groupBy=key", vec!["groupBy"]),
+    ];
+    for (query, paths) in refused {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}/usage?{query}"), None).await;
+        seen.assert_error(400, "VALIDATION_ERROR");
+        let named: Vec<&str> =
+            seen.body["error"]["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+        assert_eq!(named, paths, "{query}: {}", seen.body);
+    }
+    let month = "from=2026-12-01T00:00:00Z&to=2027-01-01T00:00:00Z";
+    let seen =
+        app.admin_request(Method::GET, &format!("/admin/v1/tenants/acme/usage?{month}&groupBy=owner"), None).await;
+    seen.assert_error(400, "VALIDATION_ERROR");
+    for path in [format!("/admin/v1/keys/key_nothere/usage?{month}"), format!("/admin/v1/tenants/nobody/usage?{month}")]
+    {
+        app.admin_request(Method::GET, &path, None).await.assert_error(404, "NOT_FOUND");
+    }
+    // A whole month of hours, and a year of days, with nothing in them.
+    let seen = app.admin_request(Method::GET, &format!("/admin/v1/keys/{id}/usage?{month}"), None).await;
+    assert_eq!((seen.status.as_u16(), seen.body.clone()), (200, json!({ "data": [] })));
+    let year = "from=2026-01-01T00:00:00Z&to=2027-02-05T00:00:00Z&granularity=day";
+    assert_eq!(app.admin_request(Method::GET, &format!("/admin/v1/tenants/acme/usage?{year}"), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn two_instances_add_up_exactly_and_a_graceful_stop_writes_what_was_counted() {
+    // Flushed only at shutdown: what reaches the store was written by the stop.
+    let hourly = |config: &mut Config| config.usage.flush_seconds = 3600;
+    let store = TestStore::new().await;
+    let (first, _upstream) = {
+        let upstream = upstream::Upstream::start().await;
+        let routes = gateway_routes(&upstream.url);
+        let first = spawn_in(std::sync::Arc::clone(&store), |config| {
+            config.routes = routes.clone();
+            hourly(config);
+        })
+        .await;
+        (first, upstream)
+    };
+    first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = first.limited_key("acme", &[], 1000).await;
+    let routes = first.config.routes.clone();
+    let second = spawn_in(std::sync::Arc::clone(&store), |config| {
+        config.routes = routes;
+        hourly(config);
+    })
+    .await;
+    let mut sent = Vec::new();
+    for (app, n) in [(&first, 5), (&second, 7)] {
+        for _ in 0..n {
+            sent.push(app.request("GET", "/api/v1/open").key(&secret).send());
+        }
+    }
+    for seen in futures_util::future::join_all(sent).await {
+        assert_eq!(seen.status, 200);
+    }
+    let id = key["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/keys/{id}/usage?{}", around_now("hour"));
+    assert_eq!(total(&first.admin_request(Method::GET, &path, None).await.body), 0, "nothing flushed yet");
+    first.stop().await;
+    second.stop().await;
+    let third = spawn_in(store, |_| {}).await;
+    let answer = third.admin_request(Method::GET, &path, None).await.body;
+    assert_eq!((total(&answer), outcomes(&answer)), (12, json!({ "OK": 12 })), "{answer}");
+    let seen = third.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await;
+    assert!(seen.body["data"]["lastUsedAt"].is_string(), "lastUsedAt is written with the counts");
+}
+
+#[tokio::test]
+async fn a_deleted_key_s_usage_stays_in_its_tenant_s() {
+    let (app, _upstream) = spawn_gateway(counting).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = app.limited_key("acme", &[], 100).await;
+    for _ in 0..3 {
+        assert_eq!(app.request("GET", "/api/v1/open").key(&secret).send().await.status, 200);
+    }
+    let tenant = format!("/admin/v1/tenants/acme/usage?{}", around_now("hour"));
+    settled(&app, &tenant, 3).await;
+    let id = key["id"].as_str().unwrap();
+    assert_eq!(app.admin_request(Method::DELETE, &format!("/admin/v1/keys/{id}"), None).await.status, 204);
+    let path = format!("/admin/v1/keys/{id}/usage?{}", around_now("hour"));
+    app.admin_request(Method::GET, &path, None).await.assert_error(404, "NOT_FOUND");
+    assert_eq!(total(&app.admin_request(Method::GET, &tenant, None).await.body), 3);
+}
+
+#[tokio::test]
+async fn a_request_whose_client_leaves_before_the_answer_is_still_counted() {
+    let (app, upstream) = spawn_gateway(counting).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = app.limited_key("acme", &[], 100).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(500)).build().unwrap();
+    let gone = impatient.get(format!("{}/api/v1/slow", app.public)).bearer_auth(&secret).send().await;
+    assert!(gone.is_err(), "the client gave up");
+    let id = key["id"].as_str().unwrap();
+    let answer = settled(&app, &format!("/admin/v1/keys/{id}/usage?{}", around_now("hour")), 1).await;
+    assert_eq!(upstream.count(), 1, "it reached the upstream");
+    assert_eq!(outcomes(&answer), json!({ "CLIENT_CLOSED": 1 }), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reads_usage_through_the_api_and_on_the_store() {
+    let (app, _upstream) = spawn_gateway(counting).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = app.limited_key("acme", &[], 100).await;
+    for _ in 0..2 {
+        assert_eq!(app.request("GET", "/api/v1/open").key(&secret).send().await.status, 200);
+    }
+    let id = key["id"].as_str().unwrap();
+    settled(&app, &format!("/admin/v1/keys/{id}/usage?{}", around_now("hour")), 2).await;
+    let this_hour = now_seconds() - now_seconds().rem_euclid(HOUR);
+    let (from, to) = (rfc3339(this_hour - HOUR), rfc3339(this_hour + 2 * HOUR));
+    let range = ["--from", from.as_str(), "--to", to.as_str()];
+    let over_api = common::cli::Via::Api(&app).ok(&[&["usage", "key", id][..], &range].concat());
+    assert_eq!(total(&json!({ "data": over_api })), 2);
+    let store = common::cli::Via::Store(&app.test_store);
+    let split = store.ok(&[&["usage", "tenant", "acme", "--group-by", "key"][..], &range].concat());
+    assert_eq!((split[0]["keyId"].as_str(), split[0]["outcomes"]["OK"].as_u64()), (Some(id), Some(2)));
+    let bad = store.run(&["usage", "key", id, "--from", "2026-12-01T00:30:00Z", "--to", to.as_str()]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("--from") && bad.stderr.contains("aligned"), "{}", bad.stderr);
+}
