@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 
-use super::Quota;
+use super::window::Quota;
 use crate::time::Millis;
 
 /// A quota's period: a UTC calendar day or month.
@@ -222,7 +222,7 @@ mod tests {
     fn a_window_alone_decides_as_before() {
         let rate = crate::model::RateLimit { limit: 2, window_seconds: 60 };
         for (count, now) in [(0, 10_000), (1, 59_500), (2, 59_999)] {
-            let end = super::super::window_end(rate, now);
+            let end = crate::ratelimit::window_end(rate, now);
             let verdict = decide(&[budget(BudgetName::Window, 2, (end - 60, end), count)], now);
             assert_eq!(verdict.quota, Quota::decide(rate, count, now).0);
         }
