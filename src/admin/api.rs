@@ -102,9 +102,15 @@ async fn envelope_errors(request: Request, next: Next) -> Response {
 type Answer = Result<Response, ApiError>;
 type Params = Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>;
 
-fn page_query(params: Params) -> Result<PageQuery, ApiError> {
-    let Query(mut params) =
+/// The query string's parameters, or the envelope for one that does not parse.
+fn query_params(params: Params) -> Result<HashMap<String, String>, ApiError> {
+    let Query(params) =
         params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
+    Ok(params)
+}
+
+fn page_query(params: Params) -> Result<PageQuery, ApiError> {
+    let mut params = query_params(params)?;
     Ok(PageQuery {
         limit: params.remove("limit"),
         cursor: params.remove("cursor"),
@@ -259,8 +265,7 @@ async fn list_audit(State(admin): State<Arc<Admin>>, params: Params) -> Answer {
 }
 
 fn usage_query(params: Params) -> Result<UsageQuery, ApiError> {
-    let Query(mut params) =
-        params.map_err(|_| ApiError::new(ErrorCode::ValidationError, "the query string is malformed"))?;
+    let mut params = query_params(params)?;
     Ok(UsageQuery {
         from: params.remove("from"),
         to: params.remove("to"),
@@ -270,7 +275,7 @@ fn usage_query(params: Params) -> Result<UsageQuery, ApiError> {
 }
 
 /// JSON, or CSV when the client asks for `text/csv`.
-fn usage_answer(headers: &http::HeaderMap, answer: &UsageAnswer, by_key: bool) -> Response {
+fn usage_answer(headers: &http::HeaderMap, answer: &UsageAnswer) -> Response {
     let wants_csv = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -278,7 +283,7 @@ fn usage_answer(headers: &http::HeaderMap, answer: &UsageAnswer, by_key: bool) -
         .flat_map(|value| value.split(','))
         .any(|item| item.split(';').next().is_some_and(|media| media.trim().eq_ignore_ascii_case("text/csv")));
     match wants_csv {
-        true => ([(header::CONTENT_TYPE, CSV_TYPE)], answer.csv(by_key)).into_response(),
+        true => ([(header::CONTENT_TYPE, CSV_TYPE)], answer.csv()).into_response(),
         false => json_page(answer),
     }
 }
@@ -290,7 +295,7 @@ async fn key_usage(
     params: Params,
 ) -> Answer {
     let query = usage_query(params)?;
-    Ok(usage_answer(&headers, &admin.key_usage(&id, &query).await?, false))
+    Ok(usage_answer(&headers, &admin.key_usage(&id, &query).await?))
 }
 
 async fn tenant_usage(
@@ -300,6 +305,5 @@ async fn tenant_usage(
     params: Params,
 ) -> Answer {
     let query = usage_query(params)?;
-    let by_key = query.group_by.is_some();
-    Ok(usage_answer(&headers, &admin.tenant_usage(&id, &query).await?, by_key))
+    Ok(usage_answer(&headers, &admin.tenant_usage(&id, &query).await?))
 }

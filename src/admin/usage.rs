@@ -10,13 +10,13 @@ impl Admin {
     pub async fn key_usage(&self, id: &str, query: &UsageQuery) -> Result<UsageAnswer, ApiError> {
         let select = query.select(UsageOf::Key(id.to_owned()))?;
         self.store.key(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("API key"))?;
-        Ok(UsageAnswer::of(self.store.usage(&select).await.map_err(store_error)?))
+        Ok(UsageAnswer::of(self.store.usage(&select).await.map_err(store_error)?, select.by_key))
     }
 
     /// Deleted keys' usage included: a tenant's usage is what it was billed for.
     pub async fn tenant_usage(&self, id: &str, query: &UsageQuery) -> Result<UsageAnswer, ApiError> {
         let select = query.select(UsageOf::Tenant(id.to_owned()))?;
         self.tenant(id).await?;
-        Ok(UsageAnswer::of(self.store.usage(&select).await.map_err(store_error)?))
+        Ok(UsageAnswer::of(self.store.usage(&select).await.map_err(store_error)?, select.by_key))
     }
 }

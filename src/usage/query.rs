@@ -94,6 +94,9 @@ impl UsageQuery {
 #[derive(Debug, Serialize)]
 pub struct UsageAnswer {
     pub data: Vec<Bucket>,
+    /// Whether the buckets are split by key (`groupBy=key`): CSV then has a `keyId` column.
+    #[serde(skip)]
+    pub by_key: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,8 +111,9 @@ pub struct Bucket {
 }
 
 impl UsageAnswer {
-    /// Rows as the store returns them (ordered by bucket, key, outcome) made into buckets.
-    pub fn of(rows: Vec<UsageRow>) -> Self {
+    /// Rows as the store returns them (ordered by bucket, key, outcome) made into buckets. The
+    /// store keeps no row of zero requests, so no bucket is empty.
+    pub fn of(rows: Vec<UsageRow>, by_key: bool) -> Self {
         let mut data: Vec<Bucket> = Vec::new();
         for row in rows {
             let same = data.last().is_some_and(|last| last.start == row.start && last.key_id == row.key_id);
@@ -121,13 +125,12 @@ impl UsageAnswer {
                 *bucket.outcomes.entry(row.outcome).or_default() += row.requests;
             }
         }
-        data.retain(|bucket| bucket.requests > 0);
-        Self { data }
+        Self { data, by_key }
     }
 
     /// The same rows as CSV: `start`, `keyId` when split by key, `requests`, then a column per
     /// outcome — `OK`, `UPSTREAM_4XX`, `UPSTREAM_5XX` always, any other that occurs after them.
-    pub fn csv(&self, by_key: bool) -> String {
+    pub fn csv(&self) -> String {
         let mut outcomes: Vec<&str> = LEADING_OUTCOMES.to_vec();
         let others: std::collections::BTreeSet<&str> = self
             .data
@@ -137,7 +140,7 @@ impl UsageAnswer {
             .collect();
         outcomes.extend(others);
         let mut header = vec!["start"];
-        if by_key {
+        if self.by_key {
             header.push("keyId");
         }
         header.push("requests");
@@ -146,7 +149,7 @@ impl UsageAnswer {
         text.push_str("\r\n");
         for bucket in &self.data {
             let mut fields = vec![format_rfc3339(bucket.start)];
-            if by_key {
+            if self.by_key {
                 // Key ids are `key_` and base62 (or an imported key's id, of the same shape):
                 // nothing in them needs quoting.
                 fields.push(bucket.key_id.clone().unwrap_or_default());
@@ -216,21 +219,24 @@ mod tests {
             outcome: outcome.into(),
             requests,
         };
-        let answer = UsageAnswer::of(vec![
-            row(0, Some("key_a"), "OK", 3),
-            row(0, Some("key_a"), "RATE_LIMITED", 2),
-            row(0, Some("key_b"), "OK", 1),
-            row(HOUR, Some("key_a"), "UPSTREAM_5XX", 4),
-        ]);
+        let answer = UsageAnswer::of(
+            vec![
+                row(0, Some("key_a"), "OK", 3),
+                row(0, Some("key_a"), "RATE_LIMITED", 2),
+                row(0, Some("key_b"), "OK", 1),
+                row(HOUR, Some("key_a"), "UPSTREAM_5XX", 4),
+            ],
+            true,
+        );
         assert_eq!(answer.data.len(), 3);
         assert_eq!((answer.data[0].requests, answer.data[0].outcomes["RATE_LIMITED"]), (5, 2));
         assert_eq!(
-            answer.csv(true),
+            answer.csv(),
             "start,keyId,requests,OK,UPSTREAM_4XX,UPSTREAM_5XX,RATE_LIMITED\r\n\
              1970-01-01T00:00:00Z,key_a,5,3,0,0,2\r\n\
              1970-01-01T00:00:00Z,key_b,1,1,0,0,0\r\n\
              1970-01-01T01:00:00Z,key_a,4,0,0,4,0\r\n"
         );
-        assert_eq!(UsageAnswer::of(Vec::new()).csv(false), "start,requests,OK,UPSTREAM_4XX,UPSTREAM_5XX\r\n");
+        assert_eq!(UsageAnswer::of(Vec::new(), false).csv(), "start,requests,OK,UPSTREAM_4XX,UPSTREAM_5XX\r\n");
     }
 }

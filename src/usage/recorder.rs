@@ -124,7 +124,7 @@ impl UsageRecorder {
                 index
             }
         });
-        lock(&self.shards[index % self.shards.len()].0)
+        lock(&self.shards[index].0)
     }
 
     /// Writes what is pending, merged from every shard. On a store error it is kept for the
