@@ -147,15 +147,9 @@ impl UsageCommand {
                 (format!("/admin/v1/tenants/{}/usage", segment(&id)), range, group_by)
             }
         };
-        let pairs = [
-            ("from", Some(&range.from)),
-            ("to", Some(&range.to)),
-            ("granularity", range.granularity.as_ref()),
-            ("groupBy", group_by.as_ref()),
-        ];
-        let query: Vec<String> =
-            pairs.iter().filter_map(|(name, value)| Some(format!("{name}={}", segment((*value)?)))).collect();
-        AdminRequest::get(format!("{path}?{}", query.join("&")))
+        let (from, to) = (Some(range.from), Some(range.to));
+        let pairs = [("from", &from), ("to", &to), ("granularity", &range.granularity), ("groupBy", &group_by)];
+        AdminRequest::get(format!("{path}{}", query_string(pairs)))
     }
 }
 
@@ -167,11 +161,15 @@ impl PageArgs {
 
     /// The query string of the page and of a list's own filters (`None`: not given).
     fn query_with(&self, filters: &[(&str, &Option<String>)]) -> String {
-        let pairs = filters.iter().copied().chain([("limit", &self.limit), ("cursor", &self.cursor)]);
-        let parts: Vec<String> =
-            pairs.filter_map(|(name, value)| Some(format!("{name}={}", segment(value.as_ref()?)))).collect();
-        if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+        query_string(filters.iter().copied().chain([("limit", &self.limit), ("cursor", &self.cursor)]))
     }
+}
+
+/// `?name=value&…` of the pairs given (`None`: left out), values percent-encoded; or nothing.
+fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a Option<String>)>) -> String {
+    let parts: Vec<String> =
+        pairs.into_iter().filter_map(|(name, value)| Some(format!("{name}={}", segment(value.as_ref()?)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
 impl RateLimitArgs {
