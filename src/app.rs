@@ -25,7 +25,7 @@ use crate::gateway::websocket::OpenSockets;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
-use crate::ratelimit::{MemoryLimiter, RateLimiter, RedisLimiter};
+use crate::ratelimit::{MemoryLimiter, QuotaSeeds, RateLimiter, RedisLimiter};
 use crate::reload::Reloader;
 use crate::session::Sessions;
 use crate::shutdown::ShutdownSwitch;
@@ -67,22 +67,25 @@ impl App {
         // The filter of known keys and the preflight index, streamed from the store.
         watch.load().await?;
         // In process: the limiter itself, or the fallback of the shared one.
-        let limiter = MemoryLimiter::new();
+        // Quotas start from the store's usage counts where the limiter holds none.
+        let seeds = QuotaSeeds::new(Arc::clone(&store));
+        let limiter = MemoryLimiter::new(seeds.clone());
         let shared: Arc<dyn RateLimiter> = match &config.rate_limit.url {
             LimiterUrl::Memory => Arc::new(limiter.clone()),
-            LimiterUrl::Redis(url) => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref())?),
+            LimiterUrl::Redis(url) => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref(), seeds)?),
         };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(
             &config,
             Arc::clone(&store),
             Arc::clone(&watch),
-            shared,
+            Arc::clone(&shared),
             limiter.clone(),
             sessions,
             usage.clone(),
         ));
-        let admin = Arc::new(Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch))));
+        let admin = Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch)));
+        let admin = Arc::new(admin.with_quotas(shared));
         let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
         watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn crate::feed::FeedListener>));
         let admin_tokens = AdminTokens::of(&config);

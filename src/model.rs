@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::origin::OriginPattern;
@@ -60,6 +61,79 @@ pub struct RateLimit {
     pub window_seconds: u64,
 }
 
+/// A quota's period (SPEC §13): a UTC calendar day or month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    Month,
+}
+
+impl Period {
+    pub const ALL: [Period; 2] = [Period::Day, Period::Month];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "day" => Some(Self::Day),
+            "month" => Some(Self::Month),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Day => "day",
+            Self::Month => "month",
+        }
+    }
+
+    /// Unix seconds at which the period holding `now` starts and ends (exclusive).
+    pub fn bounds(self, now: Millis) -> (i64, i64) {
+        let today = DateTime::<Utc>::from_timestamp_millis(now).unwrap_or_default().date_naive();
+        let (start, end) = match self {
+            Self::Day => (today, today.succ_opt().unwrap_or(NaiveDate::MAX)),
+            Self::Month => {
+                let first = today.with_day(1).unwrap_or(today);
+                let next = if first.month() == 12 {
+                    NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
+                } else {
+                    NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
+                };
+                (first, next.unwrap_or(NaiveDate::MAX))
+            }
+        };
+        let seconds = |date: NaiveDate| date.and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp());
+        (seconds(start), seconds(end))
+    }
+}
+
+/// A quota of a tenant or key (SPEC §13): at most `limit` requests a `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaPlan {
+    pub limit: u64,
+    pub period: Period,
+    /// How much of the current period is used: filled in by the admin API when it shows the
+    /// object, never stored.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<QuotaUsed>,
+}
+
+/// The read-only part of a shown quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaUsed {
+    pub used: u64,
+    #[serde(with = "rfc3339")]
+    pub resets_at: Millis,
+}
+
+impl QuotaPlan {
+    pub fn new(limit: u64, period: Period) -> Self {
+        Self { limit, period, standing: None }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tenant {
@@ -69,6 +143,7 @@ pub struct Tenant {
     pub subscription: Subscription,
     pub modules: BTreeSet<String>,
     pub rate_limit: Option<RateLimit>,
+    pub quota: Option<QuotaPlan>,
     #[serde(with = "rfc3339")]
     pub created_at: Millis,
     pub meta: Option<Meta>,
@@ -90,6 +165,7 @@ pub struct ApiKey {
     #[serde(with = "rfc3339::option")]
     pub revoked_at: Option<Millis>,
     pub rate_limit: Option<RateLimit>,
+    pub quota: Option<QuotaPlan>,
     #[serde(with = "rfc3339")]
     pub created_at: Millis,
     #[serde(with = "rfc3339::option")]

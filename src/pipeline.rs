@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::feed::StoreWatch;
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
 use crate::origin::Origin;
-use crate::ratelimit::{FailedAuthentications, MemoryLimiter, Quota, RateLimiter};
+use crate::ratelimit::{BudgetName, Budgets, FailedAuthentications, MemoryLimiter, Quota, RateLimiter, ietf_headers};
 use crate::scope::Scope;
 use crate::secret::{hash_secret, is_well_formed};
 use crate::session::{SessionError, Sessions};
@@ -114,6 +114,8 @@ pub struct Principal {
 pub struct Decision {
     pub outcome: Result<Principal, ApiError>,
     pub quota: Option<Quota>,
+    /// `RateLimit-Policy` and `RateLimit`, when `rate_limit.ietf_headers` is on.
+    pub ietf: Option<(String, String)>,
     /// Set exactly when the origin is on the identified key's allowlist.
     pub cors_origin: Option<Origin>,
     /// The identified key and its tenant, for the request log (also when refused later).
@@ -136,6 +138,7 @@ pub struct Pipeline {
     /// `keys.headers`: where a key may come from, and what a request without one is told.
     key_headers: KeyHeaders,
     default_rate: DefaultRate,
+    ietf_headers: bool,
     failed_auth: FailedAuthentications,
     trusted: TrustedProxies,
 }
@@ -166,6 +169,8 @@ impl DefaultRate {
 #[derive(Default)]
 struct Trail {
     quota: Option<Quota>,
+    /// `RateLimit-Policy` and `RateLimit`, when `rate_limit.ietf_headers` is on.
+    ietf: Option<(String, String)>,
     cors_origin: Option<Origin>,
     identity: Option<Arc<KeyWithTenant>>,
     /// When the session token checked at step 7 expires.
@@ -205,6 +210,7 @@ impl Pipeline {
                 limit: config.rate_limit.limit,
                 window_seconds: config.rate_limit.window_seconds,
             }),
+            ietf_headers: config.rate_limit.ietf_headers,
             failed_auth: FailedAuthentications::new(config.failed_auth_rate(), config.trusted_proxies()),
             trusted: config.trusted_proxies(),
         }
@@ -257,6 +263,7 @@ impl Pipeline {
         Decision {
             outcome,
             quota: trail.quota,
+            ietf: trail.ietf,
             cors_origin: trail.cors_origin,
             identity: trail.identity,
             counted_at: trail.counted_at,
@@ -302,8 +309,7 @@ impl Pipeline {
         check_key_state(&record, now)?; // step 3
         if counting == Counting::Count {
             trail.counted_at = Some(now);
-            trail.quota = self.count_request(&record).await?; // step 4
-            check_quota(trail.quota.as_ref())?;
+            self.count_request(&record, trail).await?; // step 4
         }
         check_standing(&record)?; // step 5
         let allowed = trail.cors_origin.is_some();
@@ -348,27 +354,53 @@ impl Pipeline {
 
     /// Step 4. Every request that passed steps 1–3 counts. `None` when the backend failed and
     /// the request is let through uncounted (`on_backend_error = "allow"`).
-    async fn count_request(&self, record: &KeyWithTenant) -> Result<Option<Quota>, ApiError> {
-        let rate = record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or_else(|| self.default_rate.get());
-        let quota = match self.limiter.hit(&record.key.id, rate).await {
-            Ok(quota) => quota,
+    /// Step 4: every budget of the key (SPEC §13), on the limiter, or as
+    /// `rate_limit.on_backend_error` says when it fails.
+    async fn count_request(&self, record: &KeyWithTenant, trail: &mut Trail) -> Result<(), ApiError> {
+        let budgets = Budgets {
+            key_id: &record.key.id,
+            tenant_id: &record.tenant.id,
+            window: record.key.rate_limit.or(record.tenant.rate_limit).unwrap_or_else(|| self.default_rate.get()),
+            key_quota: record.key.quota,
+            tenant_quota: record.tenant.quota,
+        };
+        let verdict = match self.limiter.hit(&budgets).await {
+            Ok(verdict) => verdict,
             Err(error) => match crate::metrics::limiter_failed(self.on_backend_error) {
                 OnBackendError::Allow => {
                     tracing::warn!(%error, "rate limiter failed; request let through");
-                    return Ok(None);
+                    return Ok(());
                 }
-                OnBackendError::Local => self.local_limiter.hit_at(&record.key.id, rate, now_millis()),
+                OnBackendError::Local => match self.local_limiter.hit(&budgets).await {
+                    Ok(verdict) => verdict,
+                    Err(local) => {
+                        tracing::warn!(%error, %local, "rate limiter and its local fallback failed; request denied");
+                        return Err(ApiError::unavailable("rate limiting is unavailable; retry shortly"));
+                    }
+                },
                 OnBackendError::Deny => {
                     tracing::warn!(%error, "rate limiter failed; request denied");
                     return Err(ApiError::unavailable("rate limiting is unavailable; retry shortly"));
                 }
             },
         };
-        Ok(Some(quota))
+        trail.quota = Some(verdict.quota);
+        if self.ietf_headers {
+            trail.ietf = Some(ietf_headers(&verdict.budgets, now_millis()));
+        }
+        match verdict.refused_by {
+            None => Ok(()),
+            Some(budget) => {
+                let message = match budget {
+                    BudgetName::Window => "rate limit exceeded; retry after the window resets",
+                    BudgetName::KeyQuota => "the key's quota is used up; retry after it resets",
+                    BudgetName::TenantQuota => "the tenant's quota is used up; retry after it resets",
+                };
+                Err(ApiError::new(ErrorCode::RateLimited, message).with_retry_after(verdict.quota.retry_after))
+            }
+        }
     }
 
-    /// Step 7: on the browser channel a write needs a session, and a presented token is
-    /// always checked. `Some`: when the token checked expires.
     fn check_session(
         &self,
         headers: &HeaderMap,
@@ -506,17 +538,6 @@ fn check_key_state(record: &KeyWithTenant, now: Millis) -> Result<(), ApiError> 
 }
 
 /// Step 4, the verdict.
-fn check_quota(quota: Option<&Quota>) -> Result<(), ApiError> {
-    match quota {
-        Some(quota) if !quota.allowed => {
-            Err(ApiError::new(ErrorCode::RateLimited, "rate limit exceeded; retry after the window resets")
-                .with_retry_after(quota.retry_after))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Step 5. `trialing` is in good standing.
 fn check_standing(record: &KeyWithTenant) -> Result<(), ApiError> {
     let tenant = &record.tenant;
     if tenant.status == TenantStatus::Suspended {
@@ -582,6 +603,15 @@ impl Decision {
             headers.insert(LIMIT, HeaderValue::from(quota.limit));
             headers.insert(REMAINING, HeaderValue::from(quota.remaining));
             headers.insert(RESET, HeaderValue::from(quota.reset));
+        }
+        if let Some((policy, left)) = &self.ietf {
+            const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+            const LEFT: HeaderName = HeaderName::from_static("ratelimit");
+            // Names and whole numbers only: always a valid header value.
+            if let (Ok(policy), Ok(left)) = (HeaderValue::from_str(policy), HeaderValue::from_str(left)) {
+                headers.insert(POLICY, policy);
+                headers.insert(LEFT, left);
+            }
         }
         if let Some(origin) = &self.cors_origin {
             crate::cors::add_response_headers(headers, origin);

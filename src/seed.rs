@@ -89,6 +89,7 @@ pub async fn seed(store: &dyn Store, plan: Plan<'_>) -> Result<Seeded, StoreErro
             expires_at: None,
             revoked_at: None,
             rate_limit: None,
+            quota: None,
             created_at: now,
             last_used_at: None,
             meta: None,
@@ -189,6 +190,7 @@ fn tenant(index: usize, now: i64) -> Tenant {
         subscription: Subscription::Active,
         modules: BTreeSet::from(["orders".to_owned()]),
         rate_limit: None,
+        quota: None,
         created_at: now,
         meta: None,
     }

@@ -302,6 +302,7 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             rate_limit: None,
+            quota: None,
             created_at: 0,
             last_used_at: None,
             meta: None,

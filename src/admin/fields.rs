@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, Detail};
-use crate::model::RateLimit;
+use crate::model::{Period, QuotaPlan, RateLimit};
 
 pub struct Fields {
     fields: Map<String, Value>,
@@ -165,6 +165,41 @@ pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Optio
     let window_seconds = number("windowSeconds", 86_400);
     match (limit, window_seconds) {
         (Some(limit), Some(window_seconds)) if details.len() == before => Some(RateLimit { limit, window_seconds }),
+        _ => None,
+    }
+}
+
+/// The largest quota: far above any plan, well inside the store's BIGINT.
+pub const MAX_QUOTA: u64 = 1_000_000_000_000;
+
+/// `{"limit": 1..=10^12, "period": "day" | "month"}` (SPEC §13); `used` and `resetsAt` are
+/// what the admin API shows, never written.
+pub fn quota(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<QuotaPlan> {
+    let Some(object) = value.as_object() else {
+        details.push(Detail::new(path, "must be an object {\"limit\", \"period\"}, or null to remove the quota"));
+        return None;
+    };
+    let before = details.len();
+    for name in object.keys().filter(|k| !["limit", "period"].contains(&k.as_str())) {
+        let why = match name.as_str() {
+            "used" | "resetsAt" => "is read-only: keygate counts it",
+            _ => "unknown field",
+        };
+        details.push(Detail::new(format!("{path}.{name}"), why));
+    }
+    let limit = match object.get("limit").and_then(whole_number) {
+        Some(n) if (1..=MAX_QUOTA).contains(&n) => Some(n),
+        _ => {
+            details.push(Detail::new(format!("{path}.limit"), format!("must be a whole number from 1 to {MAX_QUOTA}")));
+            None
+        }
+    };
+    let period = object.get("period").and_then(Value::as_str).and_then(Period::parse);
+    if period.is_none() {
+        details.push(Detail::new(format!("{path}.period"), "must be day or month (UTC calendar periods)"));
+    }
+    match (limit, period) {
+        (Some(limit), Some(period)) if details.len() == before => Some(QuotaPlan::new(limit, period)),
         _ => None,
     }
 }

@@ -16,16 +16,17 @@ use crate::config::SessionAlgorithm;
 use crate::error::{ApiError, Detail, ErrorCode};
 use crate::feed::StoreWatch;
 use crate::model::{
-    ApiKey, CreatedKey, KeyState, KeyView, Meta, RateLimit, RolledSecret, SigningKeyView, Subscription, Tenant,
-    TenantStatus,
+    ApiKey, CreatedKey, KeyState, KeyView, Meta, QuotaPlan, RateLimit, RolledSecret, SigningKeyView, Subscription,
+    Tenant, TenantStatus,
 };
 use crate::origin::OriginPattern;
+use crate::ratelimit::{MemoryLimiter, QuotaOf, QuotaSeeds, RateLimiter};
 use crate::scope::Scope;
 use crate::secret::{SecretHash, generate_secret, random_base62};
 use crate::session::generate_key;
 use crate::store::{Roll, Rolled, Store, StoreError};
 use crate::time::{Millis, now_millis, parse_rfc3339};
-use fields::{Fields, list, nullable, parsed, rate_limit, text, whole};
+use fields::{Fields, list, nullable, parsed, quota, rate_limit, text, whole};
 
 const MAX_NAME: usize = 200;
 const MAX_LIST: usize = 100;
@@ -62,6 +63,9 @@ pub struct Admin {
     key_prefix: String,
     /// Refreshes this instance's caches after a write (absent in the CLI).
     watch: Option<Arc<StoreWatch>>,
+    /// What the quotas shown have used: the serving limiter's counts, or (in the CLI) the
+    /// store's usage counts.
+    quotas: Arc<dyn RateLimiter>,
 }
 
 /// A store failure as the admin API answers it.
@@ -115,6 +119,7 @@ struct TenantFields {
     subscription: Option<Subscription>,
     modules: Option<BTreeSet<String>>,
     rate_limit: Option<Option<RateLimit>>,
+    quota: Option<Option<QuotaPlan>>,
     meta: Option<Option<Meta>>,
 }
 
@@ -128,6 +133,7 @@ fn read_tenant_fields(body: &mut Fields, name_required: bool) -> TenantFields {
         subscription: body.optional("subscription", &parsed(subscription)),
         modules: body.optional("modules", &list(MAX_LIST, &module)).map(|m| m.into_iter().collect()),
         rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+        quota: body.optional("quota", &nullable(&quota)),
         meta: body.optional("meta", &nullable(&meta)),
     }
 }
@@ -148,6 +154,7 @@ struct KeyFields {
     allowed_origins: Option<Vec<OriginPattern>>,
     expires_at: Option<Option<Millis>>,
     rate_limit: Option<Option<RateLimit>>,
+    quota: Option<Option<QuotaPlan>>,
     meta: Option<Option<Meta>>,
 }
 
@@ -166,6 +173,7 @@ fn read_key_fields(body: &mut Fields, creating: bool) -> KeyFields {
         allowed_origins: body.optional("allowedOrigins", &list(MAX_LIST, &origin)),
         expires_at: body.optional("expiresAt", &nullable(&time)),
         rate_limit: body.optional("rateLimit", &nullable(&rate_limit)),
+        quota: body.optional("quota", &nullable(&quota)),
         meta: body.optional("meta", &nullable(&meta)),
     }
 }
@@ -227,6 +235,9 @@ impl KeyFields {
         if let Some(rate_limit) = self.rate_limit {
             key.rate_limit = rate_limit;
         }
+        if let Some(quota) = self.quota {
+            key.quota = quota;
+        }
         if let Some(meta) = &self.meta {
             key.meta.clone_from(meta);
         }
@@ -249,6 +260,9 @@ impl TenantFields {
         }
         if let Some(rate_limit) = self.rate_limit {
             tenant.rate_limit = rate_limit;
+        }
+        if let Some(quota) = self.quota {
+            tenant.quota = quota;
         }
         if let Some(meta) = &self.meta {
             tenant.meta.clone_from(meta);
@@ -331,7 +345,13 @@ fn into_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T
 
 impl Admin {
     pub fn new(store: Arc<dyn Store>, key_prefix: String, watch: Option<Arc<StoreWatch>>) -> Self {
-        Self { store, key_prefix, watch }
+        let quotas = Arc::new(MemoryLimiter::new(QuotaSeeds::new(Arc::clone(&store))));
+        Self { store, key_prefix, watch, quotas }
+    }
+
+    /// Shows quotas as `limiter` counts them: the one that serves requests.
+    pub fn with_quotas(self, limiter: Arc<dyn RateLimiter>) -> Self {
+        Self { quotas: limiter, ..self }
     }
 
     async fn changed(&self) {
@@ -341,7 +361,8 @@ impl Admin {
     }
 
     pub async fn create_tenant(&self, actor: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit", "meta"])?;
+        let mut body =
+            Fields::parse(bytes, &["id", "name", "status", "subscription", "modules", "rateLimit", "quota", "meta"])?;
         let id = body.optional("id", &parsed(tenant_id));
         let fields = read_tenant_fields(&mut body, true);
         body.finish()?;
@@ -352,6 +373,7 @@ impl Admin {
             subscription: Subscription::Active,
             modules: BTreeSet::new(),
             rate_limit: None,
+            quota: None,
             created_at: now_millis(),
             meta: None,
         };
@@ -361,28 +383,55 @@ impl Admin {
             .await
             .map_err(store_error)?;
         self.changed().await;
-        Ok(tenant)
+        Ok(self.shown(tenant).await)
     }
 
     pub async fn tenant(&self, id: &str) -> Result<Tenant, ApiError> {
+        Ok(self.shown(self.stored_tenant(id).await?).await)
+    }
+
+    async fn stored_tenant(&self, id: &str) -> Result<Tenant, ApiError> {
         self.store.tenant(id).await.map_err(store_error)?.ok_or_else(|| ApiError::not_found("tenant"))
     }
 
     pub async fn tenants(&self, query: &PageQuery) -> Result<Page<Tenant>, ApiError> {
         let (limit, after) = page_bounds(query)?;
         let rows = self.store.tenants(after.as_deref(), limit + 1).await.map_err(store_error)?;
-        Ok(into_page(rows, limit, |t| &t.id))
+        let page = into_page(rows, limit, |t| &t.id);
+        let mut data = Vec::with_capacity(page.data.len());
+        for tenant in page.data {
+            data.push(self.shown(tenant).await);
+        }
+        Ok(Page { data, next_cursor: page.next_cursor })
+    }
+
+    /// A tenant as shown: its quota with what the period has used.
+    async fn shown(&self, mut tenant: Tenant) -> Tenant {
+        tenant.quota = self.standing(QuotaOf::Tenant(&tenant.id), tenant.quota).await;
+        tenant
+    }
+
+    /// `quota` with `used` and `resetsAt` filled in; left without them, and logged, when the
+    /// limiter cannot say (a Redis outage must not take the admin API's reads with it).
+    async fn standing(&self, of: QuotaOf<'_>, quota: Option<QuotaPlan>) -> Option<QuotaPlan> {
+        let mut quota = quota?;
+        match self.quotas.used(of, quota.period).await {
+            Ok(used) => quota.standing = Some(used),
+            Err(error) => tracing::warn!(%error, "a quota's use could not be read"),
+        }
+        Some(quota)
     }
 
     pub async fn update_tenant(&self, actor: &str, id: &str, bytes: &[u8]) -> Result<Tenant, ApiError> {
-        let mut body = Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit", "meta"])?;
+        let mut body =
+            Fields::parse(bytes, &["name", "status", "subscription", "modules", "rateLimit", "quota", "meta"])?;
         let fields = read_tenant_fields(&mut body, false);
         body.finish()?;
         let audit = Audit { actor, action: AuditAction::TenantUpdate };
         let updated = self.store.update_tenant(id, &|tenant| fields.apply(tenant), audit).await.map_err(store_error)?;
         let tenant = updated.ok_or_else(|| ApiError::not_found("tenant"))?;
         self.changed().await;
-        Ok(tenant)
+        Ok(self.shown(tenant).await)
     }
 
     /// Creates a key: with a secret keygate makes (shown this once), or, given `importHash`
@@ -390,12 +439,12 @@ impl Admin {
     pub async fn create_key(&self, actor: &str, tenant_id: &str, bytes: &[u8]) -> Result<CreatedKey, ApiError> {
         let mut body = Fields::parse(
             bytes,
-            &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta", "importHash", "prefix"],
+            &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "quota", "meta", "importHash", "prefix"],
         )?;
         let fields = read_key_fields(&mut body, true);
         let imported = read_import(&mut body);
         body.finish()?;
-        self.tenant(tenant_id).await?;
+        self.stored_tenant(tenant_id).await?;
         let (secret, hash, prefix, action) = match imported {
             Some((hash, prefix)) => (None, hash, prefix, AuditAction::KeyImport),
             None => {
@@ -413,6 +462,7 @@ impl Admin {
             expires_at: None,
             revoked_at: None,
             rate_limit: None,
+            quota: None,
             created_at: now_millis(),
             last_used_at: None,
             meta: None,
@@ -442,7 +492,7 @@ impl Admin {
         };
         let (limit, after) = page_bounds_and(query, state.as_ref().err().cloned().into_iter().collect())?;
         let state = state.ok().flatten().map(|state| (state, now_millis()));
-        self.tenant(tenant_id).await?;
+        self.stored_tenant(tenant_id).await?;
         let rows = self.store.keys(tenant_id, state, after.as_deref(), limit + 1).await.map_err(store_error)?;
         let page = into_page(rows, limit, |k| &k.id);
         Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
@@ -461,7 +511,8 @@ impl Admin {
     }
 
     pub async fn update_key(&self, actor: &str, id: &str, bytes: &[u8]) -> Result<KeyView, ApiError> {
-        let mut body = Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "meta"])?;
+        let mut body =
+            Fields::parse(bytes, &["name", "scopes", "allowedOrigins", "expiresAt", "rateLimit", "quota", "meta"])?;
         let fields = read_key_fields(&mut body, false);
         body.finish()?;
         let audit = Audit { actor, action: AuditAction::KeyUpdate };
@@ -536,13 +587,14 @@ impl Admin {
         for (key_id, secret) in rolled {
             by_key.entry(key_id).or_default().push(secret);
         }
-        Ok(keys
-            .into_iter()
-            .map(|key| {
-                let rolled_secrets = by_key.remove(&key.id).unwrap_or_default();
-                KeyView { key, rolled_secrets }
-            })
-            .collect())
+        let mut views = Vec::with_capacity(keys.len());
+        for mut key in keys {
+            let of = QuotaOf::Key { tenant_id: &key.tenant_id, key_id: &key.id };
+            key.quota = self.standing(of, key.quota).await;
+            let rolled_secrets = by_key.remove(&key.id).unwrap_or_default();
+            views.push(KeyView { key, rolled_secrets });
+        }
+        Ok(views)
     }
 
     /// The audit log, newest first, filtered (SPEC §12). The cursor is the last entry's id.

@@ -16,7 +16,7 @@ impl Admin {
     /// Deleted keys' usage included: a tenant's usage is what it was billed for.
     pub async fn tenant_usage(&self, id: &str, query: &UsageQuery) -> Result<UsageAnswer, ApiError> {
         let select = query.select(UsageOf::Tenant(id.to_owned()))?;
-        self.tenant(id).await?;
+        self.stored_tenant(id).await?;
         Ok(UsageAnswer::of(self.store.usage(&select).await.map_err(store_error)?, select.by_key))
     }
 }

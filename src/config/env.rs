@@ -7,6 +7,7 @@ use super::ConfigError;
 pub(super) enum Kind {
     Text,
     Integer,
+    Boolean,
 }
 
 /// The scalars that `KEYGATE_<SECTION>_<KEY>` may override.
@@ -32,6 +33,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "on_backend_error", Kind::Text),
     ("rate_limit", "failed_auth_limit", Kind::Integer),
     ("rate_limit", "failed_auth_window_seconds", Kind::Integer),
+    ("rate_limit", "ietf_headers", Kind::Boolean),
     ("rate_limit", "ca_file", Kind::Text),
     ("sessions", "algorithm", Kind::Text),
     ("sessions", "ttl_seconds", Kind::Integer),
@@ -75,6 +77,11 @@ pub(super) fn apply_env(
             Kind::Integer => toml::Value::Integer(
                 value.trim().parse().map_err(|_| ConfigError(format!("{name}: expected a whole number")))?,
             ),
+            Kind::Boolean => toml::Value::Boolean(match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(ConfigError(format!("{name}: expected true or false"))),
+            }),
         };
         let section_table = table
             .entry(section)

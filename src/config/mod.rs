@@ -163,6 +163,8 @@ pub struct RateLimitConfig {
     /// `failed_auth_window_seconds`; over it, 429. 0 (the default): no limit.
     pub failed_auth_limit: u64,
     pub failed_auth_window_seconds: u64,
+    /// Also `RateLimit-Policy` and `RateLimit` (SPEC §13), beside `X-RateLimit-*`.
+    pub ietf_headers: bool,
     /// For `rediss://`: PEM certificates of the authorities to trust instead of the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
@@ -177,6 +179,7 @@ impl Default for RateLimitConfig {
             on_backend_error: OnBackendError::Allow,
             failed_auth_limit: 0,
             failed_auth_window_seconds: 60,
+            ietf_headers: false,
             ca_file: None,
         }
     }

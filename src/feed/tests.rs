@@ -124,6 +124,7 @@ async fn a_gap_in_the_feed_resyncs_in_full_wherever_it_falls() {
         subscription: Subscription::Active,
         modules: Default::default(),
         rate_limit: None,
+        quota: None,
         created_at: 0,
         meta: None,
     };

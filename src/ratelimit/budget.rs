@@ -6,53 +6,8 @@
 //! This is the rule alone, on counts the backend read: the in-process limiter and the Redis
 //! script both apply it (issue 21 wires it into step 4; until then only windows are counted).
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
-
 use super::window::Quota;
 use crate::time::Millis;
-
-/// A quota's period: a UTC calendar day or month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Day,
-    Month,
-}
-
-impl Period {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "day" => Some(Self::Day),
-            "month" => Some(Self::Month),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Day => "day",
-            Self::Month => "month",
-        }
-    }
-
-    /// Unix seconds at which the period holding `now` starts and ends (exclusive).
-    pub fn bounds(self, now: Millis) -> (i64, i64) {
-        let today = DateTime::<Utc>::from_timestamp_millis(now).unwrap_or_default().date_naive();
-        let (start, end) = match self {
-            Self::Day => (today, today.succ_opt().unwrap_or(NaiveDate::MAX)),
-            Self::Month => {
-                let first = today.with_day(1).unwrap_or(today);
-                let next = if first.month() == 12 {
-                    NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
-                } else {
-                    NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
-                };
-                (first, next.unwrap_or(NaiveDate::MAX))
-            }
-        };
-        let seconds = |date: NaiveDate| date.and_hms_opt(0, 0, 0).map_or(i64::MAX, |t| t.and_utc().timestamp());
-        (seconds(start), seconds(end))
-    }
-}
 
 /// Which budget a figure is of; the names are those of the IETF headers (SPEC §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +60,8 @@ pub struct Verdict {
     pub quota: Quota,
     /// Every budget, in the order given: window, key quota, tenant quota.
     pub budgets: Vec<Standing>,
+    /// On a refusal, the budget whose reset `Retry-After` waits for.
+    pub refused_by: Option<BudgetName>,
 }
 
 /// Decides a request against `budgets` (at least one: the window) at `now`.
@@ -125,8 +82,8 @@ pub fn decide(budgets: &[Budget], now: Millis) -> Verdict {
         .collect();
     let headline = standings.iter().min_by_key(|standing| (standing.remaining, standing.reset));
     let until = |reset: i64| ((reset * 1000 - now).max(0) as u64).div_ceil(1000).max(1);
-    let refusing_reset =
-        budgets.iter().filter(|budget| budget.count_before >= budget.limit).map(|budget| budget.end).max();
+    let refusing = budgets.iter().filter(|budget| budget.count_before >= budget.limit).max_by_key(|budget| budget.end);
+    let refusing_reset = refusing.map(|budget| budget.end);
     let quota = match headline {
         Some(headline) => Quota {
             allowed,
@@ -137,7 +94,7 @@ pub fn decide(budgets: &[Budget], now: Millis) -> Verdict {
         },
         None => Quota { allowed, limit: 0, remaining: 0, reset: now.div_euclid(1000) + 1, retry_after: 1 },
     };
-    Verdict { allowed, quota, budgets: standings }
+    Verdict { allowed, quota, budgets: standings, refused_by: refusing.map(|budget| budget.name) }
 }
 
 /// `RateLimit-Policy` and `RateLimit` as draft-ietf-httpapi-ratelimit-headers writes them
@@ -159,6 +116,7 @@ pub fn ietf_headers(budgets: &[Standing], now: Millis) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Period;
 
     /// 2026-02-14T10:30:00Z.
     const NOW: Millis = 1_771_065_000_000;

@@ -27,6 +27,7 @@ mod openapi;
 mod operations;
 mod properties;
 mod quickstart;
+mod quotas;
 mod redis_limits;
 mod restart;
 mod rotation;

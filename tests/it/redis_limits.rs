@@ -77,6 +77,110 @@ async fn three_instances_on_one_redis_admit_exactly_the_limit() {
     assert_eq!(remaining, (0..25).collect::<Vec<u64>>(), "every admitted request saw its own count");
 }
 
+/// SPEC §13 on Redis: a tenant quota shared by 4 keys and 2 instances admits exactly its
+/// limit, decided in one script with each key's window and quota; usage adds up exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_quota_across_four_keys_and_two_instances_admits_exactly_its_limit() {
+    let redis = RedisServer::start();
+    let store = TestStore::new().await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
+        instances.push(
+            spawn_in(Arc::clone(&store), move |c| {
+                c.rate_limit.url = url.parse().unwrap();
+                c.rate_limit.ca_file = ca_file;
+                c.rate_limit.on_backend_error = OnBackendError::Deny;
+                c.usage.flush_seconds = 1;
+            })
+            .await,
+        );
+    }
+    let quota = serde_json::json!({ "limit": 300, "period": "month" });
+    instances[0].create_tenant(serde_json::json!({ "id": "acme", "name": "Acme", "quota": quota })).await;
+    let mut secrets = Vec::new();
+    for limit in [1000, 1000, 1000, 40] {
+        // The last key's own quota of 50 a day is tighter than its window of 40: the window refuses first.
+        let body = serde_json::json!({
+            "name": "k", "scopes": ["sessions:create"], "allowedOrigins": [ORIGIN],
+            "rateLimit": { "limit": limit, "windowSeconds": DAY },
+            "quota": { "limit": 50, "period": "day" },
+        });
+        secrets.push(instances[0].create_key("acme", body).await.1);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let requests = (0..400).map(|i| {
+        let (app, secret) = (&instances[i % 2], secrets[(i / 2) % 4].clone());
+        async move { app.mint(&secret, Some(ORIGIN)).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    let admitted = answers.iter().filter(|seen| seen.status == 201).count();
+    let limited = answers.iter().filter(|seen| seen.code() == "RATE_LIMITED").count();
+    // Each key's quota of 50 a day caps it first (and the last key's window at 40): 190 in all.
+    assert_eq!((admitted, limited), (190, 210), "exactly each budget, across instances");
+
+    // Without the keys' quotas, the tenant's 300 a month is what binds: 110 more.
+    for key in instances[0].admin_request(reqwest::Method::GET, "/admin/v1/tenants/acme/keys", None).await.body["data"]
+        .as_array()
+        .unwrap()
+    {
+        instances[0].patch_key(key["id"].as_str().unwrap(), serde_json::json!({ "quota": null })).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let requests = (0..300).map(|i| {
+        let (app, secret) = (&instances[i % 2], secrets[(i / 2) % 3].clone());
+        async move { app.mint(&secret, Some(ORIGIN)).await }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    assert_eq!(answers.iter().filter(|seen| seen.status == 201).count(), 110, "the tenant quota of 300, exactly");
+    let tenant = instances[1].admin_request(reqwest::Method::GET, "/admin/v1/tenants/acme", None).await;
+    assert_eq!(tenant.body["data"]["quota"]["used"], 300, "both instances read Redis's count");
+}
+
+/// Redis lost its counts (restarted empty): the quota starts again from the store's usage
+/// counts, not from zero.
+#[tokio::test]
+async fn a_quota_redis_forgot_is_seeded_from_the_usage_counts() {
+    let mut redis = RedisServer::start();
+    let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
+    let app = spawn_in(TestStore::new().await, move |c| {
+        c.rate_limit.url = url.parse().unwrap();
+        c.rate_limit.ca_file = ca_file;
+        c.rate_limit.on_backend_error = OnBackendError::Deny;
+        c.usage.flush_seconds = 1;
+    })
+    .await;
+    app.create_tenant(serde_json::json!({ "id": "acme", "name": "Acme", "quota": { "limit": 10, "period": "day" } }))
+        .await;
+    let (_, secret) = app.limited_key("acme", &["sessions:create"], 100).await;
+    for _ in 0..4 {
+        assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
+    }
+    // Written to the store, then Redis forgets everything.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    redis.stop();
+    redis.start_again();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.get("/readyz").await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "keygate never reached the restarted Redis");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut admitted = 0;
+    loop {
+        let seen = app.mint(&secret, Some(ORIGIN)).await;
+        match seen.status.as_u16() {
+            201 => admitted += 1,
+            // A serving thread whose connection has not yet found the restarted Redis.
+            503 if std::time::Instant::now() < deadline => continue,
+            _ => {
+                seen.assert_error(429, "RATE_LIMITED");
+                break;
+            }
+        }
+    }
+    assert_eq!(admitted, 6, "4 of the day's 10 were counted before Redis restarted");
+}
+
 #[tokio::test]
 async fn a_failed_backend_is_allowed_through_when_so_configured() {
     let mut redis = RedisServer::start();

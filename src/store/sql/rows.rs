@@ -6,7 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::values::{BULK_ROWS, placeholders};
-use crate::model::{ApiKey, Meta, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
+use crate::model::{ApiKey, Meta, Period, QuotaPlan, RateLimit, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::SecretHash;
@@ -16,11 +16,11 @@ use crate::time::{Millis, now_millis};
 // Every column is aliased with its table's letter, so a join of both reads unambiguously.
 pub(super) const TENANT_COLUMNS: &str = "t.id AS t_id, t.name AS t_name, t.status AS t_status, t.subscription AS t_subscription, \
      t.modules AS t_modules, t.rate_limit AS t_rate_limit, t.rate_limit_window AS t_rate_limit_window, \
-     t.created_at AS t_created_at, t.meta AS t_meta";
+     t.quota_limit AS t_quota_limit, t.quota_period AS t_quota_period, t.created_at AS t_created_at, t.meta AS t_meta";
 pub(super) const KEY_COLUMNS: &str = "k.id AS k_id, k.tenant_id AS k_tenant_id, k.name AS k_name, k.prefix AS k_prefix, \
      k.scopes AS k_scopes, k.allowed_origins AS k_allowed_origins, k.expires_at AS k_expires_at, \
      k.revoked_at AS k_revoked_at, k.rate_limit AS k_rate_limit, k.rate_limit_window AS k_rate_limit_window, \
-     k.created_at AS k_created_at, k.last_used_at AS k_last_used_at, k.meta AS k_meta";
+     k.quota_limit AS k_quota_limit, k.quota_period AS k_quota_period, k.created_at AS k_created_at, k.last_used_at AS k_last_used_at, k.meta AS k_meta";
 
 /// A statement assembled from this module's constants (column lists, dialect words): never
 /// from input.
@@ -29,7 +29,7 @@ pub(super) fn dynamic(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sql
 }
 
 /// Binds a tenant's terms, in column order: name, status, subscription, modules, rate limit,
-/// its window and meta. Creating and updating a tenant write them alike.
+/// its window, meta, quota limit and its period. Creating and updating a tenant write them alike.
 fn bind_tenant_terms<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     tenant: &Tenant,
@@ -42,10 +42,12 @@ fn bind_tenant_terms<'q>(
         .bind(tenant.rate_limit.map(|r| r.limit as i64))
         .bind(tenant.rate_limit.map(|r| r.window_seconds as i64))
         .bind(tenant.meta.as_ref().map(|meta| meta.as_str().to_owned()))
+        .bind(tenant.quota.map(|q| q.limit as i64))
+        .bind(tenant.quota.map(|q| q.period.as_str()))
 }
 
 /// Binds a key's terms, in column order: scopes, allowed origins, expiry, revocation, rate
-/// limit, its window and meta. Creating and updating a key write them alike.
+/// limit, its window, meta, quota limit and its period. Creating and updating a key write them alike.
 fn bind_key_terms<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
     key: &ApiKey,
@@ -58,6 +60,8 @@ fn bind_key_terms<'q>(
         .bind(key.rate_limit.map(|r| r.limit as i64))
         .bind(key.rate_limit.map(|r| r.window_seconds as i64))
         .bind(key.meta.as_ref().map(|meta| meta.as_str().to_owned()))
+        .bind(key.quota.map(|q| q.limit as i64))
+        .bind(key.quota.map(|q| q.period.as_str()))
 }
 
 /// A row found by its id: read ([`super::SqlStore`]'s `get`), or edited (its `edit`: read under
@@ -99,7 +103,7 @@ impl Stored for Tenant {
     async fn write(&self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
         let query = sqlx::query(
             "UPDATE tenants SET name = $1, status = $2, subscription = $3, modules = $4, rate_limit = $5, \
-             rate_limit_window = $6, meta = $7 WHERE id = $8",
+             rate_limit_window = $6, meta = $7, quota_limit = $8, quota_period = $9 WHERE id = $10",
         );
         bind_tenant_terms(query, self).bind(&self.id).execute(tx).await?;
         Ok(())
@@ -129,7 +133,7 @@ impl Stored for ApiKey {
     async fn write(&self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
         let query = sqlx::query(
             "UPDATE api_keys SET name = $1, scopes = $2, allowed_origins = $3, expires_at = $4, revoked_at = $5, \
-             rate_limit = $6, rate_limit_window = $7, meta = $8 WHERE id = $9",
+             rate_limit = $6, rate_limit_window = $7, meta = $8, quota_limit = $9, quota_period = $10 WHERE id = $11",
         )
         .bind(&self.name);
         bind_key_terms(query, self).bind(&self.id).execute(tx).await?;
@@ -140,7 +144,7 @@ impl Stored for ApiKey {
 pub(super) async fn insert_tenant_row(tx: &mut sqlx::AnyConnection, tenant: &Tenant) -> Result<(), StoreError> {
     let query = sqlx::query(
         "INSERT INTO tenants (id, name, status, subscription, modules, rate_limit, rate_limit_window, meta, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         quota_limit, quota_period, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     );
     bind_tenant_terms(query.bind(&tenant.id), tenant).bind(tenant.created_at).execute(tx).await?;
     Ok(())
@@ -151,11 +155,11 @@ pub(super) async fn insert_key_rows(
     tx: &mut sqlx::AnyConnection,
     keys: &[(ApiKey, SecretHash)],
 ) -> Result<(), StoreError> {
-    const COLUMNS: usize = 13;
+    const COLUMNS: usize = 15;
     for chunk in keys.chunks(BULK_ROWS) {
         let mut query = dynamic(format!(
             "INSERT INTO api_keys (id, tenant_id, name, prefix, secret_hash, scopes, allowed_origins, expires_at, \
-             revoked_at, rate_limit, rate_limit_window, meta, created_at) VALUES {}",
+             revoked_at, rate_limit, rate_limit_window, meta, quota_limit, quota_period, created_at) VALUES {}",
             placeholders(chunk.len(), COLUMNS)
         ));
         for (key, hash) in chunk {
@@ -193,6 +197,13 @@ pub(super) fn rate_limit(limit: Option<i64>, window: Option<i64>) -> Option<Rate
     }
 }
 
+fn quota(limit: Option<i64>, period: Option<String>) -> Option<QuotaPlan> {
+    match (limit, period.as_deref().and_then(Period::parse)) {
+        (Some(limit), Some(period)) if limit > 0 => Some(QuotaPlan::new(limit as u64, period)),
+        _ => None,
+    }
+}
+
 pub(super) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
     let status: String = row.try_get("t_status")?;
     let subscription: String = row.try_get("t_subscription")?;
@@ -206,6 +217,7 @@ pub(super) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
             .into_iter()
             .collect(),
         rate_limit: rate_limit(row.try_get("t_rate_limit")?, row.try_get("t_rate_limit_window")?),
+        quota: quota(row.try_get("t_quota_limit")?, row.try_get("t_quota_period")?),
         created_at: row.try_get("t_created_at")?,
         meta: meta(row.try_get("t_meta")?)?,
     })
@@ -272,6 +284,7 @@ pub(super) fn key_from_row(row: &AnyRow) -> Result<ApiKey, StoreError> {
         expires_at: row.try_get("k_expires_at")?,
         revoked_at: row.try_get("k_revoked_at")?,
         rate_limit: rate_limit(row.try_get("k_rate_limit")?, row.try_get("k_rate_limit_window")?),
+        quota: quota(row.try_get("k_quota_limit")?, row.try_get("k_quota_period")?),
         created_at: row.try_get("k_created_at")?,
         last_used_at: row.try_get("k_last_used_at")?,
         meta: meta(row.try_get("k_meta")?)?,
