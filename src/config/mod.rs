@@ -490,6 +490,7 @@ mod tests {
         );
         assert_eq!(redact_url("redis://:pw@127.0.0.1:6379"), "redis://:<redacted>@127.0.0.1:6379");
         assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact_url("redis+cluster://:pw@h1:7000,h2:7000"), "redis+cluster://:<redacted>@h1:7000,h2:7000");
         assert_eq!(redact_url("sqlite:///var/lib/kg@x/keygate.db"), "sqlite:///var/lib/kg@x/keygate.db");
         assert_eq!(redact_url("postgres://kg@db/kg"), "postgres://kg@db/kg");
         // libpq takes passwords as query parameters too (SPEC §17).

@@ -66,7 +66,8 @@ impl TryFrom<String> for StoreUrl {
 pub enum LimiterUrl {
     /// `memory://`
     Memory,
-    /// `redis://`, `rediss://`, `unix://` or `redis+unix://`
+    /// `redis://`, `rediss://`, `unix://`, `redis+unix://`, or a Redis Cluster's nodes:
+    /// `redis+cluster://host1:7000,host2:7000` (`rediss+cluster://` over TLS)
     Redis(String),
 }
 
@@ -80,7 +81,7 @@ impl LimiterUrl {
 
     /// Whether it is Redis over TLS (`rediss://`).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Self::Redis(url) if url.starts_with("rediss://"))
+        matches!(self, Self::Redis(url) if url.starts_with("rediss://") || url.starts_with("rediss+cluster://"))
     }
 
     /// The same URL with its secrets redacted, for printing.
@@ -99,11 +100,13 @@ impl TryFrom<String> for LimiterUrl {
         if url == "memory://" {
             return Ok(Self::Memory);
         }
-        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://"];
+        let schemes = ["redis://", "rediss://", "unix://", "redis+unix://", "redis+cluster://", "rediss+cluster://"];
         if schemes.iter().any(|scheme| url.starts_with(scheme)) {
             return Ok(Self::Redis(url));
         }
-        Err("expected memory://, redis://HOST:PORT, rediss://HOST:PORT or unix:///PATH".to_owned())
+        Err("expected memory://, redis://HOST:PORT, rediss://HOST:PORT, unix:///PATH or \
+             redis+cluster://HOST:PORT,HOST:PORT"
+            .to_owned())
     }
 }
 

@@ -1,16 +1,14 @@
-//! The shared limiter: one atomic Lua script per request on Redis, so that N instances never
-//! admit more than `limit` requests of a key in a window. The window is computed from Redis's
-//! clock (`TIME`), so instances with skewed clocks still agree; the counter and its expiry are
-//! set in one step (`SET … EXAT`).
+//! The shared limiter: one atomic Lua script per request on Redis (`redis/budgets.lua`), so
+//! that N instances never admit more than any budget of a request allows — the key's window,
+//! the key's quota, the tenant's quota. Periods are computed from Redis's clock (`TIME`), so
+//! instances with skewed clocks still agree; each counter and its expiry are set in one step
+//! (`SET … EXAT`). On a Redis Cluster, every budget of a request shares the tenant's hash tag,
+//! and so one slot and one script.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLimiter, Verdict, decide};
 use crate::model::{Period, QuotaUsed};
@@ -28,99 +26,16 @@ const TIMEOUT: Duration = Duration::from_millis(250);
 /// usage counts and asks again. Otherwise, when every budget has room, each counts once; a
 /// refused request leaves all of them as they were. Answers Redis's time in milliseconds, then
 /// per budget its count before this request and its period's start and end (Unix seconds).
-const SCRIPT: &str = r"
-local time = redis.call('TIME')
-local now_s = tonumber(time[1])
-local now_ms = now_s * 1000 + math.floor(tonumber(time[2]) / 1000)
+const SCRIPT: &str = include_str!("redis/budgets.lua");
 
--- Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-local function days_from_civil(y, m, d)
-  if m <= 2 then y = y - 1 end
-  local era = math.floor(y / 400)
-  local yoe = y - era * 400
-  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-end
+mod connection;
 
--- The UTC calendar month holding day number `days`, as Unix seconds [start, end).
-local function month_of(days)
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400
-  if m <= 2 then y = y + 1 end
-  local next_y, next_m = y, m + 1
-  if next_m == 13 then next_y, next_m = y + 1, 1 end
-  return days_from_civil(y, m, 1) * 86400, days_from_civil(next_y, next_m, 1) * 86400
-end
-
-local counters, counts, starts, ends, limits = {}, {}, {}, {}, {}
-local complete = true
-for i = 1, #KEYS do
-  local limit, period = tonumber(ARGV[3 * i - 2]), ARGV[3 * i - 1]
-  local seed, seed_end = string.match(ARGV[3 * i], '^(-?%d+) (%d+)$')
-  local s, e
-  if period == 'day' then
-    s = now_s - now_s % 86400
-    e = s + 86400
-  elseif period == 'month' then
-    s, e = month_of(math.floor(now_s / 86400))
-  else
-    local w = tonumber(period)
-    e = now_s - now_s % w + w
-    s = e - w
-  end
-  local counter = KEYS[i] .. ':' .. e
-  local count = tonumber(redis.call('GET', counter) or '-1')
-  if count < 0 then
-    if period ~= 'day' and period ~= 'month' then
-      count = 0
-    elseif tonumber(seed) >= 0 and tonumber(seed_end) == e then
-      count = tonumber(seed)
-    else
-      complete = false
-    end
-  end
-  counters[i], counts[i], starts[i], ends[i], limits[i] = counter, count, s, e, limit
-end
-if complete then
-  local room = true
-  for i = 1, #KEYS do
-    if counts[i] >= limits[i] then room = false end
-  end
-  if room then
-    for i = 1, #KEYS do
-      redis.call('SET', counters[i], counts[i] + 1, 'EXAT', ends[i] + 1)
-    end
-  end
-end
-local answer = {now_ms}
-for i = 1, #KEYS do
-  answer[#answer + 1] = counts[i]
-  answer[#answer + 1] = starts[i]
-  answer[#answer + 1] = ends[i]
-end
-return answer
-";
+use connection::Connections;
 
 pub struct RedisLimiter {
-    client: redis::Client,
-    config: ConnectionManagerConfig,
-    /// Tells this limiter's connections from another's (tests run many in one process).
-    id: u64,
+    connections: Connections,
     script: Script,
     seeds: QuotaSeeds,
-}
-
-thread_local! {
-    /// Each thread's own connection of each limiter. A serving thread's requests then wait on
-    /// a connection that the same thread drives, never on one driven by another thread (the
-    /// serving model of docs/design.md); a thread's connections end with it.
-    static CONNECTIONS: RefCell<HashMap<u64, ConnectionManager>> = RefCell::new(HashMap::new());
 }
 
 fn failed(error: impl std::fmt::Display) -> LimitError {
@@ -128,41 +43,16 @@ fn failed(error: impl std::fmt::Display) -> LimitError {
 }
 
 impl RedisLimiter {
-    /// Prepares a connection to `url` (`redis://host:port`, `rediss://` over TLS,
-    /// `unix:///path`); it is made on first use, so keygate starts even while Redis is down.
-    /// `ca_file`: for `rediss://`, the authorities to trust instead of the system's.
+    /// Prepares connections to `url` (`redis://host:port`, `rediss://` over TLS,
+    /// `unix:///path`, `redis+cluster://host1:7000,host2:7000`); they are made on first use, so
+    /// keygate starts even while Redis is down. `ca_file`: for TLS, the authorities to trust
+    /// instead of the system's.
     pub fn new(url: &str, ca_file: Option<&str>, seeds: QuotaSeeds) -> Result<Self, LimitError> {
-        let client = match ca_file {
-            None => redis::Client::open(url).map_err(failed)?,
-            Some(file) => {
-                let root_cert = std::fs::read(file).map_err(|e| failed(format!("rate_limit.ca_file {file}: {e}")))?;
-                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
-                redis::Client::build_with_tls(url, certificates).map_err(failed)?
-            }
-        };
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        let limiter =
-            Self { client, config, id: NEXT_ID.fetch_add(1, Ordering::Relaxed), script: Script::new(SCRIPT), seeds };
+        let connections = Connections::new(url, ca_file, TIMEOUT).map_err(failed)?;
+        let limiter = Self { connections, script: Script::new(SCRIPT), seeds };
         // A bad URL is refused here, at start-up, rather than on the first request.
-        limiter.connection()?;
+        limiter.connections.get().map_err(failed)?;
         Ok(limiter)
-    }
-
-    /// This thread's connection, made (lazily: it connects on first use) if it has none.
-    fn connection(&self) -> Result<ConnectionManager, LimitError> {
-        CONNECTIONS.with_borrow_mut(|connections| {
-            if let Some(connection) = connections.get(&self.id) {
-                return Ok(connection.clone());
-            }
-            let connection =
-                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone()).map_err(failed)?;
-            connections.insert(self.id, connection.clone());
-            Ok(connection)
-        })
     }
 }
 
@@ -187,13 +77,13 @@ struct Asked {
 impl RedisLimiter {
     /// Runs the script once: `seeds` are (count, period end) per budget, `None` where not known.
     async fn run(&self, asked: &[Asked], seeds: &[Option<(u64, i64)>]) -> Result<Vec<i64>, LimitError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connections.get().map_err(failed)?;
         let mut invocation = self.script.prepare_invoke();
         for (budget, seed) in asked.iter().zip(seeds) {
             let (count, end) = seed.map_or((-1, 0), |(count, end)| (count as i64, end));
             invocation.key(&budget.counter).arg(budget.limit).arg(&budget.period).arg(format!("{count} {end}"));
         }
-        let call = invocation.invoke_async::<Vec<i64>>(&mut connection);
+        let call = connection.invoke::<Vec<i64>>(&invocation);
         let answer = tokio::time::timeout(TIMEOUT, call).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         if answer.len() != 1 + 3 * asked.len() {
             return Err(failed("the limiter script answered in an unknown shape"));
@@ -268,9 +158,9 @@ impl RateLimiter for RedisLimiter {
             QuotaOf::Key { tenant_id, key_id } => counter(BudgetName::KeyQuota, tenant_id, key_id, Some(period)),
             QuotaOf::Tenant(tenant_id) => counter(BudgetName::TenantQuota, tenant_id, "", Some(period)),
         };
-        let mut connection = self.connection()?;
+        let mut connection = self.connections.get().map_err(failed)?;
         let command = redis::cmd("GET").arg(format!("{prefix}:{end}")).to_owned();
-        let get = command.query_async::<Option<u64>>(&mut connection);
+        let get = connection.query::<Option<u64>>(&command);
         let held = tokio::time::timeout(TIMEOUT, get).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         let used = match held {
             Some(count) => count,
@@ -280,9 +170,9 @@ impl RateLimiter for RedisLimiter {
     }
 
     async fn ping(&self) -> Result<(), LimitError> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connections.get().map_err(failed)?;
         let command = redis::cmd("PING");
-        let ping = command.query_async::<String>(&mut connection);
+        let ping = connection.query::<String>(&command);
         tokio::time::timeout(TIMEOUT, ping).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         Ok(())
     }

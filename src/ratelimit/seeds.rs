@@ -1,6 +1,8 @@
 //! Where a quota's count starts when the limiter holds none for the period — after a start, a
 //! restart of Redis, or a quota set mid-period: the store's usage counts of the period (SPEC
-//! §13), every counted request but those refused at step 4. They are written behind, so a
+//! §13), every counted request but those refused at step 4: `RATE_LIMITED`, and
+//! `SERVICE_UNAVAILABLE`, which after step 3 only a failed limiter answers (under
+//! `on_backend_error = "deny"`). They are written behind, so a
 //! seed can be up to `usage.flush_seconds` short of what this instance counted; a `kill -9`
 //! loses at most that interval's counts (docs/design.md).
 
@@ -31,7 +33,7 @@ impl QuotaSeeds {
         };
         let select = UsageSelect { of, from: start * 1000, to: end * 1000, bucket: DAY_MS, by_key: false };
         let rows = self.store.usage(&select).await.map_err(|error| LimitError(format!("quota counts: {error}")))?;
-        let refused = ErrorCode::RateLimited.parts().0;
-        Ok(rows.iter().filter(|row| row.outcome != refused).map(|row| row.requests).sum())
+        let refused = [ErrorCode::RateLimited, ErrorCode::ServiceUnavailable].map(|code| code.parts().0);
+        Ok(rows.iter().filter(|row| !refused.contains(&row.outcome.as_str())).map(|row| row.requests).sum())
     }
 }

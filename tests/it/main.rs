@@ -28,6 +28,7 @@ mod operations;
 mod properties;
 mod quickstart;
 mod quotas;
+mod redis_cluster;
 mod redis_limits;
 mod restart;
 mod rotation;

@@ -7,6 +7,7 @@ pub mod logs;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod redis_cluster;
 pub mod tls;
 pub mod upstream;
 pub mod ws_upstream;
