@@ -6,10 +6,12 @@
 #             upstream keep-alive (as keygate pools its upstream connections; without it nginx
 #             opens a connection per request and runs out of ports within a few rounds);
 #   - keygate: `keygate serve` with its default request log on, a route to the bare server;
-#   - keygate on Redis: the same, its rate limiter on a redis-server of its own.
+#   - keygate on Redis: the same, its rate limiter on a redis-server of its own; also with a
+#     key quota and a tenant quota beside the window (SPEC §13), decided in the same script.
 # Drives each scenario with wrk in interleaved rounds and prints the medians (req/s, p50, p99)
 # and the ratios the issue sets targets for. The limiters are checked to be exact: a key
-# allowed 1,000 requests a day gets exactly 1,000 through, in process and on Redis.
+# allowed 1,000 requests a day gets exactly 1,000 through, in process and on Redis, and so do
+# four keys of a tenant whose quota is 1,000 a day, on Redis.
 #
 #   bench/hot.sh                         # 3 rounds of 8 s, 64 connections
 #   ROUNDS=5 SECONDS_EACH=10 CONNECTIONS=256 bench/hot.sh
@@ -64,10 +66,13 @@ CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-# start_keygate BINARY NAME [LIMITER_URL]: a keygate from BINARY with its own store, a route to
-# the bare server and its request log on; prints "port key limited-key session".
+# start_keygate BINARY NAME [LIMITER_URL [quotas]]: a keygate from BINARY with its own store, a
+# route to the bare server and its request log on; prints "port key limited-key session", and
+# with `quotas` (SPEC §13, builds that have them) also "quota-key metered-keys": a key with a
+# key quota and a tenant quota beside its window (all far from full), and four keys of a tenant
+# allowed 1,000 requests a day between them (comma-separated).
 start_keygate() {
-  local bin=$1 name=$2 limiter=${3:-memory://} port admin secret limited session
+  local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin secret limited session quota metered
   port=$(free_port)
   admin=$(free_port)
   mkdir -p "$work/$name"
@@ -107,22 +112,44 @@ CONF
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
   session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
     "http://127.0.0.1:$port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
-  echo "$port $secret $limited $session"
+  if [ "$quotas" = quotas ]; then
+    local month='{"limit": 1000000000000, "period": "month"}' key_body
+    admin_post /admin/v1/tenants "{\"id\": \"quota\", \"name\": \"Quota\", \"modules\": [\"orders\"], \"quota\": $month}" > /dev/null
+    quota=$(admin_post /admin/v1/tenants/quota/keys "{\"name\": \"quota\", \"scopes\": [\"orders:write\"], \"quota\": $month}" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
+    admin_post /admin/v1/tenants \
+      '{"id": "metered", "name": "Metered", "modules": ["orders"], "quota": {"limit": 1000, "period": "day"}}' > /dev/null
+    key_body='{"name": "metered", "scopes": ["orders:write"], "quota": {"limit": 1000000, "period": "day"}}'
+    metered=$(for _ in 1 2 3 4; do admin_post /admin/v1/tenants/metered/keys "$key_body" |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])'; done | paste -sd,)
+  fi
+  echo "$port $secret $limited $session $quota $metered"
 }
 for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/"; do
   until curl -s -o /dev/null "$url"; do sleep 0.05; done
 done
 until redis-cli -p "$redis_port" ping > /dev/null 2>&1; do sleep 0.05; done
 keygate_bin=${CANDIDATE_BIN:-target/release/keygate}
-read -r keygate_port secret limited session < <(start_keygate "$keygate_bin" keygate)
-read -r redis_kg_port redis_secret redis_limited _ < <(start_keygate "$keygate_bin" redis \
-  "redis://127.0.0.1:$redis_port")
+read -r keygate_port secret limited session _ < <(start_keygate "$keygate_bin" keygate)
+read -r redis_kg_port redis_secret redis_limited _ redis_quota redis_metered < <(start_keygate "$keygate_bin" redis \
+  "redis://127.0.0.1:$redis_port" quotas)
 
 cat > "$work/post.lua" << 'LUA'
 wrk.method = "POST"
 wrk.body = '{"item":"tea","qty":12345}'
 wrk.headers["Content-Type"] = "application/json"
 if os.getenv("SECRET") ~= "" then wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET") end
+-- Several keys, comma-separated: each request takes the next.
+local keys = {}
+for key in string.gmatch(os.getenv("SECRET") or "", "[^,]+") do keys[#keys + 1] = key end
+if #keys > 1 then
+  local i = 0
+  request = function()
+    i = i % #keys + 1
+    wrk.headers["Authorization"] = "Bearer " .. keys[i]
+    return wrk.format()
+  end
+end
 if os.getenv("ORIGIN") ~= "" then wrk.headers["Origin"] = os.getenv("ORIGIN") end
 if os.getenv("SESSION") ~= "" then wrk.headers["X-Session-Token"] = os.getenv("SESSION") end
 if os.getenv("METHOD") == "GET" then wrk.method = "GET"; wrk.body = nil; wrk.headers["Content-Type"] = nil end
@@ -143,10 +170,12 @@ scenarios=(
   "keygate 429|POST|$keygate/api/v1/orders|$limited|||LIMIT:1000"
   "redis guarded POST|POST|$on_redis/api/v1/orders|$redis_secret|||2xx"
   "redis 429|POST|$on_redis/api/v1/orders|$redis_limited|||LIMIT:1000"
+  "redis with quotas|POST|$on_redis/api/v1/orders|$redis_quota|||2xx"
+  "redis tenant quota 429|POST|$on_redis/api/v1/orders|$redis_metered|||LIMIT:1000"
 )
 # BASELINE_BIN: another build of keygate (say, the last release), measured in the same rounds.
 if [ -n "${BASELINE_BIN:-}" ]; then
-  read -r base_port base_secret _ base_session < <(start_keygate "$BASELINE_BIN" baseline)
+  read -r base_port base_secret _ base_session _ < <(start_keygate "$BASELINE_BIN" baseline)
   base=http://127.0.0.1:$base_port
   scenarios+=(
     "baseline guarded POST|POST|$base/api/v1/orders|$base_secret|||2xx"
@@ -172,7 +201,7 @@ for round in $(seq "$ROUNDS"); do
     passed[$name]=$((${passed[$name]:-0} + total - ${non2xx:-0}))
     if [ "$expected" != 2xx ]; then
       # wrk does not tell statuses apart: check one answer's status.
-      status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $key" "$url")
+      status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer ${key%%,*}" "$url")
       want=${expected/LIMIT:*/429}
       [ "$status" = "$want" ] || { echo "$name: answered $status, not $want" >&2; exit 1; }
     fi
@@ -210,6 +239,7 @@ print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):
 print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate guarded POST'):.2f}   (target >= 0.9)")
 print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
 print(f"  Redis / in-process limiter    {ratio('redis guarded POST', 'keygate guarded POST'):.2f}   (target >= 0.7)")
+print(f"  Redis, quotas / window alone  {ratio('redis with quotas', 'redis guarded POST'):.2f}   (target >= 0.9)")
 for scenario in ("guarded POST", "mint", "browser write"):
     if "baseline " + scenario in medians:
         print(f"  {scenario} / baseline's {'':14}"[:30] + f" {ratio('keygate ' + scenario, 'baseline ' + scenario):.2f}")

@@ -129,7 +129,7 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         fields: TenantFields,
         #[command(flatten)]
-        rate: RateLimitArgs,
+        rate: BudgetArgs,
     },
     /// Show one tenant.
     Get { id: String },
@@ -147,7 +147,7 @@ pub(crate) enum TenantCommand {
         #[arg(long, conflicts_with = "modules")]
         no_modules: bool,
         #[command(flatten)]
-        rate: RateLimitChange,
+        rate: BudgetChange,
     },
     /// Delete a tenant that has no keys left.
     Delete { id: String },
@@ -164,7 +164,7 @@ pub(crate) enum KeyCommand {
         #[command(flatten)]
         fields: KeyFields,
         #[command(flatten)]
-        rate: RateLimitArgs,
+        rate: BudgetArgs,
     },
     /// Show one key.
     Get { id: String },
@@ -199,7 +199,7 @@ pub(crate) enum KeyCommand {
         #[arg(long, conflicts_with = "expires_at")]
         no_expiry: bool,
         #[command(flatten)]
-        rate: RateLimitChange,
+        rate: BudgetChange,
     },
     /// Delete a key: gone from every list, each of its secrets refused as unknown.
     Delete { id: String },
@@ -288,23 +288,33 @@ pub(crate) struct PageArgs {
     pub(crate) cursor: Option<String>,
 }
 
+/// The budgets of step 4: a rate-limit override and a quota.
 #[derive(Args)]
-pub(crate) struct RateLimitArgs {
+pub(crate) struct BudgetArgs {
     /// Requests per window (with --window-seconds).
     #[arg(long, requires = "window_seconds")]
     pub(crate) rate_limit: Option<u64>,
     /// The window of --rate-limit, in seconds.
     #[arg(long, requires = "rate_limit")]
     pub(crate) window_seconds: Option<u64>,
+    /// A quota: at most this many requests per --quota-period.
+    #[arg(long, requires = "quota_period")]
+    pub(crate) quota: Option<u64>,
+    /// The period of --quota: day or month (UTC calendar periods).
+    #[arg(long, requires = "quota")]
+    pub(crate) quota_period: Option<String>,
 }
 
 #[derive(Args)]
-pub(crate) struct RateLimitChange {
+pub(crate) struct BudgetChange {
     #[command(flatten)]
-    pub(crate) set: RateLimitArgs,
+    pub(crate) set: BudgetArgs,
     /// Remove the rate-limit override.
     #[arg(long, conflicts_with = "rate_limit")]
     pub(crate) clear_rate_limit: bool,
+    /// Remove the quota.
+    #[arg(long, conflicts_with = "quota")]
+    pub(crate) clear_quota: bool,
 }
 
 /// A tenant's fields that create and update share.

@@ -7,7 +7,7 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
 use super::args::{
-    AuditArgs, KeyCommand, KeyFields, PageArgs, RateLimitArgs, RateLimitChange, SigningKeyCommand, TenantCommand,
+    AuditArgs, BudgetArgs, BudgetChange, KeyCommand, KeyFields, PageArgs, SigningKeyCommand, TenantCommand,
     TenantFields, UsageCommand,
 };
 
@@ -172,19 +172,25 @@ fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a Option<String>
     if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
 }
 
-impl RateLimitArgs {
+impl BudgetArgs {
     fn put(&self, body: &mut Map<String, Value>) {
         if let (Some(limit), Some(window)) = (self.rate_limit, self.window_seconds) {
             body.insert("rateLimit".into(), json!({ "limit": limit, "windowSeconds": window }));
         }
+        if let (Some(limit), Some(period)) = (self.quota, &self.quota_period) {
+            body.insert("quota".into(), json!({ "limit": limit, "period": period }));
+        }
     }
 }
 
-impl RateLimitChange {
+impl BudgetChange {
     fn put(&self, body: &mut Map<String, Value>) {
         self.set.put(body);
         if self.clear_rate_limit {
             body.insert("rateLimit".into(), Value::Null);
+        }
+        if self.clear_quota {
+            body.insert("quota".into(), Value::Null);
         }
     }
 }
@@ -237,6 +243,8 @@ pub(crate) fn name_flags(envelope: &mut Value) {
         let flag = match (field, path.ends_with("windowSeconds")) {
             ("rateLimit", true) => "--window-seconds",
             ("rateLimit", false) => "--rate-limit",
+            ("quota", _) if path.ends_with("period") => "--quota-period",
+            ("quota", _) => "--quota",
             ("allowedOrigins", _) => "--origin",
             ("scopes", _) => "--scope",
             ("modules", _) => "--module",

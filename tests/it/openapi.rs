@@ -211,6 +211,22 @@ async fn every_documented_operation_answers_as_documented() {
     assert_eq!(seen.status, 409);
     contract.check("POST", "/admin/v1/keys/{keyId}/roll", &seen);
     // Deletes: a tenant with keys is refused; its keys, then it, go.
+    // Usage: a range, a refusal, and no such key.
+    let month = "from=2026-12-01T00:00:00Z&to=2027-01-01T00:00:00Z";
+    for (path, status) in [
+        (format!("/admin/v1/keys/{id}/usage?{month}"), 200),
+        (format!("/admin/v1/keys/{id}/usage?from=2026-12-01T00:30:00Z&to=2026-12-02T00:00:00Z"), 400),
+        (format!("/admin/v1/keys/key_unknown/usage?{month}"), 404),
+    ] {
+        let seen = app.admin_request(Method::GET, &path, None).await;
+        assert_eq!(seen.status.as_u16(), status, "{path}: {}", seen.body);
+        contract.check("GET", "/admin/v1/keys/{keyId}/usage", &seen);
+    }
+    for (query, status) in [("&groupBy=key&granularity=day", 200), ("&groupBy=owner", 400)] {
+        let seen = app.admin_request(Method::GET, &format!("/admin/v1/tenants/acme/usage?{month}{query}"), None).await;
+        assert_eq!(seen.status.as_u16(), status, "{query}: {}", seen.body);
+        contract.check("GET", "/admin/v1/tenants/{tenantId}/usage", &seen);
+    }
     contract.check(
         "DELETE",
         "/admin/v1/tenants/{tenantId}",

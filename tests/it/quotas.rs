@@ -338,3 +338,27 @@ async fn wait_for_usage(client: &reqwest::Client, served: &process::Served, expe
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_shows_and_clears_a_quota_naming_its_flags_in_errors() {
+    use common::cli::Via;
+    let (app, _upstream) = spawn_gateway(|_| {}).await;
+    let cli = Via::Api(&app);
+    let tenant =
+        cli.ok(&["tenant", "create", "--id", "acme", "--name", "Acme", "--quota", "10000", "--quota-period", "month"]);
+    assert_eq!((tenant["quota"]["limit"].as_u64(), tenant["quota"]["used"].as_u64()), (Some(10000), Some(0)));
+    let key = cli.ok(&["key", "create", "acme", "--name", "k", "--quota", "50", "--quota-period", "day"]);
+    let key_id = key["id"].as_str().unwrap();
+    assert_eq!(key["quota"]["period"], "day");
+
+    let ran = cli.run(&["tenant", "update", "acme", "--quota", "0", "--quota-period", "week"]);
+    assert_eq!(ran.code, 1);
+    let envelope: Value = serde_json::from_str(&ran.stderr).expect("an error envelope on stderr");
+    let flags: Vec<&str> =
+        envelope["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["flag"].as_str()).collect();
+    assert_eq!(flags, ["--quota", "--quota-period"]);
+    assert_eq!(cli.run(&["tenant", "update", "acme", "--quota", "10"]).code, 2, "--quota needs --quota-period");
+
+    assert_eq!(cli.ok(&["tenant", "update", "acme", "--clear-quota"])["quota"], Value::Null);
+    assert_eq!(cli.ok(&["key", "update", key_id, "--clear-quota"])["quota"], Value::Null);
+}
