@@ -85,7 +85,7 @@ async fn on_a_cluster_two_instances_admit_exactly_every_budget_and_ride_out_a_no
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Every tenant's quota and the narrow key's window, exact across both instances.
-    assert_eq!(admitted(&mints(&instances, &[narrow.clone()], 50).await), 20, "the window of 20");
+    assert_eq!(admitted(&mints(&instances, std::slice::from_ref(&narrow), 50).await), 20, "the window of 20");
     for (id, keys) in tenants.iter().zip(&secrets) {
         let first = admitted(&mints(&instances, keys, 30).await);
         assert_eq!(first, 30, "{id}: within its quota");
