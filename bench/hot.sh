@@ -72,7 +72,7 @@ pids+=($!)
 # key quota and a tenant quota beside its window (all far from full), and four keys of a tenant
 # allowed 1,000 requests a day between them (comma-separated).
 start_keygate() {
-  local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin secret limited session quota metered
+  local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin secret limited session quota= metered=
   port=$(free_port)
   admin=$(free_port)
   mkdir -p "$work/$name"

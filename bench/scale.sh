@@ -3,7 +3,9 @@
 # PostgreSQL, release build, on this machine. Among the keys, ROLLED have an earlier secret
 # still live and IMPORTED a secret in no format of keygate's; the audit log holds the entries
 # of every tenant's and key's making (about a million). Prints each target of the issues with
-# its figure, met or missed. See docs/performance.md.
+# its figure, met or missed. Usage counts (SPEC §13): USED of the keys counted in one interval
+# and written by keygate's own flush (examples/usage_flush.rs), then a tenant's 31 days of
+# hourly counts read back over HTTP. See docs/performance.md.
 #
 #   bench/scale.sh                      # both engines, 1M keys
 #   KEYS=100000 ENGINES=sqlite bench/scale.sh
@@ -18,6 +20,7 @@ ENGINES=${ENGINES:-sqlite postgres}
 UNKNOWN=${UNKNOWN:-100000}
 ROLLED=${ROLLED:-$((KEYS / 10))}
 IMPORTED=${IMPORTED:-$((KEYS / 10))}
+USED=${USED:-$((KEYS / 20))}
 
 source bench/lib.sh
 now() { date +%s.%N; }
@@ -27,7 +30,7 @@ command -v curl > /dev/null || missing+=(curl)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || missing+=(postgresql)
 install_missing "${missing[@]}"
 
-cargo build --release --quiet
+cargo build --release --quiet --bin keygate --example usage_flush
 bin=$PWD/target/release/keygate
 work=$(mktemp -d)
 pids=()
@@ -215,6 +218,26 @@ PY
     p99=$(wrk -t1 -c1 -d5s --latency -H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" "$admin/admin/v1/audit?${item#*|}" | wrk_p99)
     report "audit list p99, ${item%%|*} (ms)" "$p99" "<" 20
   done
+
+  # Usage: a flush of $USED keys used in one interval (one or two outcomes each), on this store
+  # while keygate serves from it; then a tenant's usage over 31 days, by day and by hour.
+  usage=$(target/release/examples/usage_flush "$USED")
+  echo "  usage: $usage"
+  report "usage flush of $USED keys, slowest of 5 (ms)" "$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["flushMs"]["max"])' "$usage")" "<" 200
+  read -r month_from month_to < <(python3 -c 'import datetime as d; t = d.datetime.now(d.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0); f = lambda x: x.strftime("%Y-%m-%dT%H:%M:%SZ"); print(f(t - d.timedelta(days=30)), f(t + d.timedelta(days=1)))')
+  for granularity in day hour; do
+    p99=$(wrk -t1 -c1 -d5s --latency -H "Authorization: Bearer $KEYGATE_SERVER_ADMIN_TOKEN" \
+      "$admin/admin/v1/tenants/seed-7/usage?from=$month_from&to=$month_to&granularity=$granularity" | wrk_p99)
+    report "usage of one tenant over 31 days by $granularity, p99 (ms)" "$p99" "<" 20
+  done
+  if [ "$engine" = postgres ]; then
+    table=$("$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d keygate -Atc \
+      "SELECT pg_total_relation_size('usage_counts') || ' ' || (SELECT count(*) FROM usage_counts)")
+  else
+    table=$(python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ? OR name LIKE ?", ("usage_counts", "%usage_counts%")).fetchone()[0], c.execute("SELECT count(*) FROM usage_counts").fetchone()[0])' "$work/keygate.db")
+  fi
+  read -r table_bytes table_rows <<< "$table"
+  echo "  usage_counts: $table_rows rows in $((table_bytes / 1048576)) MiB with its indexes, $((table_bytes / table_rows)) bytes a row"
 
   admin_writes 1000 0 "$admin/admin/v1/keys/$key_id"
   rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$pid/status")

@@ -19,13 +19,15 @@ const TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Every budget of one request, decided in one step on Redis's clock (`TIME`). KEYS: one
 /// counter prefix per budget, all with the tenant's `{hash tag}` so that they share a cluster
-/// slot. ARGV, three per key: the limit; the period (a window's seconds, `day` or `month`, UTC
-/// calendar periods); and a seed for a quota's count where Redis holds none, with the end of
-/// the period it is for (`-1 0`: none yet). A quota without a count or a seed for the period
-/// decides nothing and answers -1 for its count: the caller reads the seed from the store's
-/// usage counts and asks again. Otherwise, when every budget has room, each counts once; a
-/// refused request leaves all of them as they were. Answers Redis's time in milliseconds, then
-/// per budget its count before this request and its period's start and end (Unix seconds).
+/// slot. ARGV, five per key: the limit; the period (a window's seconds, `day` or `month`, UTC
+/// calendar periods); this instance's bounds of a quota's period (`0 0` for a window), taken
+/// when Redis's clock is inside them, else computed by the script; and a seed for a quota's
+/// count where Redis holds none, for the period of those bounds (`-1`: none yet). A quota
+/// without a count or a seed for the period decides nothing and answers -1 for its count: the
+/// caller reads the seed from the store's usage counts and asks again. Otherwise, when every
+/// budget has room, each counts once; a refused request leaves all of them as they were.
+/// Answers Redis's time in milliseconds, then per budget its count before this request and
+/// its period's start and end (Unix seconds).
 const SCRIPT: &str = include_str!("redis/budgets.lua");
 
 mod connection;
@@ -71,17 +73,32 @@ struct Asked {
     name: BudgetName,
     counter: String,
     limit: u64,
-    period: String,
+    period: Asking,
+}
+
+/// A budget's period as the script takes it.
+#[derive(Clone, Copy)]
+enum Asking {
+    /// A window of this many seconds, on Redis's clock.
+    Window(u64),
+    /// A quota's period, with this instance's bounds for it (Unix seconds), which the script
+    /// takes when Redis's clock is inside them.
+    Quota(Period, (i64, i64)),
 }
 
 impl RedisLimiter {
-    /// Runs the script once: `seeds` are (count, period end) per budget, `None` where not known.
-    async fn run(&self, asked: &[Asked], seeds: &[Option<(u64, i64)>]) -> Result<Vec<i64>, LimitError> {
+    /// Runs the script once: `seeds` are the counts to start quotas from (`None` where not
+    /// known), each for the period of its budget's bounds.
+    async fn run(&self, asked: &[Asked], seeds: &[Option<u64>]) -> Result<Vec<i64>, LimitError> {
         let mut connection = self.connections.get().map_err(failed)?;
         let mut invocation = self.script.prepare_invoke();
         for (budget, seed) in asked.iter().zip(seeds) {
-            let (count, end) = seed.map_or((-1, 0), |(count, end)| (count as i64, end));
-            invocation.key(&budget.counter).arg(budget.limit).arg(&budget.period).arg(format!("{count} {end}"));
+            invocation.key(&budget.counter).arg(budget.limit);
+            match budget.period {
+                Asking::Window(seconds) => invocation.arg(seconds).arg(0).arg(0),
+                Asking::Quota(period, (start, end)) => invocation.arg(period.as_str()).arg(start).arg(end),
+            };
+            invocation.arg(seed.map_or(-1, |count| count as i64));
         }
         let call = connection.invoke::<Vec<i64>>(&invocation);
         let answer = tokio::time::timeout(TIMEOUT, call).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
@@ -97,8 +114,9 @@ impl RedisLimiter {
             name: BudgetName::Window,
             counter: counter(BudgetName::Window, tenant_id, key_id, None),
             limit: budgets.window.limit,
-            period: budgets.window.window_seconds.to_string(),
+            period: Asking::Window(budgets.window.window_seconds),
         }];
+        let now = now_millis();
         let quotas = [(BudgetName::KeyQuota, budgets.key_quota), (BudgetName::TenantQuota, budgets.tenant_quota)];
         for (name, quota) in quotas {
             if let Some(quota) = quota {
@@ -106,22 +124,24 @@ impl RedisLimiter {
                     name,
                     counter: counter(name, tenant_id, key_id, Some(quota.period)),
                     limit: quota.limit,
-                    period: quota.period.as_str().to_owned(),
+                    period: Asking::Quota(quota.period, quota.period.bounds(now)),
                 });
             }
         }
         let mut seeds = vec![None; asked.len()];
         let mut answer = self.run(&asked, &seeds).await?;
         if (0..asked.len()).any(|i| answer[1 + 3 * i] < 0) {
-            // Some quota has no count on Redis for its period: seed it from the store, once.
-            for (i, budget) in asked.iter().enumerate() {
+            // Some quota has no count on Redis for its period: seed it from the store, for the
+            // period Redis's clock is in, once.
+            for (i, budget) in asked.iter_mut().enumerate() {
                 let (count, start, end) = (answer[1 + 3 * i], answer[2 + 3 * i], answer[3 + 3 * i]);
-                if count < 0 {
+                if let (true, Asking::Quota(period, _)) = (count < 0, budget.period) {
                     let of = match budget.name {
                         BudgetName::KeyQuota => budgets.key(),
                         _ => budgets.tenant(),
                     };
-                    seeds[i] = Some((self.seeds.count(of, start, end).await?, end));
+                    seeds[i] = Some(self.seeds.count(of, start, end).await?);
+                    budget.period = Asking::Quota(period, (start, end));
                 }
             }
             answer = self.run(&asked, &seeds).await?;

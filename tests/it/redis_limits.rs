@@ -373,3 +373,39 @@ async fn two_instances_whose_clocks_disagree_share_one_window() {
         instance.child.wait().unwrap();
     }
 }
+
+/// The script's own calendar, used when an instance's bounds for a month do not hold Redis's
+/// clock: every day from 1970 to 2100, against chrono.
+#[test]
+fn the_script_s_months_are_the_utc_calendar_s() {
+    use chrono::{Datelike, NaiveDate};
+    let script = include_str!("../../src/ratelimit/redis/budgets.lua");
+    let calendar = script.split("-- calendar: end").next().unwrap();
+    let probe = format!(
+        "{calendar}\nlocal answer = {{}}\nfor days = tonumber(ARGV[1]), tonumber(ARGV[2]) - 1 do\n  \
+         local s, e = month_of(days)\n  answer[#answer + 1] = s\n  answer[#answer + 1] = e\nend\nreturn answer"
+    );
+    let redis = RedisServer::start();
+    let client = match &redis.ca_file {
+        None => ::redis::Client::open(redis.url.as_str()).unwrap(),
+        Some(file) => {
+            let root_cert = Some(std::fs::read(file).unwrap());
+            ::redis::Client::build_with_tls(
+                redis.url.as_str(),
+                ::redis::TlsCertificates { client_tls: None, root_cert },
+            )
+            .unwrap()
+        }
+    };
+    let mut connection = client.get_connection().unwrap();
+    let last = NaiveDate::from_ymd_opt(2100, 1, 1).unwrap().signed_duration_since(NaiveDate::default()).num_days();
+    let bounds: Vec<i64> = ::redis::cmd("EVAL").arg(&probe).arg(0).arg(0).arg(last).query(&mut connection).unwrap();
+    let seconds = |date: NaiveDate| date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp();
+    for days in 0..last {
+        let date = NaiveDate::default() + chrono::Days::new(days as u64);
+        let first = date.with_day(1).unwrap();
+        let next = first.checked_add_months(chrono::Months::new(1)).unwrap();
+        let i = 2 * days as usize;
+        assert_eq!((bounds[i], bounds[i + 1]), (seconds(first), seconds(next)), "{date}");
+    }
+}
