@@ -59,6 +59,30 @@ async fn main() {
     }
     flushes.sort_by(f64::total_cmp);
 
+    // The flush's two writes apart: the keys' lastUsedAt, and the counts.
+    let now = now_millis();
+    let last_used: Vec<(String, i64)> = records.iter().map(|r| (r.key.id.clone(), now)).collect();
+    let counts: Vec<UsageCount> = records
+        .iter()
+        .map(|r| UsageCount {
+            key_id: r.key.id.clone(),
+            tenant_id: r.tenant.id.clone(),
+            hour_start: now - now.rem_euclid(HOUR),
+            outcome: "OK",
+            requests: 1,
+        })
+        .collect();
+    let timed = |batch: UsageBatch| {
+        let store = std::sync::Arc::clone(&store);
+        async move {
+            let started = Instant::now();
+            store.record_usage(&batch).await.expect("the store takes the batch");
+            started.elapsed().as_secs_f64() * 1000.0
+        }
+    };
+    let last_used_ms = timed(UsageBatch { last_used, earlier: Vec::new(), counts: Vec::new() }).await;
+    let counts_ms = timed(UsageBatch { last_used: Vec::new(), earlier: Vec::new(), counts }).await;
+
     // 31 days of every hour for one tenant's keys, two outcomes each.
     let this_hour = now_millis() - now_millis().rem_euclid(HOUR);
     let tenant = store.tenant("seed-7").await.expect("the store answers").expect("tenant seed-7");
@@ -81,7 +105,7 @@ async fn main() {
     let batch = UsageBatch { last_used: Vec::new(), earlier: Vec::new(), counts };
     store.record_usage(&batch).await.expect("the store takes the tenant's month");
     println!(
-        "{{\"keys\": {keys}, \"flushMs\": {{\"median\": {:.1}, \"max\": {:.1}}}, \"tenantRows\": {rows}, \"tenantKeys\": {}}}",
+        "{{\"keys\": {keys}, \"flushMs\": {{\"median\": {:.1}, \"max\": {:.1}, \"lastUsedAlone\": {last_used_ms:.1}, \"countsAlone\": {counts_ms:.1}}}, \"tenantRows\": {rows}, \"tenantKeys\": {}}}",
         flushes[ROUNDS / 2],
         flushes[ROUNDS - 1],
         tenant_keys.len()

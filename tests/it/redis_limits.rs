@@ -135,6 +135,24 @@ async fn a_tenant_quota_across_four_keys_and_two_instances_admits_exactly_its_li
     assert_eq!(answers.iter().filter(|seen| seen.status == 201).count(), 110, "the tenant quota of 300, exactly");
     let tenant = instances[1].admin_request(reqwest::Method::GET, "/admin/v1/tenants/acme", None).await;
     assert_eq!(tenant.body["data"]["quota"]["used"], 300, "both instances read Redis's count");
+
+    // Usage: each instance wrote what it counted; together, every request exactly once.
+    let today = now_seconds() - now_seconds().rem_euclid(DAY as i64);
+    let path = format!(
+        "/admin/v1/tenants/acme/usage?from={}&to={}&granularity=day",
+        rfc3339(today),
+        rfc3339(today + DAY as i64)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let outcomes = loop {
+        let seen = instances[0].admin_request(reqwest::Method::GET, &path, None).await;
+        let outcomes = seen.body["data"][0]["outcomes"].clone();
+        if seen.body["data"][0]["requests"] == 700 || std::time::Instant::now() > deadline {
+            break outcomes;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(outcomes, serde_json::json!({ "OK": 300, "RATE_LIMITED": 400 }), "700 requests, each counted once");
 }
 
 /// Redis lost its counts (restarted empty): the quota starts again from the store's usage
