@@ -352,10 +352,9 @@ impl Pipeline {
         }
     }
 
-    /// Step 4. Every request that passed steps 1–3 counts. `None` when the backend failed and
-    /// the request is let through uncounted (`on_backend_error = "allow"`).
-    /// Step 4: every budget of the key (SPEC §13), on the limiter, or as
-    /// `rate_limit.on_backend_error` says when it fails.
+    /// Step 4. Every request that passed steps 1–3 counts, against every budget of the key
+    /// (SPEC §13), on the limiter, or as `rate_limit.on_backend_error` says when it fails: with
+    /// `allow` the request is let through uncounted, and `trail.quota` stays `None`.
     async fn count_request(&self, record: &KeyWithTenant, trail: &mut Trail) -> Result<(), ApiError> {
         let budgets = Budgets {
             key_id: &record.key.id,
@@ -401,6 +400,8 @@ impl Pipeline {
         }
     }
 
+    /// Step 7: on the browser channel a write needs a session, and a presented token is
+    /// always checked. `Some`: when the token checked expires.
     fn check_session(
         &self,
         headers: &HeaderMap,
@@ -537,7 +538,7 @@ fn check_key_state(record: &KeyWithTenant, now: Millis) -> Result<(), ApiError> 
     }
 }
 
-/// Step 4, the verdict.
+/// Step 5. `trialing` is in good standing.
 fn check_standing(record: &KeyWithTenant) -> Result<(), ApiError> {
     let tenant = &record.tenant;
     if tenant.status == TenantStatus::Suspended {

@@ -3,8 +3,9 @@
 //! then counts once in each; a refused one counts in none. The headers describe the budget with
 //! the fewest requests left after this one (ties: the one that resets first).
 //!
-//! This is the rule alone, on counts the backend read: the in-process limiter and the Redis
-//! script both apply it (issue 21 wires it into step 4; until then only windows are counted).
+//! This is the rule alone, on counts the backend read: the in-process limiter applies it under
+//! its shards' locks, and the Redis script applies the same rule, which this function then
+//! restates for the headers from the counts the script answered.
 
 use super::window::Quota;
 use crate::time::Millis;
