@@ -35,6 +35,7 @@ fn fixture() -> &'static Fixture {
             expires_at: None,
             revoked_at: None,
             rate_limit: None,
+            quota: None,
             created_at: NOW - 1000,
             last_used_at: None,
             meta: None,
