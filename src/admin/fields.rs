@@ -144,25 +144,45 @@ fn whole_number(value: &Value) -> Option<u64> {
     })
 }
 
-/// `{"limit": 1..=1e9, "windowSeconds": 1..=86400}`.
-pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<RateLimit> {
+/// `value` as an object `shape` names, of the fields `known`; any other field is noted, with
+/// what `other` says of its name.
+fn object_of<'v>(
+    value: &'v Value,
+    path: &str,
+    shape: &str,
+    known: &[&str],
+    other: impl Fn(&str) -> &'static str,
+    details: &mut Vec<Detail>,
+) -> Option<&'v serde_json::Map<String, Value>> {
     let Some(object) = value.as_object() else {
-        details.push(Detail::new(path, "must be an object {\"limit\", \"windowSeconds\"}"));
+        details.push(Detail::new(path, format!("must be an object {shape}")));
         return None;
     };
-    let before = details.len();
-    for name in object.keys().filter(|k| !["limit", "windowSeconds"].contains(&k.as_str())) {
-        details.push(Detail::new(format!("{path}.{name}"), "unknown field"));
+    for name in object.keys().filter(|k| !known.contains(&k.as_str())) {
+        details.push(Detail::new(format!("{path}.{name}"), other(name)));
     }
-    let mut number = |name: &str, max: u64| match object.get(name).and_then(whole_number) {
-        Some(n) if (1..=max).contains(&n) => Some(n),
-        _ => {
-            details.push(Detail::new(format!("{path}.{name}"), format!("must be a whole number from 1 to {max}")));
-            None
-        }
-    };
-    let limit = number("limit", 1_000_000_000);
-    let window_seconds = number("windowSeconds", 86_400);
+    Some(object)
+}
+
+/// Field `name` of `object`, at `path.name`, read by `parse`; a missing one is refused as
+/// `parse` refuses `null`.
+fn member<T>(
+    object: &serde_json::Map<String, Value>,
+    path: &str,
+    name: &str,
+    parse: impl Fn(&Value, &str, &mut Vec<Detail>) -> Option<T>,
+    details: &mut Vec<Detail>,
+) -> Option<T> {
+    parse(object.get(name).unwrap_or(&Value::Null), &format!("{path}.{name}"), details)
+}
+
+/// `{"limit": 1..=1e9, "windowSeconds": 1..=86400}`.
+pub fn rate_limit(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<RateLimit> {
+    let before = details.len();
+    let shape = "{\"limit\", \"windowSeconds\"}";
+    let object = object_of(value, path, shape, &["limit", "windowSeconds"], |_| "unknown field", details)?;
+    let limit = member(object, path, "limit", whole(1, 1_000_000_000), details);
+    let window_seconds = member(object, path, "windowSeconds", whole(1, 86_400), details);
     match (limit, window_seconds) {
         (Some(limit), Some(window_seconds)) if details.len() == before => Some(RateLimit { limit, window_seconds }),
         _ => None,
@@ -175,33 +195,28 @@ pub const MAX_QUOTA: u64 = 1_000_000_000_000;
 /// `{"limit": 1..=10^12, "period": "day" | "month"}` (SPEC §13); `used` and `resetsAt` are
 /// what the admin API shows, never written.
 pub fn quota(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<QuotaPlan> {
-    let Some(object) = value.as_object() else {
-        details.push(Detail::new(path, "must be an object {\"limit\", \"period\"}, or null to remove the quota"));
-        return None;
-    };
     let before = details.len();
-    for name in object.keys().filter(|k| !["limit", "period"].contains(&k.as_str())) {
-        let why = match name.as_str() {
-            "used" | "resetsAt" => "is read-only: keygate counts it",
-            _ => "unknown field",
-        };
-        details.push(Detail::new(format!("{path}.{name}"), why));
-    }
-    let limit = match object.get("limit").and_then(whole_number) {
-        Some(n) if (1..=MAX_QUOTA).contains(&n) => Some(n),
-        _ => {
-            details.push(Detail::new(format!("{path}.limit"), format!("must be a whole number from 1 to {MAX_QUOTA}")));
-            None
-        }
+    let shape = "{\"limit\", \"period\"}, or null to remove the quota";
+    let other = |name: &str| match name {
+        "used" | "resetsAt" => "is read-only: keygate counts it",
+        _ => "unknown field",
     };
-    let period = object.get("period").and_then(Value::as_str).and_then(Period::parse);
-    if period.is_none() {
-        details.push(Detail::new(format!("{path}.period"), "must be day or month (UTC calendar periods)"));
-    }
+    let object = object_of(value, path, shape, &["limit", "period"], other, details)?;
+    let limit = member(object, path, "limit", whole(1, MAX_QUOTA), details);
+    let period = member(object, path, "period", period, details);
     match (limit, period) {
         (Some(limit), Some(period)) if details.len() == before => Some(QuotaPlan::new(limit, period)),
         _ => None,
     }
+}
+
+/// `"day"` or `"month"`.
+fn period(value: &Value, path: &str, details: &mut Vec<Detail>) -> Option<Period> {
+    let period = value.as_str().and_then(Period::parse);
+    if period.is_none() {
+        details.push(Detail::new(path, "must be day or month (UTC calendar periods)"));
+    }
+    period
 }
 
 #[cfg(test)]

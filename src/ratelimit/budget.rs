@@ -178,13 +178,22 @@ mod tests {
     }
 
     #[test]
-    fn a_window_alone_decides_as_before() {
+    fn a_window_alone_decides_as_before_and_a_denied_request_does_not_count() {
+        // The assertions of the window's own rule, which this rule replaced.
         let rate = crate::model::RateLimit { limit: 2, window_seconds: 60 };
-        for (count, now) in [(0, 10_000), (1, 59_500), (2, 59_999)] {
+        let window = |count, now| {
             let end = crate::ratelimit::window_end(rate, now);
-            let verdict = decide(&[budget(BudgetName::Window, 2, (end - 60, end), count)], now);
-            assert_eq!(verdict.quota, Quota::decide(rate, count, now).0);
-        }
+            decide(&[budget(BudgetName::Window, 2, (end - 60, end), count)], now)
+        };
+        let first = window(0, 10_000);
+        assert!(first.allowed);
+        assert_eq!((first.quota.remaining, first.quota.reset, first.quota.retry_after), (1, 60, 50));
+        let second = window(1, 59_500);
+        assert!(second.allowed);
+        assert_eq!((second.quota.remaining, second.quota.retry_after), (0, 1));
+        let third = window(2, 59_999);
+        assert!(!third.allowed);
+        assert_eq!((third.quota.remaining, third.quota.retry_after), (0, 1));
     }
 
     #[test]
