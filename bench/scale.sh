@@ -234,7 +234,7 @@ PY
     table=$("$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U postgres -d keygate -Atc \
       "SELECT pg_total_relation_size('usage_counts') || ' ' || (SELECT count(*) FROM usage_counts)")
   else
-    table=$(python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ? OR name LIKE ?", ("usage_counts", "%usage_counts%")).fetchone()[0], c.execute("SELECT count(*) FROM usage_counts").fetchone()[0])' "$work/keygate.db")
+    table=$(python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); print(c.execute("SELECT sum(pgsize) FROM dbstat WHERE name IN (?, ?)", ("usage_counts", "usage_counts_by_hour")).fetchone()[0], c.execute("SELECT count(*) FROM usage_counts").fetchone()[0])' "$work/keygate.db")
   fi
   read -r table_bytes table_rows <<< "$table"
   echo "  usage_counts: $table_rows rows in $((table_bytes / 1048576)) MiB with its indexes, $((table_bytes / table_rows)) bytes a row"

@@ -8,17 +8,33 @@ ALTER TABLE api_keys ADD COLUMN quota_limit BIGINT;
 ALTER TABLE api_keys ADD COLUMN quota_period TEXT;
 
 -- Requests counted per key, per UTC hour (hour_start, Unix milliseconds), per outcome ('OK',
--- 'UPSTREAM_4XX', 'UPSTREAM_5XX' or the code keygate answered with). Each instance adds what it
--- counted, one batched upsert per flush. No row references a key or tenant: a deleted key's
--- usage stays in its tenant's totals. Read by key (the primary key) or by tenant (its index),
--- over a range of hours; pruned by hour.
+-- 'UPSTREAM_4XX', 'UPSTREAM_5XX' or the code keygate answered with), with the latest of them
+-- (last_used_at, Unix milliseconds): a key's `lastUsedAt` is the latest of its latest hour's
+-- rows, so a flush writes no row of api_keys. Each instance adds what it counted, one batched
+-- upsert per flush, its rows sorted in the primary key's order. No row references a key or
+-- tenant: a deleted key's usage stays in its tenant's totals. Read by key or by tenant and key
+-- through the primary key, over a range of hours; pruned by hour.
+-- WITHOUT ROWID: the table is its primary key's B-tree, so each row is stored once, in the
+-- order a key's reads and a flush's sorted upsert walk it.
 CREATE TABLE usage_counts (
-    key_id     TEXT NOT NULL,
+    tenant_id    TEXT NOT NULL,
+    key_id       TEXT NOT NULL,
+    hour_start   BIGINT NOT NULL,
+    outcome      TEXT NOT NULL,
+    requests     BIGINT NOT NULL,
+    last_used_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, key_id, hour_start, outcome)
+) WITHOUT ROWID;
+CREATE INDEX usage_counts_by_hour ON usage_counts (hour_start);
+
+-- The same counts summed over a tenant's keys, written by the same flush (a row per tenant,
+-- hour and outcome it saw): a tenant's totals over a month are some hundreds of rows, however
+-- many keys it has.
+CREATE TABLE tenant_usage_counts (
+    tenant_id  TEXT NOT NULL,
     hour_start BIGINT NOT NULL,
     outcome    TEXT NOT NULL,
-    tenant_id  TEXT NOT NULL,
     requests   BIGINT NOT NULL,
-    PRIMARY KEY (key_id, hour_start, outcome)
-);
-CREATE INDEX usage_counts_by_tenant ON usage_counts (tenant_id, hour_start);
-CREATE INDEX usage_counts_by_hour ON usage_counts (hour_start);
+    PRIMARY KEY (tenant_id, hour_start, outcome)
+) WITHOUT ROWID;
+CREATE INDEX tenant_usage_counts_by_hour ON tenant_usage_counts (hour_start);

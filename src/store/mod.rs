@@ -188,12 +188,11 @@ pub struct BulkEntry {
     pub after: Option<serde_json::Value>,
 }
 
-/// What an instance counted since its last flush, written in one transaction: `lastUsedAt` of
-/// keys (by id) and of earlier secrets (by hash), and requests per key, hour and outcome, added
-/// to what is stored.
+/// What an instance counted since its last flush, written in one transaction: requests per
+/// key, hour and outcome, added to what is stored (with their latest, which is how a key's
+/// `lastUsedAt` is kept), and the `lastUsedAt` of earlier secrets (by hash).
 #[derive(Debug, Default)]
 pub struct UsageBatch {
-    pub last_used: Vec<(String, Millis)>,
     pub earlier: Vec<(SecretHash, Millis)>,
     /// One per key, hour and outcome.
     pub counts: Vec<UsageCount>,
@@ -207,6 +206,8 @@ pub struct UsageCount {
     pub hour_start: Millis,
     pub outcome: &'static str,
     pub requests: u64,
+    /// The latest of these requests.
+    pub last_used_at: Millis,
 }
 
 /// Which usage to read: one key's or one tenant's, over `[from, to)` (aligned to `bucket`), in

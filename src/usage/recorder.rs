@@ -1,8 +1,8 @@
 //! Counting on the request path, writing behind. A request notes its key, hour and outcome in
 //! its serving thread's own shard (keygate serves on one runtime per core, so a shard's lock is
 //! only ever contended by the flush); every `usage.flush_seconds` the flusher takes every
-//! shard's counts, merges them by key, and writes them in one transaction with `lastUsedAt`
-//! ([`Store::record_usage`]). A flush costs in proportion to the keys used since the last one.
+//! shard's counts, merges them by key, and writes them in one transaction, each count with its
+//! latest request, which is the key's `lastUsedAt` ([`Store::record_usage`]). A flush costs in proportion to the keys used since the last one.
 //! What a failed write held is kept and merged into the next; SIGTERM flushes before exit.
 
 use std::cell::Cell;
@@ -50,9 +50,17 @@ struct Pending {
 
 struct KeyUse {
     tenant_id: String,
-    last_used: Millis,
-    /// (hour start, outcome, requests): a key sees a handful of these between two flushes.
-    counts: Vec<(Millis, Outcome, u64)>,
+    /// A key sees a handful of these between two flushes.
+    counts: Vec<Count>,
+}
+
+/// Requests of one hour and outcome, and the latest of them.
+#[derive(Clone, Copy)]
+struct Count {
+    hour: Millis,
+    outcome: Outcome,
+    requests: u64,
+    last: Millis,
 }
 
 impl Default for UsageRecorder {
@@ -97,14 +105,12 @@ impl UsageRecorder {
         let key = &record.key;
         let used = match pending.keys.get_mut(key.id.as_str()) {
             Some(used) => used,
-            None => pending.keys.entry(key.id.clone()).or_insert_with(|| KeyUse {
-                tenant_id: key.tenant_id.clone(),
-                last_used: at,
-                counts: Vec::new(),
-            }),
+            None => pending
+                .keys
+                .entry(key.id.clone())
+                .or_insert_with(|| KeyUse { tenant_id: key.tenant_id.clone(), counts: Vec::new() }),
         };
-        used.last_used = used.last_used.max(at);
-        used.add(hour, outcome, 1);
+        used.add(Count { hour, outcome, requests: 1, last: at });
         if let Some(earlier) = &record.earlier {
             let last = pending.earlier.entry(earlier.hash).or_insert(at);
             *last = (*last).max(at);
@@ -132,7 +138,12 @@ impl UsageRecorder {
     pub async fn flush(&self, store: &dyn Store) {
         let mut merged = std::mem::take(&mut *lock(&self.unwritten));
         for shard in self.shards.iter() {
-            let taken = std::mem::take(&mut *lock(&shard.0));
+            let mut taken = std::mem::take(&mut *lock(&shard.0));
+            // The smaller map goes into the larger: one busy thread's 50,000 keys are not
+            // moved into an empty map one by one.
+            if taken.keys.len() > merged.keys.len() {
+                std::mem::swap(&mut merged, &mut taken);
+            }
             merged.absorb(taken);
         }
         if merged.keys.is_empty() {
@@ -175,10 +186,13 @@ fn lock(mutex: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
 }
 
 impl KeyUse {
-    fn add(&mut self, hour: Millis, outcome: Outcome, requests: u64) {
-        match self.counts.iter_mut().find(|(h, o, _)| *h == hour && *o == outcome) {
-            Some((_, _, n)) => *n += requests,
-            None => self.counts.push((hour, outcome, requests)),
+    fn add(&mut self, count: Count) {
+        match self.counts.iter_mut().find(|c| c.hour == count.hour && c.outcome == count.outcome) {
+            Some(mine) => {
+                mine.requests += count.requests;
+                mine.last = mine.last.max(count.last);
+            }
+            None => self.counts.push(count),
         }
     }
 }
@@ -192,9 +206,8 @@ impl Pending {
                 }
                 Entry::Occupied(mut occupied) => {
                     let mine = occupied.get_mut();
-                    mine.last_used = mine.last_used.max(used.last_used);
-                    for (hour, outcome, n) in used.counts {
-                        mine.add(hour, outcome, n);
+                    for count in used.counts {
+                        mine.add(count);
                     }
                 }
             }
@@ -207,18 +220,17 @@ impl Pending {
 
     fn batch(&self) -> UsageBatch {
         let mut batch = UsageBatch {
-            last_used: Vec::with_capacity(self.keys.len()),
             earlier: self.earlier.iter().map(|(hash, at)| (*hash, *at)).collect(),
             counts: Vec::with_capacity(self.keys.len()),
         };
         for (id, used) in &self.keys {
-            batch.last_used.push((id.clone(), used.last_used));
-            batch.counts.extend(used.counts.iter().map(|&(hour_start, outcome, requests)| UsageCount {
+            batch.counts.extend(used.counts.iter().map(|count| UsageCount {
                 key_id: id.clone(),
                 tenant_id: used.tenant_id.clone(),
-                hour_start,
-                outcome: outcome.as_str(),
-                requests,
+                hour_start: count.hour,
+                outcome: count.outcome.as_str(),
+                requests: count.requests,
+                last_used_at: count.last,
             }));
         }
         batch

@@ -282,3 +282,64 @@ async fn the_cli_reads_usage_through_the_api_and_on_the_store() {
     assert_ne!(bad.code, 0);
     assert!(bad.stderr.contains("--from") && bad.stderr.contains("aligned"), "{}", bad.stderr);
 }
+
+/// Hours older than `usage.retention_days` are pruned, of the key's counts and of its
+/// tenant's totals; a key whose every hour went keeps its `lastUsedAt`. The counts are made by
+/// one keygate and dated 40 days back in the store (as the audit log's retention test does),
+/// then a second keygate with a retention of 32 days starts on the store.
+#[tokio::test]
+async fn the_retention_prunes_hours_older_than_its_days_and_a_key_keeps_its_last_use() {
+    const DAYS_BACK: i64 = 40;
+    let store = TestStore::new().await;
+    let upstream = upstream::Upstream::start().await;
+    let routes = gateway_routes(&upstream.url);
+    let first = spawn_in(std::sync::Arc::clone(&store), |config| {
+        config.routes = routes.clone();
+        counting(config);
+    })
+    .await;
+    first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = first.limited_key("acme", &[], 100).await;
+    for _ in 0..3 {
+        assert_eq!(first.request("GET", "/api/v1/open").key(&secret).send().await.status, 200);
+    }
+    let id = key["id"].as_str().unwrap().to_owned();
+    settled(&first, &format!("/admin/v1/keys/{id}/usage?{}", around_now("hour")), 3).await;
+    let used = first.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
+    let used = chrono::DateTime::parse_from_rfc3339(used["data"]["lastUsedAt"].as_str().unwrap()).unwrap();
+    first.stop().await;
+
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&store.url).await.unwrap();
+    let back = DAYS_BACK * 24 * HOUR * 1000;
+    for table in ["usage_counts", "tenant_usage_counts"] {
+        let sql = match table {
+            "usage_counts" => "UPDATE usage_counts SET hour_start = hour_start - $1, last_used_at = last_used_at - $1",
+            _ => "UPDATE tenant_usage_counts SET hour_start = hour_start - $1",
+        };
+        let dated = sqlx::query(sql).bind(back).execute(&pool).await.unwrap();
+        assert_eq!(dated.rows_affected(), 1, "{table}: one hour, one outcome");
+    }
+    pool.close().await;
+
+    let second = spawn_in(std::sync::Arc::clone(&store), |config| config.usage.retention_days = 32).await;
+    let today = now_seconds() - now_seconds().rem_euclid(24 * HOUR);
+    let then = today - DAYS_BACK * 24 * HOUR;
+    let range = format!("from={}&to={}&granularity=day", rfc3339(then - 24 * HOUR), rfc3339(then + 24 * HOUR));
+    let key_usage = format!("/admin/v1/keys/{id}/usage?{range}");
+    let tenant_usage = format!("/admin/v1/tenants/acme/usage?{range}");
+    let mut left = (u64::MAX, u64::MAX);
+    for _ in 0..50 {
+        let key = total(&second.admin_request(Method::GET, &key_usage, None).await.body);
+        let tenant = total(&second.admin_request(Method::GET, &tenant_usage, None).await.body);
+        left = (key, tenant);
+        if left == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, (0, 0), "the key's and the tenant's hours 40 days back are pruned");
+    let seen = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
+    let kept = chrono::DateTime::parse_from_rfc3339(seen["data"]["lastUsedAt"].as_str().unwrap()).unwrap();
+    assert_eq!(kept, used - chrono::Duration::days(DAYS_BACK), "the key's last use outlives its counts");
+}

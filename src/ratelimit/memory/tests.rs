@@ -1,6 +1,8 @@
 use super::*;
 use crate::model::{QuotaPlan, RateLimit};
-use crate::store::testing::memory_store;
+use serde_json::json;
+
+use crate::store::testing::{Elsewhere, memory_store};
 use crate::store::{Store, UsageBatch, UsageCount};
 
 async fn limiter() -> (MemoryLimiter, Arc<dyn Store>) {
@@ -59,8 +61,15 @@ async fn sweep_forgets_ended_windows_and_periods() {
 async fn counted(store: &Arc<dyn Store>, key_id: &str, outcome: &'static str, requests: u64) {
     let now = now_millis();
     let hour_start = now - now % 3_600_000;
-    let count = UsageCount { key_id: key_id.to_owned(), tenant_id: "t".to_owned(), hour_start, outcome, requests };
-    let batch = UsageBatch { last_used: Vec::new(), earlier: Vec::new(), counts: vec![count] };
+    let count = UsageCount {
+        key_id: key_id.to_owned(),
+        tenant_id: "t".to_owned(),
+        hour_start,
+        outcome,
+        requests,
+        last_used_at: now,
+    };
+    let batch = UsageBatch { earlier: Vec::new(), counts: vec![count] };
     store.record_usage(&batch).await.unwrap();
 }
 
@@ -68,16 +77,20 @@ async fn counted(store: &Arc<dyn Store>, key_id: &str, outcome: &'static str, re
 async fn a_quota_starts_from_the_stored_counts_of_its_period_but_refusals_at_step_four() {
     let (limiter, store) = limiter().await;
     let now = now_millis();
-    counted(&store, "a", "OK", 6).await;
-    counted(&store, "a", "SCOPE_NOT_GRANTED", 1).await;
-    counted(&store, "a", "RATE_LIMITED", 50).await;
-    let budgets = Budgets { key_quota: Some(QuotaPlan::new(10, Period::Month)), ..window(100, 60) };
+    // A stored key: a key's counts are read under its tenant.
+    let admin = Elsewhere::on(&store);
+    admin.tenant(json!({"id": "t", "name": "T"})).await;
+    let (a, _) = admin.key("t", json!({"name": "a", "scopes": ["orders:read"]})).await;
+    counted(&store, &a, "OK", 6).await;
+    counted(&store, &a, "SCOPE_NOT_GRANTED", 1).await;
+    counted(&store, &a, "RATE_LIMITED", 50).await;
+    let budgets = Budgets { key_id: &a, key_quota: Some(QuotaPlan::new(10, Period::Month)), ..window(100, 60) };
     let used = limiter.used(budgets.key(), Period::Month).await.unwrap();
     assert_eq!(used.used, 7);
     let verdict = limiter.hit_at(&budgets, now).await.unwrap();
     assert_eq!((verdict.quota.limit, verdict.quota.remaining), (10, 2), "the quota is the headline");
     // Counted in memory from here on: the store is not read again.
-    counted(&store, "a", "OK", 100).await;
+    counted(&store, &a, "OK", 100).await;
     assert!(limiter.hit_at(&budgets, now).await.unwrap().allowed);
     assert!(limiter.hit_at(&budgets, now).await.unwrap().allowed);
     let refused = limiter.hit_at(&budgets, now + 1).await.unwrap();

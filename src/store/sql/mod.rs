@@ -454,7 +454,10 @@ impl Store for SqlStore {
     }
 
     async fn prune_usage(&self, cutoff: Millis) -> Result<u64, StoreError> {
-        usage::prune(&self.pool, cutoff).await
+        let mut tx = self.begin_write().await?;
+        let pruned = usage::prune(&mut tx, self.dialect(), cutoff).await?;
+        tx.commit().await?;
+        Ok(pruned)
     }
 
     async fn key_count(&self) -> Result<u64, StoreError> {
