@@ -2,7 +2,8 @@
 //! its serving thread's own shard (keygate serves on one runtime per core, so a shard's lock is
 //! only ever contended by the flush); every `usage.flush_seconds` the flusher takes every
 //! shard's counts, merges them by key, and writes them in one transaction, each count with its
-//! latest request, which is the key's `lastUsedAt` ([`Store::record_usage`]). A flush costs in proportion to the keys used since the last one.
+//! latest request, which is the key's `lastUsedAt` ([`Store::record_usage`]). A flush costs in
+//! proportion to the keys used since the last one.
 //! What a failed write held is kept and merged into the next; SIGTERM flushes before exit.
 
 use std::cell::Cell;
