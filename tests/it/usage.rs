@@ -190,16 +190,7 @@ async fn two_instances_add_up_exactly_and_a_graceful_stop_writes_what_was_counte
     // Flushed only at shutdown: what reaches the store was written by the stop.
     let hourly = |config: &mut Config| config.usage.flush_seconds = 3600;
     let store = TestStore::new().await;
-    let (first, _upstream) = {
-        let upstream = upstream::Upstream::start().await;
-        let routes = gateway_routes(&upstream.url);
-        let first = spawn_in(std::sync::Arc::clone(&store), |config| {
-            config.routes = routes.clone();
-            hourly(config);
-        })
-        .await;
-        (first, upstream)
-    };
+    let (first, _upstream) = spawn_gateway_in(std::sync::Arc::clone(&store), hourly).await;
     first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
     let (key, secret) = first.limited_key("acme", &[], 1000).await;
     let routes = first.config.routes.clone();
@@ -291,13 +282,7 @@ async fn the_cli_reads_usage_through_the_api_and_on_the_store() {
 async fn the_retention_prunes_hours_older_than_its_days_and_a_key_keeps_its_last_use() {
     const DAYS_BACK: i64 = 40;
     let store = TestStore::new().await;
-    let upstream = upstream::Upstream::start().await;
-    let routes = gateway_routes(&upstream.url);
-    let first = spawn_in(std::sync::Arc::clone(&store), |config| {
-        config.routes = routes.clone();
-        counting(config);
-    })
-    .await;
+    let (first, _upstream) = spawn_gateway_in(std::sync::Arc::clone(&store), counting).await;
     first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
     let (key, secret) = first.limited_key("acme", &[], 100).await;
     for _ in 0..3 {

@@ -31,8 +31,8 @@ use audit::{Entry, append, wire};
 pub use dialect::Dialect;
 use feed::record_change;
 use rows::{
-    KEY_COLUMNS, Stored, TENANT_COLUMNS, change_from_row, dynamic, insert_key_rows, insert_tenant_row, key_from_row,
-    key_wire, tenant_from_row,
+    KEY_COLUMNS, SERVED_KEY_COLUMNS, Stored, TENANT_COLUMNS, change_from_row, dynamic, insert_key_rows,
+    insert_tenant_row, key_from_row, key_wire, tenant_from_row,
 };
 
 use crate::audit::{Audit, AuditEntry, AuditFilter};
@@ -376,9 +376,9 @@ impl Store for SqlStore {
     async fn key_by_hash(&self, hash: &SecretHash) -> Result<Option<KeyWithTenant>, StoreError> {
         // One round trip, one primary-key probe of each table.
         let sql = format!(
-            "SELECT {KEY_COLUMNS}, {TENANT_COLUMNS}, NULL AS r_secret_hash, NULL AS r_expires_at FROM api_keys k \
+            "SELECT {SERVED_KEY_COLUMNS}, {TENANT_COLUMNS}, NULL AS r_secret_hash, NULL AS r_expires_at FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id WHERE k.secret_hash = $1 \
-             UNION ALL SELECT {KEY_COLUMNS}, {TENANT_COLUMNS}, r.secret_hash AS r_secret_hash, \
+             UNION ALL SELECT {SERVED_KEY_COLUMNS}, {TENANT_COLUMNS}, r.secret_hash AS r_secret_hash, \
              r.expires_at AS r_expires_at FROM rolled_secrets r \
              JOIN api_keys k ON k.id = r.key_id JOIN tenants t ON t.id = k.tenant_id WHERE r.secret_hash = $1"
         );

@@ -13,19 +13,30 @@ use crate::secret::SecretHash;
 use crate::store::{Change, ChangeKind, KeyAllowlist, KeySketch, StoreError};
 use crate::time::{Millis, now_millis};
 
-// Every column is aliased with its table's letter, so a join of both reads unambiguously. A key's
-// `lastUsedAt` is the latest use its latest hour of usage counts holds (two probes of their
-// primary key), or the one kept when its counts were pruned.
+// Every column is aliased with its table's letter, so a join of both reads unambiguously.
 pub(super) const TENANT_COLUMNS: &str = "t.id AS t_id, t.name AS t_name, t.status AS t_status, t.subscription AS t_subscription, \
      t.modules AS t_modules, t.rate_limit AS t_rate_limit, t.rate_limit_window AS t_rate_limit_window, \
      t.quota_limit AS t_quota_limit, t.quota_period AS t_quota_period, t.created_at AS t_created_at, t.meta AS t_meta";
-pub(super) const KEY_COLUMNS: &str = "k.id AS k_id, k.tenant_id AS k_tenant_id, k.name AS k_name, k.prefix AS k_prefix, \
-     k.scopes AS k_scopes, k.allowed_origins AS k_allowed_origins, k.expires_at AS k_expires_at, \
-     k.revoked_at AS k_revoked_at, k.rate_limit AS k_rate_limit, k.rate_limit_window AS k_rate_limit_window, \
-     k.quota_limit AS k_quota_limit, k.quota_period AS k_quota_period, k.created_at AS k_created_at, k.meta AS k_meta, \
-     COALESCE((SELECT MAX(u.last_used_at) FROM usage_counts u WHERE u.tenant_id = k.tenant_id AND u.key_id = k.id \
+macro_rules! key_fields {
+    () => {
+        "k.id AS k_id, k.tenant_id AS k_tenant_id, k.name AS k_name, k.prefix AS k_prefix, \
+         k.scopes AS k_scopes, k.allowed_origins AS k_allowed_origins, k.expires_at AS k_expires_at, \
+         k.revoked_at AS k_revoked_at, k.rate_limit AS k_rate_limit, k.rate_limit_window AS k_rate_limit_window, \
+         k.quota_limit AS k_quota_limit, k.quota_period AS k_quota_period, k.created_at AS k_created_at, k.meta AS k_meta"
+    };
+}
+/// A key as the admin API shows it. Its `lastUsedAt` is the latest use its latest hour of usage
+/// counts holds (two probes of their primary key), or the one kept when its counts were pruned.
+pub(super) const KEY_COLUMNS: &str = concat!(
+    key_fields!(),
+    ", COALESCE((SELECT MAX(u.last_used_at) FROM usage_counts u WHERE u.tenant_id = k.tenant_id AND u.key_id = k.id \
      AND u.hour_start = (SELECT MAX(v.hour_start) FROM usage_counts v WHERE v.tenant_id = k.tenant_id AND v.key_id = k.id)), \
-     k.last_used_at) AS k_last_used_at";
+     k.last_used_at) AS k_last_used_at"
+);
+/// A key as the request path loads it (a lookup by hash, on a cache miss): nothing there reads
+/// `lastUsedAt`, so its usage counts are not probed for it, and the column kept at pruning
+/// stands in.
+pub(super) const SERVED_KEY_COLUMNS: &str = concat!(key_fields!(), ", k.last_used_at AS k_last_used_at");
 
 /// A statement assembled from this module's constants (column lists, dialect words): never
 /// from input.

@@ -50,17 +50,9 @@ pub(super) async fn record(
          requests = usage_counts.requests + excluded.requests, \
          last_used_at = {greatest}(usage_counts.last_used_at, excluded.last_used_at)"
     );
-    for chunk in counts.chunks(ROWS_A_STATEMENT) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|c| (&c.tenant_id, &c.key_id, c.hour_start, c.outcome, c.requests, c.last_used_at))
-            .collect();
-        dynamic(sql.clone()).bind(json_text(&rows)?).execute(&mut *tx).await?;
-    }
-    let totals = tenant_totals(&counts);
-    if totals.is_empty() {
-        return Ok(());
-    }
+    let rows: Vec<_> =
+        counts.iter().map(|c| (&c.tenant_id, &c.key_id, c.hour_start, c.outcome, c.requests, c.last_used_at)).collect();
+    execute_in_chunks(tx, &sql, &rows).await?;
     let columns = dialect.json_rows(&[
         ("tenant_id", JsonColumn::Text),
         ("hour_start", JsonColumn::Integer),
@@ -72,15 +64,22 @@ pub(super) async fn record(
          SELECT tenant_id, hour_start, outcome, requests FROM ({columns}) AS u WHERE true \
          ON CONFLICT (tenant_id, hour_start, outcome) DO UPDATE SET requests = tenant_usage_counts.requests + excluded.requests"
     );
-    for chunk in totals.chunks(ROWS_A_STATEMENT) {
-        dynamic(sql.clone()).bind(json_text(chunk)?).execute(&mut *tx).await?;
-    }
-    Ok(())
+    execute_in_chunks(tx, &sql, &tenant_totals(&counts)).await
 }
 
-/// Rows as the JSON array of arrays a statement unpacks: serialised straight from tuples.
-fn json_text<T: serde::Serialize + ?Sized>(rows: &T) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|error| StoreError::Unavailable(format!("usage rows: {error}")))
+/// `sql` run once per `ROWS_A_STATEMENT` of `rows`, each chunk bound as `$1`: the JSON array of
+/// arrays the statement unpacks, serialised straight from the tuples.
+async fn execute_in_chunks<T: serde::Serialize>(
+    tx: &mut sqlx::AnyConnection,
+    sql: &str,
+    rows: &[T],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        let text =
+            serde_json::to_string(chunk).map_err(|error| StoreError::Unavailable(format!("usage rows: {error}")))?;
+        dynamic(sql.to_owned()).bind(text).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// (tenant, hour, outcome, requests): the counts summed over each tenant's keys. `sorted` is

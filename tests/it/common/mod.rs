@@ -151,14 +151,30 @@ pub async fn spawn_gateway(tweak: impl FnOnce(&mut Config)) -> (TestApp, upstrea
     spawn_routed(gateway_routes, tweak).await
 }
 
+/// [`spawn_gateway`] over `test_store` (so a second start is a restart, or a second instance).
+pub async fn spawn_gateway_in(
+    test_store: Arc<TestStore>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, upstream::Upstream) {
+    spawn_routed_in(test_store, gateway_routes, tweak).await
+}
+
 /// A keygate with the routes `routes` makes for a fresh recording upstream's URL.
 pub async fn spawn_routed(
     routes: impl FnOnce(&str) -> Vec<keygate::config::RouteConfig>,
     tweak: impl FnOnce(&mut Config),
 ) -> (TestApp, upstream::Upstream) {
+    spawn_routed_in(TestStore::new().await, routes, tweak).await
+}
+
+async fn spawn_routed_in(
+    test_store: Arc<TestStore>,
+    routes: impl FnOnce(&str) -> Vec<keygate::config::RouteConfig>,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, upstream::Upstream) {
     let upstream = upstream::Upstream::start().await;
     let routes = routes(&upstream.url);
-    let app = spawn_with(move |config| {
+    let app = spawn_in(test_store, move |config| {
         config.routes = routes;
         tweak(config);
     })
