@@ -1,7 +1,9 @@
 //! The usage flush at scale (issue "Plans an API can be sold by"): on a store `keygate seed`
 //! filled (bench/scale.sh runs this), KEYS of its keys are counted in one interval — one or
 //! two outcomes each, through keygate's own recorder — and written by its own flush, timed,
-//! ROUNDS times. Then 31 days of hourly counts are written for tenant `seed-7`'s keys, so that
+//! ROUNDS times. Before those rounds, the same keys' counts of the HISTORY_HOURS hours before
+//! this one are written, as a day of use leaves them, so that a flush writes into a table of
+//! the size it has in steady use rather than into an empty one. Then 31 days of hourly counts are written for tenant `seed-7`'s keys, so that
 //! bench/scale.sh can time the tenant's 31-day usage query over HTTP. Prints one JSON line.
 //!
 //! ```sh
@@ -17,6 +19,7 @@ use keygate::time::now_millis;
 use keygate::usage::{Outcome, UsageRecorder};
 
 const ROUNDS: usize = 5;
+const HISTORY_HOURS: i64 = 24;
 const HOUR: i64 = 3_600_000;
 
 /// The first `count` keys of the seeded tenants (`seed-0`, `seed-1`, …), with their tenants.
@@ -43,6 +46,29 @@ async fn main() {
     let records = seeded_keys(store.as_ref(), keys).await;
     assert_eq!(records.len(), keys, "the store holds {keys} seeded keys");
 
+    // The day before: each key's hours, in one batch an hour as flushes would have left them.
+    let this_hour = now_millis() - now_millis().rem_euclid(HOUR);
+    let started = Instant::now();
+    for hour in 1..=HISTORY_HOURS {
+        let hour_start = this_hour - hour * HOUR;
+        let mut counts = Vec::with_capacity(records.len() * 6 / 5);
+        for (i, record) in records.iter().enumerate() {
+            let outcomes: &[&'static str] = if i % 5 == 0 { &["OK", "UPSTREAM_4XX"] } else { &["OK"] };
+            for outcome in outcomes {
+                counts.push(UsageCount {
+                    key_id: record.key.id.clone(),
+                    tenant_id: record.tenant.id.clone(),
+                    hour_start,
+                    outcome,
+                    requests: 7,
+                    last_used_at: hour_start + HOUR / 2,
+                });
+            }
+        }
+        store.record_usage(&UsageBatch { earlier: Vec::new(), counts }).await.expect("the store takes the history");
+    }
+    let history_seconds = started.elapsed().as_secs_f64();
+
     let recorder = UsageRecorder::default();
     let mut flushes = Vec::new();
     for _ in 0..ROUNDS {
@@ -62,7 +88,6 @@ async fn main() {
     flushes.sort_by(f64::total_cmp);
 
     // 31 days of every hour for one tenant's keys, two outcomes each.
-    let this_hour = now_millis() - now_millis().rem_euclid(HOUR);
     let tenant = store.tenant("seed-7").await.expect("the store answers").expect("tenant seed-7");
     let tenant_keys = store.keys(&tenant.id, None, None, 1000).await.expect("the store answers");
     let mut counts = Vec::new();
@@ -84,7 +109,7 @@ async fn main() {
     let batch = UsageBatch { earlier: Vec::new(), counts };
     store.record_usage(&batch).await.expect("the store takes the tenant's month");
     println!(
-        "{{\"keys\": {keys}, \"flushMs\": {{\"median\": {:.1}, \"max\": {:.1}, \"rounds\": [{}]}}, \"tenantRows\": {rows}, \"tenantKeys\": {}}}",
+        "{{\"keys\": {keys}, \"flushMs\": {{\"median\": {:.1}, \"max\": {:.1}, \"rounds\": [{}]}}, \"historyHours\": {HISTORY_HOURS}, \"historySeconds\": {history_seconds:.1}, \"tenantRows\": {rows}, \"tenantKeys\": {}}}",
         flushes[ROUNDS / 2],
         flushes[ROUNDS - 1],
         rounds.join(", "),

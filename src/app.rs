@@ -183,7 +183,7 @@ impl App {
         crate::metrics::spawn_upkeep(stopped.clone());
         let every = Duration::from_secs(self.config.usage.flush_seconds);
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), every, stopped.clone());
-        spawn_retention(Arc::clone(&self.store), &self.config, stopped.clone());
+        spawn_hourly_upkeep(Arc::clone(&self.store), &self.config, stopped.clone());
         Background { stop: self.shutdown.clone(), flusher }
     }
 
@@ -264,24 +264,25 @@ impl Background {
     }
 }
 
-/// How often an instance prunes the audit log and usage counts under their retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often an instance folds the hours that closed and prunes under the retentions.
+const UPKEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// Prunes audit entries older than `admin.audit_retention_days` and usage hours older than
-/// `usage.retention_days` (0: never), now and every hour after, until `stopped`. Every instance
-/// prunes; a second pruning of the same hour finds nothing left to delete.
-fn spawn_retention(store: Arc<dyn Store>, config: &Config, mut stopped: tokio::sync::watch::Receiver<bool>) {
+/// Now and every hour after, until `stopped`: folds each key's last use of the hours that have
+/// closed into its row ([`Store::fold_last_uses`]), then prunes audit entries older than
+/// `admin.audit_retention_days` and usage hours older than `usage.retention_days` (0: never).
+/// Every instance does it; a second fold or pruning of the same hour changes nothing.
+fn spawn_hourly_upkeep(store: Arc<dyn Store>, config: &Config, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let days = |days: u32| (days > 0).then_some(i64::from(days) * 86_400_000);
     let (audit, usage) = (days(config.admin.audit_retention_days), days(config.usage.retention_days));
-    if audit.is_none() && usage.is_none() {
-        return;
-    }
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PRUNE_EVERY);
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.changed() => break,
+            }
+            if let Err(error) = store.fold_last_uses().await {
+                tracing::warn!(%error, "keeping the last uses of closed hours failed; retrying within the hour");
             }
             if let Some(keep) = audit {
                 match store.prune_audit(now_millis() - keep).await {

@@ -9,32 +9,44 @@ ALTER TABLE api_keys ADD COLUMN quota_period TEXT;
 
 -- Requests counted per key, per UTC hour (hour_start, Unix milliseconds), per outcome ('OK',
 -- 'UPSTREAM_4XX', 'UPSTREAM_5XX' or the code keygate answered with), with the latest of them
--- (last_used_at, Unix milliseconds): a key's `lastUsedAt` is the latest of its latest hour's
--- rows, so a flush writes no row of api_keys. Each instance adds what it counted, one batched
--- upsert per flush, its rows sorted in the primary key's order. No row references a key or
--- tenant: a deleted key's usage stays in its tenant's totals. Read by key or by tenant and key
--- through the primary key, over a range of hours; pruned by hour.
--- WITHOUT ROWID: the table is its primary key's B-tree, so each row is stored once, in the
--- order a key's reads and a flush's sorted upsert walk it.
+-- (last_used_at, Unix milliseconds). Each instance adds what it counted, one batched upsert per
+-- flush, its rows sorted in the primary key's order. No row references a key or tenant: a
+-- deleted key's usage stays in its tenant's totals.
+-- The hour leads the primary key: a flush writes this hour's rows, which lie together at the
+-- end of the index however many hours the table holds (led by the key, each of a day's flushes
+-- would touch a page per key), and an hour is pruned as one range. A key's or a tenant's hours
+-- are read by one probe an hour, the hours listed by usage_hours.
+-- WITHOUT ROWID: the table is its primary key's B-tree, each row stored once, and the rows a
+-- flush writes (this hour's) lie side by side in it.
 CREATE TABLE usage_counts (
+    hour_start   BIGINT NOT NULL,
     tenant_id    TEXT NOT NULL,
     key_id       TEXT NOT NULL,
-    hour_start   BIGINT NOT NULL,
     outcome      TEXT NOT NULL,
     requests     BIGINT NOT NULL,
     last_used_at BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, key_id, hour_start, outcome)
+    PRIMARY KEY (hour_start, tenant_id, key_id, outcome)
 ) WITHOUT ROWID;
-CREATE INDEX usage_counts_by_hour ON usage_counts (hour_start);
 
 -- The same counts summed over a tenant's keys, written by the same flush (a row per tenant,
 -- hour and outcome it saw): a tenant's totals over a month are some hundreds of rows, however
 -- many keys it has.
 CREATE TABLE tenant_usage_counts (
-    tenant_id  TEXT NOT NULL,
     hour_start BIGINT NOT NULL,
+    tenant_id  TEXT NOT NULL,
     outcome    TEXT NOT NULL,
     requests   BIGINT NOT NULL,
-    PRIMARY KEY (tenant_id, hour_start, outcome)
+    PRIMARY KEY (hour_start, tenant_id, outcome)
 ) WITHOUT ROWID;
-CREATE INDEX tenant_usage_counts_by_hour ON tenant_usage_counts (hour_start);
+
+-- Every hour that has counts, written by the flush that writes its first. folded_at: when the
+-- latest use of each key in the hour was kept in api_keys.last_used_at (NULL until then, and
+-- again when a late flush adds to the hour), so that a key's `lastUsedAt` is the greatest of
+-- that column and its rows of the hours not folded — a few probes, however long ago it was used.
+CREATE TABLE usage_hours (
+    hour_start BIGINT PRIMARY KEY,
+    folded_at  BIGINT
+) WITHOUT ROWID;
+-- The hours not folded (some three), found without reading the others: a key's `lastUsedAt`
+-- reads them, with the same condition.
+CREATE INDEX usage_hours_open ON usage_hours (hour_start) WHERE folded_at IS NULL OR folded_at = 0;

@@ -311,10 +311,17 @@ pub trait Store: Send + Sync + 'static {
     /// never moves back; request counts add to the stored ones. Costs in proportion to the
     /// batch, never to the keys stored.
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
+    /// How many [`Store::record_usage`] writes a flush runs side by side, each with a part of
+    /// its batch: 1 where one writer at a time is all there can be.
+    fn usage_write_lanes(&self) -> usize;
     /// Requests by bucket and outcome (and key), oldest bucket first, then by key and outcome.
     async fn usage(&self, select: &UsageSelect) -> Result<Vec<UsageRow>, StoreError>;
-    /// Deletes the counts of hours that started before `cutoff` (the retention); how many rows
-    /// went.
+    /// Keeps each key's latest use of every hour that has closed (before the last one began) in
+    /// its row, so that reading `lastUsedAt` probes only the hours since; how many keys' uses
+    /// were kept. Costs in proportion to the keys used in those hours.
+    async fn fold_last_uses(&self) -> Result<u64, StoreError>;
+    /// Deletes the counts of hours that started before `cutoff` (the retention) and are folded;
+    /// how many rows went.
     async fn prune_usage(&self, cutoff: Millis) -> Result<u64, StoreError>;
     /// How many secrets there are to know: every key, revoked ones included, and every earlier
     /// secret of a rolled key.

@@ -9,11 +9,13 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::response::Response;
+use futures_util::future::join_all;
 
 use super::Outcome;
 use crate::model::KeyWithTenant;
@@ -150,13 +152,19 @@ impl UsageRecorder {
         if merged.keys.is_empty() {
             return;
         }
-        let batch = merged.batch();
-        if let Err(error) = store.record_usage(&batch).await {
-            tracing::warn!(%error, keys = merged.keys.len(), "could not write usage counts; will retry");
-            let mut unwritten = lock(&self.unwritten);
-            let newer = std::mem::take(&mut *unwritten);
-            merged.absorb(newer);
-            *unwritten = merged;
+        // A store that takes several writes at once gets the batch in parts, by tenant, side by
+        // side: each part one transaction, kept whole for the next flush if it fails.
+        let parts = merged.split(store.usage_write_lanes());
+        let batches: Vec<UsageBatch> = parts.iter().map(Pending::batch).collect();
+        let written = join_all(batches.iter().map(|batch| store.record_usage(batch))).await;
+        for (part, result) in parts.into_iter().zip(written) {
+            if let Err(error) = result {
+                tracing::warn!(%error, keys = part.keys.len(), "could not write usage counts; will retry");
+                let mut unwritten = lock(&self.unwritten);
+                let mut part = part;
+                part.absorb(std::mem::take(&mut *unwritten));
+                *unwritten = part;
+            }
         }
     }
 
@@ -219,6 +227,22 @@ impl Pending {
         }
     }
 
+    /// `lanes` parts (one if `lanes` is 0 or 1), each key in its tenant's part, so that a
+    /// tenant's keys and totals are written by one transaction; the earlier secrets in the first.
+    fn split(self, lanes: usize) -> Vec<Pending> {
+        if lanes <= 1 {
+            return vec![self];
+        }
+        let mut parts: Vec<Pending> = (0..lanes).map(|_| Pending::default()).collect();
+        let hasher = foldhash::fast::FixedState::default();
+        for (id, used) in self.keys {
+            let lane = hasher.hash_one(used.tenant_id.as_str()) as usize % lanes;
+            parts[lane].keys.insert(id, used);
+        }
+        parts[0].earlier = self.earlier;
+        parts
+    }
+
     fn batch(&self) -> UsageBatch {
         let mut batch = UsageBatch {
             earlier: self.earlier.iter().map(|(hash, at)| (*hash, *at)).collect(),
@@ -235,5 +259,38 @@ impl Pending {
             }));
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::hash_secret;
+
+    #[test]
+    fn a_split_keeps_each_tenant_s_keys_in_one_part_and_loses_nothing() {
+        let mut whole = Pending::default();
+        for tenant in 0..20 {
+            for key in 0..5 {
+                let count = Count { hour: 0, outcome: Outcome::Ok, requests: key + 1, last: 7 };
+                let used = KeyUse { tenant_id: format!("t{tenant}"), counts: vec![count] };
+                whole.keys.insert(format!("key_{tenant}_{key}"), used);
+            }
+        }
+        whole.earlier.insert(hash_secret("kg_earlier"), 9);
+        let parts = whole.split(2);
+        assert_eq!(parts.len(), 2);
+        assert!(parts.iter().all(|part| !part.keys.is_empty()), "twenty tenants fill both parts");
+        let mut seen: Map<String, usize> = Map::default();
+        for (lane, part) in parts.iter().enumerate() {
+            for used in part.keys.values() {
+                assert_eq!(*seen.entry(used.tenant_id.clone()).or_insert(lane), lane, "{}: one part", used.tenant_id);
+            }
+        }
+        assert_eq!(parts.iter().map(|part| part.keys.len()).sum::<usize>(), 100);
+        let requests: u64 = parts.iter().flat_map(|part| part.keys.values()).map(|used| used.counts[0].requests).sum();
+        assert_eq!(requests, 20 * 15);
+        assert_eq!((parts[0].earlier.len(), parts[1].earlier.len()), (1, 0), "the earlier secrets go in the first");
+        assert_eq!(Pending::default().split(1).len(), 1);
     }
 }

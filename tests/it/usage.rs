@@ -274,6 +274,96 @@ async fn the_cli_reads_usage_through_the_api_and_on_the_store() {
     assert!(bad.stderr.contains("--from") && bad.stderr.contains("aligned"), "{}", bad.stderr);
 }
 
+/// Moves the one hour of counts (one key, one outcome) `back` milliseconds into the past, in
+/// the store under a stopped keygate: its rows, its tenant's, and the hour's listing.
+async fn date_back(store: &TestStore, back: i64) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&store.url).await.unwrap();
+    for table in ["usage_counts", "tenant_usage_counts", "usage_hours"] {
+        let sql = match table {
+            "usage_counts" => "UPDATE usage_counts SET hour_start = hour_start - $1, last_used_at = last_used_at - $1",
+            "tenant_usage_counts" => "UPDATE tenant_usage_counts SET hour_start = hour_start - $1",
+            _ => "UPDATE usage_hours SET hour_start = hour_start - $1",
+        };
+        let dated = sqlx::query(sql).bind(back).execute(&pool).await.unwrap();
+        assert_eq!(dated.rows_affected(), 1, "{table}: one hour, one outcome");
+    }
+    pool.close().await;
+}
+
+/// When the hour is folded (`usage_hours.folded_at`), or `None` while it is open.
+async fn folded_at(store: &TestStore, hour_ms: i64) -> Option<i64> {
+    let pool = sqlx::AnyPool::connect(&store.url).await.unwrap();
+    let row = sqlx::query("SELECT folded_at FROM usage_hours WHERE hour_start = $1")
+        .bind(hour_ms)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    sqlx::Row::try_get::<Option<i64>, _>(&row, "folded_at").unwrap()
+}
+
+fn last_used(key: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(key["data"]["lastUsedAt"].as_str().unwrap()).unwrap()
+}
+
+/// A keygate on `store` counts three requests of a new key of tenant `acme` in this hour, and
+/// stops: the key's id and `lastUsedAt`.
+async fn three_requests_counted(store: &std::sync::Arc<TestStore>) -> (String, chrono::DateTime<chrono::FixedOffset>) {
+    let (first, _upstream) = spawn_gateway_in(std::sync::Arc::clone(store), counting).await;
+    first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, secret) = first.limited_key("acme", &[], 100).await;
+    for _ in 0..3 {
+        assert_eq!(first.request("GET", "/api/v1/open").key(&secret).send().await.status, 200);
+    }
+    let id = key["id"].as_str().unwrap().to_owned();
+    settled(&first, &format!("/admin/v1/keys/{id}/usage?{}", around_now("hour")), 3).await;
+    let used = last_used(&first.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body);
+    first.stop().await;
+    (id, used)
+}
+
+/// An hour that has closed is folded at start (and hourly): the key's `lastUsedAt` moves into
+/// its row and stays what it was, and the hour's counts read as before. A count that arrives
+/// late for a folded hour (an instance cut off from the store) opens it again, and the key's
+/// `lastUsedAt` is that count's.
+#[tokio::test]
+async fn a_closed_hour_is_folded_and_a_late_count_for_it_opens_it_again() {
+    let store = TestStore::new().await;
+    let (id, used) = three_requests_counted(&store).await;
+    date_back(&store, 3 * HOUR * 1000).await;
+
+    let (second, _upstream) = spawn_gateway_in(std::sync::Arc::clone(&store), counting).await;
+    let hour = used.timestamp() - used.timestamp().rem_euclid(HOUR) - 3 * HOUR;
+    let (mut folded, deadline) = (None, Instant::now() + Duration::from_secs(10));
+    while folded.is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        folded = folded_at(&store, hour * 1000).await;
+    }
+    assert!(folded.is_some_and(|at| at > 0), "the hour three hours back is folded at start: {folded:?}");
+    let seen = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
+    assert_eq!(last_used(&seen), used - chrono::Duration::hours(3), "lastUsedAt, now kept in the key's row");
+    let range = format!("from={}&to={}&granularity=hour", rfc3339(hour), rfc3339(hour + HOUR));
+    let counted = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}/usage?{range}"), None).await.body;
+    assert_eq!(total(&counted), 3, "{counted}");
+
+    let late = used.timestamp_millis() - 3 * HOUR * 1000 + 1000;
+    let count = keygate::store::UsageCount {
+        key_id: id.clone(),
+        tenant_id: "acme".into(),
+        hour_start: hour * 1000,
+        outcome: "OK",
+        requests: 2,
+        last_used_at: late,
+    };
+    second.store.record_usage(&keygate::store::UsageBatch { earlier: Vec::new(), counts: vec![count] }).await.unwrap();
+    assert_eq!(folded_at(&store, hour * 1000).await, None, "the late count opens the hour");
+    let seen = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
+    assert_eq!(last_used(&seen).timestamp_millis(), late, "lastUsedAt is the late count's");
+    let counted = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}/usage?{range}"), None).await.body;
+    assert_eq!(total(&counted), 5, "{counted}");
+}
+
 /// Hours older than `usage.retention_days` are pruned, of the key's counts and of its
 /// tenant's totals; a key whose every hour went keeps its `lastUsedAt`. The counts are made by
 /// one keygate and dated 40 days back in the store (as the audit log's retention test does),
@@ -282,30 +372,8 @@ async fn the_cli_reads_usage_through_the_api_and_on_the_store() {
 async fn the_retention_prunes_hours_older_than_its_days_and_a_key_keeps_its_last_use() {
     const DAYS_BACK: i64 = 40;
     let store = TestStore::new().await;
-    let (first, _upstream) = spawn_gateway_in(std::sync::Arc::clone(&store), counting).await;
-    first.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
-    let (key, secret) = first.limited_key("acme", &[], 100).await;
-    for _ in 0..3 {
-        assert_eq!(first.request("GET", "/api/v1/open").key(&secret).send().await.status, 200);
-    }
-    let id = key["id"].as_str().unwrap().to_owned();
-    settled(&first, &format!("/admin/v1/keys/{id}/usage?{}", around_now("hour")), 3).await;
-    let used = first.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
-    let used = chrono::DateTime::parse_from_rfc3339(used["data"]["lastUsedAt"].as_str().unwrap()).unwrap();
-    first.stop().await;
-
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&store.url).await.unwrap();
-    let back = DAYS_BACK * 24 * HOUR * 1000;
-    for table in ["usage_counts", "tenant_usage_counts"] {
-        let sql = match table {
-            "usage_counts" => "UPDATE usage_counts SET hour_start = hour_start - $1, last_used_at = last_used_at - $1",
-            _ => "UPDATE tenant_usage_counts SET hour_start = hour_start - $1",
-        };
-        let dated = sqlx::query(sql).bind(back).execute(&pool).await.unwrap();
-        assert_eq!(dated.rows_affected(), 1, "{table}: one hour, one outcome");
-    }
-    pool.close().await;
+    let (id, used) = three_requests_counted(&store).await;
+    date_back(&store, DAYS_BACK * 24 * HOUR * 1000).await;
 
     let second = spawn_in(std::sync::Arc::clone(&store), |config| config.usage.retention_days = 32).await;
     let today = now_seconds() - now_seconds().rem_euclid(24 * HOUR);
@@ -325,6 +393,6 @@ async fn the_retention_prunes_hours_older_than_its_days_and_a_key_keeps_its_last
     }
     assert_eq!(left, (0, 0), "the key's and the tenant's hours 40 days back are pruned");
     let seen = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
-    let kept = chrono::DateTime::parse_from_rfc3339(seen["data"]["lastUsedAt"].as_str().unwrap()).unwrap();
+    let kept = last_used(&seen);
     assert_eq!(kept, used - chrono::Duration::days(DAYS_BACK), "the key's last use outlives its counts");
 }

@@ -99,7 +99,9 @@ impl Dialect {
             })
             .collect();
         match self {
-            Self::Sqlite => format!("SELECT {} FROM json_each($1)", picked.join(", ")),
+            // `jsonb_each`: each inner array comes as JSONB, which `->>` reads as it is; from
+            // `json_each` it would come as text, to be parsed again for each of its elements.
+            Self::Sqlite => format!("SELECT {} FROM jsonb_each($1)", picked.join(", ")),
             Self::Postgres => format!("SELECT {} FROM jsonb_array_elements($1::jsonb) AS e", picked.join(", ")),
         }
     }

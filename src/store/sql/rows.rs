@@ -25,17 +25,18 @@ macro_rules! key_fields {
          k.quota_limit AS k_quota_limit, k.quota_period AS k_quota_period, k.created_at AS k_created_at, k.meta AS k_meta"
     };
 }
-/// A key as the admin API shows it. Its `lastUsedAt` is the latest use its latest hour of usage
-/// counts holds (two probes of their primary key), or the one kept when its counts were pruned.
+/// A key as the admin API shows it. Its `lastUsedAt` is the greatest of the column, which holds
+/// its latest use of every folded hour (`usage::fold`), and its rows of the hours not folded
+/// (some three: a probe of the primary key each; the hours are listed once a statement).
 pub(super) const KEY_COLUMNS: &str = concat!(
     key_fields!(),
-    ", COALESCE((SELECT MAX(u.last_used_at) FROM usage_counts u WHERE u.tenant_id = k.tenant_id AND u.key_id = k.id \
-     AND u.hour_start = (SELECT MAX(v.hour_start) FROM usage_counts v WHERE v.tenant_id = k.tenant_id AND v.key_id = k.id)), \
-     k.last_used_at) AS k_last_used_at"
+    ", (SELECT MAX(at) FROM (SELECT MAX(u.last_used_at) AS at FROM usage_counts u \
+     WHERE u.hour_start IN (SELECT hour_start FROM usage_hours WHERE folded_at IS NULL OR folded_at = 0) \
+     AND u.tenant_id = k.tenant_id AND u.key_id = k.id UNION ALL SELECT k.last_used_at) AS latest) AS k_last_used_at"
 );
 /// A key as the request path loads it (a lookup by hash, on a cache miss): nothing there reads
-/// `lastUsedAt`, so its usage counts are not probed for it, and the column kept at pruning
-/// stands in.
+/// `lastUsedAt`, so its usage counts are not probed for it, and the column the folds keep stands
+/// in.
 pub(super) const SERVED_KEY_COLUMNS: &str = concat!(key_fields!(), ", k.last_used_at AS k_last_used_at");
 
 /// A statement assembled from this module's constants (column lists, dialect words): never
