@@ -174,8 +174,8 @@ impl App {
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
-    /// counters, draining metric samples, writing `lastUsedAt`, pruning the audit log. Stop it to flush what is
-    /// pending.
+    /// counters, draining metric samples, writing usage counts, folding closed hours' last uses
+    /// and pruning under the retentions. Stop it to flush what is pending.
     pub fn start_background(&self) -> Background {
         let stopped = self.shutdown.stopped();
         self.watch.spawn(stopped.clone());

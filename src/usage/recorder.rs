@@ -227,8 +227,9 @@ impl Pending {
         }
     }
 
-    /// `lanes` parts (one if `lanes` is 0 or 1), each key in its tenant's part, so that a
-    /// tenant's keys and totals are written by one transaction; the earlier secrets in the first.
+    /// Up to `lanes` parts (one if `lanes` is 0 or 1; none empty), each key in its tenant's part,
+    /// so that a tenant's keys and totals are written by one transaction; the earlier secrets
+    /// in the first.
     fn split(self, lanes: usize) -> Vec<Pending> {
         if lanes <= 1 {
             return vec![self];
@@ -240,6 +241,7 @@ impl Pending {
             parts[lane].keys.insert(id, used);
         }
         parts[0].earlier = self.earlier;
+        parts.retain(|part| !part.keys.is_empty() || !part.earlier.is_empty());
         parts
     }
 
@@ -292,5 +294,9 @@ mod tests {
         assert_eq!(requests, 20 * 15);
         assert_eq!((parts[0].earlier.len(), parts[1].earlier.len()), (1, 0), "the earlier secrets go in the first");
         assert_eq!(Pending::default().split(1).len(), 1);
+        let mut single = Pending::default();
+        let count = Count { hour: 0, outcome: Outcome::Ok, requests: 1, last: 7 };
+        single.keys.insert("key_a".into(), KeyUse { tenant_id: "t0".into(), counts: vec![count] });
+        assert_eq!(single.split(2).len(), 1, "a part with nothing in it is not written");
     }
 }
