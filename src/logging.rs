@@ -205,6 +205,8 @@ fn push_json_str(line: &mut String, text: &str) {
 
 static STDERR: OnceLock<LogSink> = OnceLock::new();
 
+const QUIET_NOTICES: &str = "sqlx::postgres::notice=warn";
+
 fn stderr_sink() -> &'static LogSink {
     STDERR.get_or_init(|| LogSink::new(Box::new(std::io::stderr())))
 }
@@ -212,8 +214,15 @@ fn stderr_sink() -> &'static LogSink {
 /// Installs the process's subscriber: JSON lines on stderr, filtered by `KEYGATE_LOG` (or
 /// `default_filter`), with request lines buffered and written at least every `FLUSH_EVERY`.
 pub fn init(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
+    let chosen = std::env::var("KEYGATE_LOG").ok();
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("KEYGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // PostgreSQL's notices come at INFO, and every start has one: the migrator's `CREATE TABLE
+    // IF NOT EXISTS _sqlx_migrations` says the table exists. Kept to warnings and up unless
+    // `KEYGATE_LOG` names sqlx.
+    if !chosen.is_some_and(|chosen| chosen.contains("sqlx")) {
+        filter = filter.add_directive(QUIET_NOTICES.parse().expect("a valid directive"));
+    }
     let sink = stderr_sink();
     tracing_subscriber::fmt().event_format(JsonLine).with_env_filter(filter).with_writer(sink).init();
     let _ = std::thread::Builder::new().name("keygate-log".to_owned()).spawn(move || {

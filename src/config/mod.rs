@@ -356,7 +356,7 @@ impl Config {
 
     /// [`Config::load`] from the text of a file.
     pub fn parse(text: &str, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
-        let mut table = text.parse::<toml::Table>().map_err(|e| ConfigError(e.message().to_owned()))?;
+        let mut table = text.parse::<toml::Table>().map_err(|e| ConfigError(syntax_error(text, &e)))?;
         env::apply_env(&mut table, env)?;
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner().message())))?;
@@ -392,6 +392,16 @@ impl Config {
     }
 }
 
+/// A TOML syntax error with where it is, as an editor counts: `line 2, column 10: …`.
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return error.message().to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    format!("line {line}, column {column}: {}", error.message())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +412,41 @@ mod tests {
         std::fs::write(&path, toml_text).unwrap();
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
         Config::load(Some(&path), env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_syntax_error_says_its_line_and_column() {
+        let error = load("[server]\nlisten = \"127.0.0.1:1\n", &[]).unwrap_err();
+        assert!(error.contains("keygate.toml: line 2, column "), "{error}");
+        let error = load("[server\n", &[]).unwrap_err();
+        assert!(error.contains("line 1, column "), "{error}");
+    }
+
+    #[test]
+    fn a_route_an_earlier_one_takes_every_request_of_is_refused_naming_both() {
+        let route = |prefix: &str, methods: &str| {
+            format!("[[routes]]\nprefix = \"{prefix}\"\nmethods = {methods}\nupstream = \"http://127.0.0.1:9\"\n")
+        };
+        let copy = [route("/a", r#"["GET"]"#), route("/a", r#"["GET"]"#)].concat();
+        let error = load(&copy, &[]).unwrap_err();
+        assert!(error.contains("routes[1]: can never match: routes[0]"), "{error}");
+        let under =
+            [route("/api", r#"["GET", "POST"]"#), route("/b", r#"["GET"]"#), route("/api/orders", r#"["HEAD"]"#)];
+        let error = load(&under.concat(), &[]).unwrap_err();
+        assert!(error.contains("routes[2]: can never match: routes[0]") && error.contains("/api/orders"), "{error}");
+        let split =
+            [route("/api", r#"["GET"]"#), route("/api/o", r#"["POST"]"#), route("/api/o/x", r#"["GET", "POST"]"#)];
+        let error = load(&split.concat(), &[]).unwrap_err();
+        assert!(error.contains("routes[2]: can never match: routes[0] and routes[1]"), "{error}");
+        // Reachable: a method of its own, a broader route after a narrower one, a sibling prefix.
+        for fine in [
+            [route("/a", r#"["GET"]"#), route("/a", r#"["POST"]"#)],
+            [route("/a/b", r#"["GET"]"#), route("/a", r#"["GET"]"#)],
+            [route("/a", r#"["GET"]"#), route("/ab", r#"["GET"]"#)],
+            [route("/a", r#"["HEAD"]"#), route("/a", r#"["GET"]"#)],
+        ] {
+            load(&fine.concat(), &[]).unwrap_or_else(|error| panic!("{fine:?}: {error}"));
+        }
     }
 
     #[test]

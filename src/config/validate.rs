@@ -1,6 +1,8 @@
 //! The checks of a configuration's values, each failure naming its setting. They read no file:
 //! the files a configuration names are checked by `files.rs`.
 
+use http::Method;
+
 use super::{Config, ConfigError, RouteConfig};
 use crate::paths::{SESSIONS_PATH, prefix_matches};
 
@@ -100,6 +102,34 @@ impl Config {
         }
         for (i, route) in self.routes.iter().enumerate() {
             route.validate().map_err(|e| ConfigError(format!("routes[{i}].{e}")))?;
+        }
+        self.validate_route_order()
+    }
+
+    /// The first route matching a request's path and method wins (SPEC §7), so a route whose
+    /// every method an earlier route takes for every path it covers can never match: refused,
+    /// naming both (a copy of a route, or `/api` for GET listed before `/api/orders` for GET).
+    fn validate_route_order(&self) -> Result<(), ConfigError> {
+        for (later, route) in self.routes.iter().enumerate() {
+            let takes = |earlier: &RouteConfig, method: &Method| {
+                prefix_matches(&earlier.prefix, &route.prefix)
+                    && earlier.methods.iter().any(|m| m.0 == method || (method == Method::HEAD && m.0 == Method::GET))
+            };
+            let takers: Option<Vec<usize>> = route
+                .methods
+                .iter()
+                .map(|method| self.routes[..later].iter().position(|earlier| takes(earlier, &method.0)))
+                .collect();
+            let Some(mut takers) = takers else { continue };
+            takers.sort_unstable();
+            takers.dedup();
+            let takers: Vec<String> = takers.iter().map(|i| format!("routes[{i}]")).collect();
+            return Err(ConfigError(format!(
+                "routes[{later}]: can never match: {} (the first match wins) takes every request to {} \
+                 with its methods",
+                takers.join(" and "),
+                route.prefix
+            )));
         }
         Ok(())
     }

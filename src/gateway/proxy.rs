@@ -187,8 +187,10 @@ impl Proxy {
             .path_and_query(path)
             .build()
             .map_err(|_| ApiError::internal())?;
-        // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate.
-        parts.version = http::Version::HTTP_11;
+        // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate; the answer
+        // goes back in the client's own version, whatever the upstream spoke (an HTTP/1.0
+        // upstream would otherwise take the client's keep-alive away).
+        let client_version = std::mem::replace(&mut parts.version, http::Version::HTTP_11);
         self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
         if upstream.forward_meta
             && let Some(meta) = &principal.record.key.meta
@@ -216,6 +218,7 @@ impl Proxy {
             _ => None,
         };
         let (mut parts, body) = response.into_parts();
+        parts.version = client_version;
         parts.extensions.insert(LoggedUpstream { status: parts.status.as_u16(), elapsed: sent.elapsed() });
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.

@@ -284,3 +284,57 @@ async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
     seen.assert_error(405, "METHOD_NOT_ALLOWED");
     assert_eq!(seen.header("allow"), Some("GET, HEAD"));
 }
+
+/// An upstream that answers in HTTP/1.0, one request a connection, as old servers do.
+async fn http_1_0_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                let answer = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// The client's connection keeps its own HTTP version whatever the upstream speaks: behind an
+/// HTTP/1.0 upstream an HTTP/1.1 client still gets HTTP/1.1 answers on one kept-alive
+/// connection.
+#[tokio::test]
+async fn an_http_1_0_upstream_does_not_downgrade_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = http_1_0_upstream().await;
+    let app = spawn_with(|config| config.routes = gateway_routes(&upstream)).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (_, secret) = app.limited_key("acme", &[], 100).await;
+    let mut stream = tokio::net::TcpStream::connect(raw::address(&app.public)).await.unwrap();
+    let request = |close: &str| {
+        format!("GET /api/v1/open HTTP/1.1\r\nHost: keygate\r\nAuthorization: Bearer {secret}\r\n{close}\r\n")
+    };
+    stream.write_all(request("").as_bytes()).await.unwrap();
+    let mut first = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !first.ends_with(b"\r\n\r\nok") {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer)).await;
+        let n = read.expect("the first answer within 10 s").unwrap();
+        assert!(n > 0, "the connection stayed open after the first answer: {}", String::from_utf8_lossy(&first));
+        first.extend_from_slice(&buffer[..n]);
+    }
+    let first = String::from_utf8_lossy(&first).to_lowercase();
+    assert!(first.starts_with("http/1.1 200 ok\r\n"), "{first}");
+    assert!(!first.contains("connection: close"), "{first}");
+    stream.write_all(request("Connection: close\r\n").as_bytes()).await.unwrap();
+    let mut second = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut second)).await.unwrap().unwrap();
+    let second = String::from_utf8_lossy(&second);
+    assert!(second.starts_with("HTTP/1.1 200 OK\r\n") && second.ends_with("ok"), "{second}");
+}

@@ -47,7 +47,9 @@ async fn each_request_logs_one_line_without_secrets() {
 }
 
 /// `keygate serve` as a child process, its stderr lines sent to the returned channel.
-fn serve_binary(store: &TestStore) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>) {
+/// The running binary, its public `host:port`, the lines it logs from the one saying where it
+/// listens on, and the lines before that one.
+fn serve_binary(store: &TestStore) -> (std::process::Child, String, std::sync::mpsc::Receiver<String>, Vec<String>) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygate"))
         .arg("serve")
@@ -66,10 +68,32 @@ fn serve_binary(store: &TestStore) -> (std::process::Child, String, std::sync::m
             let _ = lines.send(line);
         }
     });
-    let listening =
-        received.iter().find(|line| line.contains("keygate listening")).expect("keygate logs where it listens");
+    let mut before = Vec::new();
+    let listening = received
+        .iter()
+        .find(|line| {
+            before.push(line.clone());
+            line.contains("keygate listening")
+        })
+        .expect("keygate logs where it listens");
     let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
-    (child, line["fields"]["public"].as_str().unwrap().to_owned(), received)
+    (child, line["fields"]["public"].as_str().unwrap().to_owned(), received, before)
+}
+
+/// A start on a store migrated before (every start but a store's first) logs no database
+/// notice: on PostgreSQL the migrator's `CREATE TABLE IF NOT EXISTS` would have said, at INFO,
+/// that its table exists, on every start. (SQLite sends no notices: there this holds anyway.)
+#[tokio::test]
+async fn a_start_on_a_migrated_store_logs_no_database_notice() {
+    let store = TestStore::new().await;
+    for start in ["first", "second"] {
+        let (mut child, _, _, started) = serve_binary(&store);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(started.iter().any(|line| line.contains("keygate listening")), "{started:#?}");
+        let notices: Vec<&String> = started.iter().filter(|line| line.contains("sqlx::postgres::notice")).collect();
+        assert!(notices.is_empty(), "the {start} start: {notices:#?}");
+    }
 }
 
 /// The request lines among `lines`, waiting at most `wait` for more.
@@ -87,7 +111,7 @@ fn request_lines(lines: &std::sync::mpsc::Receiver<String>, wait: std::time::Dur
 #[tokio::test]
 async fn request_lines_are_written_within_a_second_and_all_of_them_by_exit() {
     let store = TestStore::new().await;
-    let (mut child, public, lines) = serve_binary(&store);
+    let (mut child, public, lines, _) = serve_binary(&store);
     let client = reqwest::Client::new();
     // A client's user agent is logged as it came, quotes and all, up to 200 characters.
     let agent = format!("probe \"1\" {}", "x".repeat(300));
