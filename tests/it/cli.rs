@@ -317,10 +317,11 @@ async fn a_running_keygate_picks_up_store_mode_changes_within_a_second() {
 async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     let store = TestStore::new().await;
     let cli = Via::Store(&store);
-    assert_eq!(cli.run(&["migrate"]).code, 0);
+    cli.ok(&["migrate"]);
     let ran = Command::new(env!("CARGO_BIN_EXE_keygate")).args(["seed", "--keys", "1"]).output().unwrap();
-    assert_eq!(ran.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&ran.stderr).contains("add --store"), "seed works only on the store");
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("add --store"), "seed works only on the store: {stderr}");
     // More keys than one page of the start-up scan (5,000), so every page is read.
     let ran = cli.run(&["seed", "--keys", "12000", "--tenants", "3"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);
@@ -328,7 +329,9 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     assert_eq!((seeded["tenants"].as_u64(), seeded["keys"].as_u64()), (Some(3), Some(12000)));
     assert!(!ran.stdout.to_string().contains("secret"), "{}", ran.stdout);
 
-    let listed = cli.run(&["key", "list", "seed-1", "--limit", "1000"]).stdout;
+    let listed = cli.run(&["key", "list", "seed-1", "--limit", "1000"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed = listed.stdout;
     let keys = listed["data"].as_array().unwrap();
     assert_eq!(keys.len(), 1000);
     assert!(listed["nextCursor"].is_string());
@@ -352,7 +355,7 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     }
     // Seeding twice into one store is refused, not doubled.
     let again = cli.run(&["seed", "--keys", "10", "--tenants", "3"]);
-    assert_eq!(again.code, 1);
+    assert_eq!(again.code, 1, "{}", again.stderr);
     assert!(again.stderr.contains("CONFLICT"), "{}", again.stderr);
 }
 
