@@ -80,7 +80,7 @@ async fn main() {
             }
         }
         let started = Instant::now();
-        recorder.flush(store.as_ref()).await;
+        assert!(recorder.flush(store.as_ref()).await, "the flush wrote everything");
         flushes.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     // In the order run: the first inserts the hour's rows, the others add to them.

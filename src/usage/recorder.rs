@@ -136,9 +136,9 @@ impl UsageRecorder {
         lock(&self.shards[index].0)
     }
 
-    /// Writes what is pending, merged from every shard. On a store error it is kept for the
-    /// next flush; counts are never lost but to `kill -9`.
-    pub async fn flush(&self, store: &dyn Store) {
+    /// Writes what is pending, merged from every shard. On a store error a part is kept, whole,
+    /// for the next flush and `false` is answered; counts are never lost but to `kill -9`.
+    pub async fn flush(&self, store: &dyn Store) -> bool {
         let mut merged = std::mem::take(&mut *lock(&self.unwritten));
         for shard in self.shards.iter() {
             let mut taken = std::mem::take(&mut *lock(&shard.0));
@@ -150,15 +150,17 @@ impl UsageRecorder {
             merged.absorb(taken);
         }
         if merged.keys.is_empty() {
-            return;
+            return true;
         }
         // A store that takes several writes at once gets the batch in parts, by tenant, side by
         // side: each part one transaction, kept whole for the next flush if it fails.
         let parts = merged.split(store.usage_write_lanes());
         let batches: Vec<UsageBatch> = parts.iter().map(Pending::batch).collect();
         let written = join_all(batches.iter().map(|batch| store.record_usage(batch))).await;
+        let mut all = true;
         for (part, result) in parts.into_iter().zip(written) {
             if let Err(error) = result {
+                all = false;
                 tracing::warn!(%error, keys = part.keys.len(), "could not write usage counts; will retry");
                 let mut unwritten = lock(&self.unwritten);
                 let mut part = part;
@@ -166,9 +168,11 @@ impl UsageRecorder {
                 *unwritten = part;
             }
         }
+        all
     }
 
-    /// Flushes every `every` until `shutdown` fires, then once more.
+    /// Flushes every `every` until `shutdown` fires, then once more (retried; see
+    /// [`FINAL_FLUSH_PAUSES`]).
     pub fn spawn_flusher(
         &self,
         store: Arc<dyn Store>,
@@ -181,14 +185,29 @@ impl UsageRecorder {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => recorder.flush(store.as_ref()).await,
+                    _ = tick.tick() => { recorder.flush(store.as_ref()).await; }
                     _ = shutdown.changed() => break,
                 }
             }
-            recorder.flush(store.as_ref()).await;
+            // The last flush has no next one: it is tried again a few times. A pooled store
+            // connection opened on a serving thread fails once that thread's runtime ends; the
+            // pool drops it, and the next try takes another.
+            for pause in FINAL_FLUSH_PAUSES {
+                if recorder.flush(store.as_ref()).await {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            if !recorder.flush(store.as_ref()).await {
+                tracing::error!("usage counts not written at shutdown: they are lost");
+            }
         })
     }
 }
+
+/// The pauses between the tries of the last flush: about 1.5 s in all.
+const FINAL_FLUSH_PAUSES: [Duration; 4] =
+    [Duration::from_millis(50), Duration::from_millis(150), Duration::from_millis(400), Duration::from_millis(900)];
 
 fn lock(mutex: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
