@@ -36,7 +36,7 @@ async fn fixture(upstream: &str) -> Fixture {
     config.routes = vec![RouteConfig {
         prefix: "/api/v1/orders".to_owned(),
         methods: vec!["GET".parse().unwrap(), "POST".parse().unwrap()],
-        upstream: upstream.parse().unwrap(),
+        upstream: Some(upstream.parse().unwrap()),
         module: Some("orders".to_owned()),
         scope: Some(keygate::scope::Scope::parse("orders:read").unwrap()),
         write: None,
@@ -108,7 +108,7 @@ fn http(c: &mut Criterion) {
             let mut config = f.app.config.clone();
             config.server.header_read_timeout_ms = header_read_timeout_ms;
             let app = App::build(config).await.unwrap();
-            tokio::spawn(app.serve(public, None, std::future::pending()));
+            tokio::spawn(app.serve(keygate::app::Listeners::public(public), std::future::pending()));
         }
         let plain = plain_proxy(&upstream, false).await;
         let plain_on_ours = plain_proxy(&upstream, true).await;

@@ -26,7 +26,7 @@ async fn main() {
     config.routes = vec![RouteConfig {
         prefix: "/api/v1/orders".into(),
         methods: vec!["GET".parse().unwrap()],
-        upstream: upstream.parse().unwrap(),
+        upstream: Some(upstream.parse().unwrap()),
         module: None,
         scope: None,
         write: None,
@@ -43,7 +43,7 @@ async fn main() {
         .expect("a made secret");
     let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/api/v1/orders", public.local_addr().unwrap());
-    tokio::spawn(app.serve(public, None, std::future::pending()));
+    tokio::spawn(app.serve(keygate::app::Listeners::public(public), std::future::pending()));
     let client = reqwest::Client::new();
     let n: usize = std::env::args().nth(1).map_or(3000, |a| a.parse().unwrap());
     for _ in 0..n {

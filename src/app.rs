@@ -35,8 +35,20 @@ use crate::usage::UsageRecorder;
 
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The listeners of an [`App`]: public, and admin when an admin token is set.
-pub type Listeners = (TcpListener, Option<TcpListener>);
+/// The listeners of an [`App`]: public; admin when an admin token is set; decision when
+/// `server.decision_listen` is set.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: Option<TcpListener>,
+    pub decision: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Just a public listener.
+    pub fn public(public: TcpListener) -> Self {
+        Self { public, admin: None, decision: None }
+    }
+}
 
 pub struct App {
     pub config: Config,
@@ -107,7 +119,11 @@ impl App {
                 None
             }
         };
-        Ok((public, admin))
+        let decision = match self.config.server.decision_listen {
+            Some(address) => Some(bind(address, "server.decision_listen").await?),
+            None => None,
+        };
+        Ok(Listeners { public, admin, decision })
     }
 
     /// The pipeline as a tower layer for one route of an axum application.
@@ -163,14 +179,17 @@ impl App {
         }
     }
 
-    /// The public routers, one per serving thread, and what swaps a reloaded configuration
-    /// into them.
-    fn public_routing(&self) -> Result<(Arc<RouterSet>, Arc<Reloader>), StartError> {
+    /// The public routers, one per serving thread; with `decisions`, the decision listener's
+    /// router; and what swaps a reloaded configuration into them.
+    fn routing(&self, decisions: bool) -> Result<Routings, StartError> {
         let parts = self.public_parts();
         let routers = Arc::new(RouterSet::new(listener::serving_threads(&self.config), parts.maker(&self.config)?));
+        // On the runtime that calls `serve`: a decision has no upstream hop to keep on a thread.
+        let decision = decisions.then(|| tokio::sync::watch::Sender::new(parts.decision_router(&self.config)));
+        let decision_routing = decision.as_ref().map(|sender| Routing::Caller(sender.subscribe()));
         let reloader =
-            Arc::new(Reloader::new(parts, Arc::clone(&routers), self.admin_tokens.clone(), self.config.clone()));
-        Ok((routers, reloader))
+            Reloader::new(parts, Arc::clone(&routers), decision, self.admin_tokens.clone(), self.config.clone());
+        Ok(Routings { public: routers, decision: decision_routing, reloader: Arc::new(reloader) })
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
@@ -192,23 +211,22 @@ impl App {
     /// listeners, finishes in-flight requests, writes pending `lastUsedAt` times, and returns.
     pub async fn serve(
         self,
-        public: TcpListener,
-        admin: Option<TcpListener>,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        self.serve_reloading(public, admin, shutdown, |_| {}).await
+        self.serve_reloading(listeners, shutdown, |_| {}).await
     }
 
     /// [`App::serve`], handing `reloading` what swaps a reloaded configuration in (the binary
     /// reloads on SIGHUP) once the routers are made.
     pub async fn serve_reloading(
         self,
-        public: TcpListener,
-        admin: Option<TcpListener>,
+        listeners: Listeners,
         shutdown: impl Future<Output = ()> + Send + 'static,
         reloading: impl FnOnce(Arc<Reloader>),
     ) -> Result<(), StartError> {
-        let (routers, reloader) = self.public_routing()?;
+        let Listeners { public, admin, decision } = listeners;
+        let Routings { public: routers, decision: decision_routing, reloader } = self.routing(decision.is_some())?;
         reloading(reloader);
         let background = self.start_background();
         self.shutdown.spawn_sequence(shutdown, Duration::from_millis(self.config.server.shutdown_delay_ms));
@@ -227,27 +245,42 @@ impl App {
         let upgraded = Some(self.sockets.drain_handle());
         let public_server =
             listener::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
-        match admin {
-            Some(admin_listener) if self.config.has_admin_tokens() => {
-                let router = crate::admin::api::router(
-                    Arc::clone(&self.admin),
-                    self.admin_tokens.clone(),
-                    self.config.sessions.algorithm,
-                    self.pipeline.trusted_proxies().clone(),
-                );
-                let admin_tls = tls(admin_certificate)?;
-                // On the runtime that owns the store's connections: admin requests are few.
-                let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-                let admin_server = listener::serve("admin", admin_listener, routing, limits, admin_tls, shutdown, None);
-                let (public_result, admin_result) = tokio::join!(public_server, admin_server);
-                public_result.and(admin_result)?;
-            }
-            _ => public_server.await?,
-        }
+        let admin_server = async {
+            let Some(admin_listener) = admin.filter(|_| self.config.has_admin_tokens()) else { return Ok(()) };
+            let admin_tls = tls(admin_certificate)?;
+            let router = crate::admin::api::router(
+                Arc::clone(&self.admin),
+                self.admin_tokens.clone(),
+                self.config.sessions.algorithm,
+                self.pipeline.trusted_proxies().clone(),
+            );
+            // On the runtime that owns the store's connections: admin requests are few.
+            let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
+            listener::serve("admin", admin_listener, routing, limits, admin_tls, shutdown.clone(), None).await?;
+            Ok::<(), StartError>(())
+        };
+        let decision_server = async {
+            let (Some(decision_listener), Some(routing)) = (decision, decision_routing) else { return Ok(()) };
+            // Plain HTTP: the listener is for a proxy or an application beside keygate (SPEC §14).
+            listener::serve("decision", decision_listener, routing, limits, None, shutdown.clone(), None).await?;
+            Ok::<(), StartError>(())
+        };
+        let (public_result, admin_result, decision_result) = tokio::join!(public_server, admin_server, decision_server);
+        public_result?;
+        admin_result?;
+        decision_result?;
         background.stop().await;
         self.store.close().await;
         Ok(())
     }
+}
+
+/// What [`App::serve_reloading`] serves its listeners with, and what swaps a reloaded
+/// configuration in.
+struct Routings {
+    public: Arc<RouterSet>,
+    decision: Option<Routing>,
+    reloader: Arc<Reloader>,
 }
 
 /// The background work of an [`App`]; see [`App::start_background`].

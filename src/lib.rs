@@ -128,6 +128,7 @@ pub mod usage;
 // Reached by nothing outside the crate.
 mod cache;
 mod cors;
+mod decision;
 mod feed;
 mod gateway;
 mod metrics;

@@ -17,15 +17,40 @@ fn on_admin(path: &str) -> bool {
     path.starts_with("/admin/") || path == "/metrics" || path == "/openapi.json"
 }
 
-/// The public listener's document: without the admin paths and security scheme.
+/// Whether `path` is only the decision listener's (SPEC §14).
+fn on_decision(path: &str) -> bool {
+    path == "/forward-auth" || path.starts_with("/ext-authz/") || path == "/v1/verify"
+}
+
+/// The public listener's document: without the admin and decision paths and security schemes.
 pub fn public() -> &'static str {
     static PUBLIC: OnceLock<String> = OnceLock::new();
     PUBLIC.get_or_init(|| {
         let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
         if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|path, _| !on_admin(path) || path == "/openapi.json");
+            paths.retain(|path, _| (!on_admin(path) || path == "/openapi.json") && !on_decision(path));
         }
         // Never asked for a token there.
+        if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut())
+        {
+            responses.remove("401");
+        }
+        if let Some(schemes) = doc["components"]["securitySchemes"].as_object_mut() {
+            schemes.remove("adminToken");
+            schemes.remove("decisionToken");
+        }
+        doc.to_string()
+    })
+}
+
+/// The decision listener's document: its endpoints, this document and `/healthz`.
+pub fn decision() -> &'static str {
+    static DECISION: OnceLock<String> = OnceLock::new();
+    DECISION.get_or_init(|| {
+        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            paths.retain(|path, _| on_decision(path) || path == "/openapi.json" || path == "/healthz");
+        }
         if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut())
         {
             responses.remove("401");

@@ -56,6 +56,11 @@ impl Policy {
         }
     }
 
+    /// `POST /v1/verify` without a path (SPEC §14): no route's demands, steps 1–7 and 9.
+    pub fn verify() -> Self {
+        Self { label: "verify".to_owned(), ..Self::default() }
+    }
+
     /// A route that needs `scope`; the starting point for a tower-layer route.
     pub fn scope(scope: &str) -> Result<Self, &'static str> {
         Ok(Self { label: scope.to_owned(), scope: Some(Scope::parse(scope)?), ..Self::default() })
@@ -228,6 +233,14 @@ impl Pipeline {
 
     pub fn sessions(&self) -> &Arc<Sessions> {
         &self.sessions
+    }
+
+    /// How a request carries `key` in the first of `keys.headers`: its name and value.
+    pub fn credential_header(&self, key: &str) -> (HeaderName, String) {
+        match self.key_headers.names.first() {
+            Some(first) if !first.is_authorization() => (first.name().clone(), key.to_owned()),
+            _ => (header::AUTHORIZATION, format!("Bearer {key}")),
+        }
     }
 
     /// Whether the rate-limit backend answers (for `/readyz`).

@@ -77,7 +77,7 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
     let browser = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
     let unscoped = key("demo", "no sessions:create", &["orders:read"], 100).await?;
     let page_config = json!({
-        "baseUrl": format!("http://{}", listeners.0.local_addr()?),
+        "baseUrl": format!("http://{}", listeners.public.local_addr()?),
         "browserKey": browser,
         "unscopedKey": unscoped,
     });
@@ -195,7 +195,7 @@ fn demo_routes(upstream: &str) -> Result<Vec<RouteConfig>, String> {
         Ok(RouteConfig {
             prefix: prefix.to_owned(),
             methods: methods.iter().map(|m| m.parse()).collect::<Result<_, _>>()?,
-            upstream: upstream.clone(),
+            upstream: Some(upstream.clone()),
             module: Some("orders".to_owned()),
             scope: Some(Scope::parse(scope)?),
             write: None,

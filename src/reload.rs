@@ -1,7 +1,8 @@
 //! Reloading the configuration without a restart (`kill -HUP`, SPEC §8). What a reload
 //! changes: the routes and their upstreams, the `[proxy]` settings, `server.public_host`, the
-//! default rate limit and the admin token (SPEC §17: a leaked token is rotated without a
-//! restart). They are swapped in at once: every serving thread gets a new router, the default
+//! default rate limit, the admin tokens (SPEC §17: a leaked token is rotated without a
+//! restart) and the decision token. They are swapped in at once: every serving thread (and the
+//! decision listener) gets a new router, the default
 //! rate changes in one atomic step, the old admin token stops working, and every open WebSocket
 //! is judged against the new routes. A request already running
 //! finishes on the router it started with; a kept-alive connection takes the new one at its
@@ -13,6 +14,9 @@
 
 use std::sync::{Arc, Mutex};
 
+use axum::Router;
+use tokio::sync::watch;
+
 use crate::admin::tokens::AdminTokens;
 use crate::config::Config;
 use crate::edge::listener::RouterSet;
@@ -23,13 +27,21 @@ use crate::model::RateLimit;
 pub struct Reloader {
     parts: PublicParts,
     routers: Arc<RouterSet>,
+    /// The decision listener's router, when it runs.
+    decisions: Option<watch::Sender<Router>>,
     admin_tokens: AdminTokens,
     running: Mutex<Config>,
 }
 
 impl Reloader {
-    pub fn new(parts: PublicParts, routers: Arc<RouterSet>, admin_tokens: AdminTokens, running: Config) -> Self {
-        Self { parts, routers, admin_tokens, running: Mutex::new(running) }
+    pub fn new(
+        parts: PublicParts,
+        routers: Arc<RouterSet>,
+        decisions: Option<watch::Sender<Router>>,
+        admin_tokens: AdminTokens,
+        running: Config,
+    ) -> Self {
+        Self { parts, routers, decisions, admin_tokens, running: Mutex::new(running) }
     }
 
     /// Applies what `new` changes of the reloadable settings. Returns the settings it changes
@@ -52,10 +64,17 @@ impl Reloader {
             effective.server.admin_token = new.server.admin_token.clone();
             effective.admin.tokens = new.admin.tokens.clone();
         }
+        // Like the admin tokens: a leaked decision token is rotated without a restart.
+        if running.server.decision_listen.is_some() && new.server.decision_listen.is_some() {
+            effective.server.decision_token = new.server.decision_token.clone();
+        }
         effective.rate_limit.limit = new.rate_limit.limit;
         effective.rate_limit.window_seconds = new.rate_limit.window_seconds;
         let make = self.parts.maker(&effective)?;
         self.routers.replace(make);
+        if let Some(decisions) = &self.decisions {
+            let _ = decisions.send_replace(self.parts.decision_router(&effective));
+        }
         self.parts.pipeline.set_default_rate(RateLimit {
             limit: effective.rate_limit.limit,
             window_seconds: effective.rate_limit.window_seconds,

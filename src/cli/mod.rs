@@ -50,6 +50,10 @@ impl Cli {
                 let text = toml::to_string(&config.redacted())
                     .map_err(|error| format!("cannot print the configuration: {error}"))?;
                 print!("{text}");
+                // As TOML comments, so that the output still reads as a configuration.
+                for line in route_summary(&config) {
+                    println!("# {line}");
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             Command::Completions { shell } => {
@@ -74,6 +78,23 @@ impl Cli {
         let target = Target::chosen(self.store, self.admin_url, self.admin_ca_file.as_deref(), &config).await?;
         Ok(output.print(target.send(request).await?))
     }
+}
+
+/// Which routes the gateway serves and which only decisions use (SPEC §14).
+fn route_summary(config: &Config) -> Vec<String> {
+    config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| {
+            let methods: Vec<&str> = route.methods.iter().map(|m| m.0.as_str()).collect();
+            let what = format!("routes[{i}] ({} {})", methods.join(","), route.prefix);
+            match &route.upstream {
+                Some(upstream) => format!("{what}: served by the gateway, to {}, and decided on", upstream.as_str()),
+                None => format!("{what}: decided on only (no upstream: the gateway answers it 404)"),
+            }
+        })
+        .collect()
 }
 
 /// Bulk loading bypasses the admin API by design: it is a load-test tool, run on a store that

@@ -19,14 +19,21 @@ pub(crate) enum Hangup {
 /// Tells `listening` where `app` listens, and serves until SIGTERM or Ctrl-C.
 pub(crate) async fn serve(
     app: App,
-    (public, admin): keygate::app::Listeners,
+    listeners: keygate::app::Listeners,
     hangup: Hangup,
     listening: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<ExitCode, StartError> {
-    let admin_address = admin.as_ref().and_then(|l| l.local_addr().ok());
-    tracing::info!(public = %public.local_addr()?, admin = admin_address.map(|a| a.to_string()), "keygate listening");
-    listening(public.local_addr()?, admin_address);
-    app.serve_reloading(public, admin, shutdown::signal(), |reloader| on_hangup(reloader, hangup)).await?;
+    let address = |listener: &Option<tokio::net::TcpListener>| listener.as_ref().and_then(|l| l.local_addr().ok());
+    let (public, admin, decision) =
+        (listeners.public.local_addr()?, address(&listeners.admin), address(&listeners.decision));
+    tracing::info!(
+        %public,
+        admin = admin.map(|a| a.to_string()),
+        decision = decision.map(|a| a.to_string()),
+        "keygate listening"
+    );
+    listening(public, admin);
+    app.serve_reloading(listeners, shutdown::signal(), |reloader| on_hangup(reloader, hangup)).await?;
     Ok(ExitCode::SUCCESS)
 }
 

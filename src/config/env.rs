@@ -15,6 +15,8 @@ pub(super) const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("server", "listen", Kind::Text),
     ("server", "admin_listen", Kind::Text),
     ("server", "admin_token", Kind::Text),
+    ("server", "decision_listen", Kind::Text),
+    ("server", "decision_token", Kind::Text),
     ("server", "header_read_timeout_ms", Kind::Integer),
     ("server", "max_connections", Kind::Integer),
     ("server", "shutdown_delay_ms", Kind::Integer),

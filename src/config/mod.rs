@@ -44,7 +44,9 @@ pub struct Config {
 pub struct RouteConfig {
     pub prefix: String,
     pub methods: Vec<RouteMethod>,
-    pub upstream: UpstreamUrl,
+    /// None: the route only decides (SPEC §14) — the gateway answers it 404.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamUrl>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,13 +59,19 @@ pub struct RouteConfig {
     pub forward_meta: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// No token: no admin listener.
     pub admin_token: Option<String>,
+    /// Decisions for another proxy or an application (SPEC §14); none: no such listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_listen: Option<SocketAddr>,
+    /// When set, every decision request must carry it as `X-Keygate-Decision-Token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_token: Option<String>,
     /// Both set: the public listener speaks TLS (HTTP/2 by ALPN), with the certificate chain
     /// and private key in these PEM files, read again when they change.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -100,6 +108,20 @@ pub struct ServerConfig {
     pub threads: usize,
 }
 
+/// The settings as `config check` prints them: the tokens redacted.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.clone();
+        for token in [&mut shown.admin_token, &mut shown.decision_token].into_iter().flatten() {
+            *token = REDACTED.to_owned();
+        }
+        match serde_json::to_value(&shown) {
+            Ok(serde_json::Value::Object(fields)) => f.debug_map().entries(fields.iter()).finish(),
+            _ => f.write_str("ServerConfig"),
+        }
+    }
+}
+
 impl ServerConfig {
     /// Each listener's certificate settings: their common start, the certificate file, the key
     /// file.
@@ -117,6 +139,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             admin_token: None,
+            decision_listen: None,
+            decision_token: None,
             tls_cert_file: None,
             tls_key_file: None,
             admin_tls_cert_file: None,
@@ -331,8 +355,8 @@ impl Config {
     /// store and rate-limit URLs. For printing (`keygate config check`).
     pub fn redacted(&self) -> Config {
         let mut config = self.clone();
-        if config.server.admin_token.is_some() {
-            config.server.admin_token = Some(REDACTED.to_owned());
+        for token in [&mut config.server.admin_token, &mut config.server.decision_token].into_iter().flatten() {
+            *token = REDACTED.to_owned();
         }
         for token in &mut config.admin.tokens {
             token.token = REDACTED.to_owned();
@@ -459,6 +483,19 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_shows_neither_token() {
+        let text = "[server]\nadmin_token = \"admin-0123456789abcdef\"\ndecision_listen = \"127.0.0.1:8082\"\n\
+                    decision_token = \"decide-0123456789abcdef\"\n";
+        let config = load(text, &[]).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("0123456789abcdef") && shown.contains("decision_listen"), "{shown}");
+        let printed = toml::to_string(&config.redacted()).unwrap();
+        assert!(!printed.contains("0123456789abcdef") && printed.contains("127.0.0.1:8082"), "{printed}");
+        let error = load("[server]\ndecision_token = \"decide-0123456789abcdef\"\n", &[]).unwrap_err();
+        assert!(error.contains("server.decision_token: is set without server.decision_listen"), "{error}");
+    }
+
+    #[test]
     fn env_overrides_the_file() {
         let config = load(
             "[rate_limit]\nlimit = 5\n[sessions]\nalgorithm = \"EdDSA\"\n",
@@ -560,6 +597,8 @@ mod tests {
                     (
                         "server",
                         "admin_token"
+                            | "decision_listen"
+                            | "decision_token"
                             | "public_host"
                             | "tls_cert_file"
                             | "tls_key_file"

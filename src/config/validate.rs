@@ -45,6 +45,12 @@ impl Config {
         if self.server.admin_token.as_deref().is_some_and(|t| t.len() < 16) {
             return fail("server.admin_token", "must be at least 16 characters");
         }
+        if self.server.decision_token.as_deref().is_some_and(|t| t.len() < 16) {
+            return fail("server.decision_token", "must be at least 16 characters");
+        }
+        if self.server.decision_token.is_some() && self.server.decision_listen.is_none() {
+            return fail("server.decision_token", "is set without server.decision_listen");
+        }
         self.validate_admin_tokens()?;
         if self.admin.audit_retention_days > 36_500 {
             return fail("admin.audit_retention_days", "must be between 0 (keep every entry) and 36500");
@@ -102,6 +108,12 @@ impl Config {
         }
         for (i, route) in self.routes.iter().enumerate() {
             route.validate().map_err(|e| ConfigError(format!("routes[{i}].{e}")))?;
+            if route.upstream.is_none() && self.server.decision_listen.is_none() {
+                return fail(
+                    &format!("routes[{i}].upstream"),
+                    "is required unless server.decision_listen is set (a route without one only decides)",
+                );
+            }
         }
         self.validate_route_order()
     }

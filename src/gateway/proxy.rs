@@ -152,14 +152,19 @@ impl Proxy {
     }
 
     /// Forwards `request` (already judged; its [`Principal`] in the extensions) to `upstream`.
-    pub(crate) async fn forward(&self, upstream: &Upstream, request: Request) -> Response {
-        match self.try_forward(upstream, request).await {
+    pub(crate) async fn forward(&self, upstream: &Upstream, forward_meta: bool, request: Request) -> Response {
+        match self.try_forward(upstream, forward_meta, request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
     }
 
-    async fn try_forward(&self, upstream: &Upstream, request: Request) -> Result<Response, ApiError> {
+    async fn try_forward(
+        &self,
+        upstream: &Upstream,
+        forward_meta: bool,
+        request: Request,
+    ) -> Result<Response, ApiError> {
         let (mut parts, body) = request.into_parts();
         let principal = parts.extensions.remove::<Principal>().ok_or_else(ApiError::internal)?;
         let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -191,12 +196,8 @@ impl Proxy {
         // goes back in the client's own version, whatever the upstream spoke (an HTTP/1.0
         // upstream would otherwise take the client's keep-alive away).
         let client_version = std::mem::replace(&mut parts.version, http::Version::HTTP_11);
-        self.rewrite_headers(&mut parts.headers, &principal, peer, request_host);
-        if upstream.forward_meta
-            && let Some(meta) = &principal.record.key.meta
-        {
-            set(&mut parts.headers, X_KEYGATE_META, &ascii_json(meta.as_str()));
-        }
+        self.rewrite_headers(&mut parts.headers, peer, request_host);
+        identity_headers(&mut parts.headers, &principal, forward_meta);
         if websocket.is_some() {
             // Hop-by-hop, but this hop is to be upgraded too.
             websocket::mark_upgrade(&mut parts.headers);
@@ -230,13 +231,7 @@ impl Proxy {
         Ok(Response::from_parts(parts, Body::empty()))
     }
 
-    fn rewrite_headers(
-        &self,
-        headers: &mut HeaderMap,
-        principal: &Principal,
-        peer: Option<IpAddr>,
-        request_host: Option<HeaderValue>,
-    ) {
+    fn rewrite_headers(&self, headers: &mut HeaderMap, peer: Option<IpAddr>, request_host: Option<HeaderValue>) {
         let from_trusted_proxy = peer.is_some_and(|ip| self.trusted.contains(ip));
         let client_forwarded_for = headers.get(X_FORWARDED_FOR).cloned();
         let client_proto = headers.get(X_FORWARDED_PROTO).cloned();
@@ -248,13 +243,6 @@ impl Proxy {
         if let Some(request_id) = request_id {
             headers.insert(X_REQUEST_ID, request_id);
         }
-
-        let record = &principal.record;
-        let scopes = record.key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
-        set(headers, X_KEYGATE_TENANT, &record.tenant.id);
-        set(headers, X_KEYGATE_KEY, &record.key.id);
-        set(headers, X_KEYGATE_SCOPES, &scopes);
-        set(headers, X_KEYGATE_CHANNEL, principal.channel.as_str());
 
         let peer_text = peer.map(|ip| ip.to_string()).unwrap_or_default();
         let forwarded_for = match client_forwarded_for.as_ref().and_then(|v| v.to_str().ok()) {
@@ -270,6 +258,20 @@ impl Proxy {
         if let Some(host) = client_host.filter(|_| from_trusted_proxy).or(own_host) {
             headers.insert(X_FORWARDED_HOST, host);
         }
+    }
+}
+
+/// What keygate vouches for of an allowed caller, to the upstream or in a decision (SPEC §7,
+/// §14): its tenant, key, scopes and channel, and with `forward_meta` the key's `meta`.
+pub(crate) fn identity_headers(headers: &mut HeaderMap, principal: &Principal, forward_meta: bool) {
+    let record = &principal.record;
+    let scopes = record.key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+    set(headers, X_KEYGATE_TENANT, &record.tenant.id);
+    set(headers, X_KEYGATE_KEY, &record.key.id);
+    set(headers, X_KEYGATE_SCOPES, &scopes);
+    set(headers, X_KEYGATE_CHANNEL, principal.channel.as_str());
+    if forward_meta && let Some(meta) = &record.key.meta {
+        set(headers, X_KEYGATE_META, &ascii_json(meta.as_str()));
     }
 }
 

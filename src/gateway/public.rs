@@ -6,6 +6,7 @@
 //! built in or configured — is a service wrapped in the one pipeline layer.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -28,15 +29,21 @@ use crate::time::{format_rfc3339, now_millis};
 /// A route's service once routed: the pipeline around its handler ([`super::stack`], 3 and 4).
 pub(crate) type Handler = tower::util::BoxCloneSyncService<Request, Response, std::convert::Infallible>;
 
-/// What routing needs: the routes and their services, made by [`super::stack`].
-pub(crate) struct PublicState {
+/// The configured routes and their services, made by [`super::stack`]: what the public and the
+/// decision listener (`crate::decision`) both route by.
+pub(crate) struct RouteTable {
     pub pipeline: Arc<Pipeline>,
     pub preflight: Arc<PreflightIndex>,
-    pub store: Arc<dyn Store>,
-    pub create_session: Handler,
     pub routes: Vec<Route>,
     /// `handlers[i]` serves `routes[i]`.
     pub handlers: Vec<Handler>,
+}
+
+/// What routing on the public listener needs: the route table and keygate's own paths.
+pub(crate) struct PublicState {
+    pub table: RouteTable,
+    pub store: Arc<dyn Store>,
+    pub create_session: Handler,
     /// Requests refused before any route was found.
     pub unmatched: RouteMetrics,
     /// True once shutdown begins: not ready any more.
@@ -49,73 +56,99 @@ fn under_api(path: &str) -> bool {
 
 pub(crate) async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
     let started = std::time::Instant::now();
-    match route(&state, request).await {
-        Ok(response) => response,
-        Err(refusal) => {
-            // 400, 404 and 405 are counted too, as route "unmatched".
-            let code = refusal.extensions().get::<ErrorCode>().copied();
-            state.unmatched.record(code, refusal.status(), started);
-            refusal
-        }
-    }
+    let routed = route(&state, request).await;
+    answered(&state.unmatched, routed, started)
+}
+
+/// The response of a routed request; a refusal before any route was found (400, 404, 405) is
+/// counted as route "unmatched".
+pub(crate) fn answered(unmatched: &RouteMetrics, routed: Result<Response, Response>, started: Instant) -> Response {
+    routed.unwrap_or_else(|refusal| {
+        let code = refusal.extensions().get::<ErrorCode>().copied();
+        unmatched.record(code, refusal.status(), started);
+        refusal
+    })
 }
 
 /// Routes a request and answers it; `Err` is a refusal before any route was found.
 async fn route(state: &PublicState, mut request: Request) -> Result<Response, Response> {
-    if let Err(refusal) = normalize_request_path(&mut request) {
-        return Err(refusal.into_response());
+    if let Some(answer) = preflight(&state.table, &mut request)? {
+        return Ok(answer);
     }
     let path = request.uri().path();
     let method = request.method();
-    if cors::is_preflight(method, request.headers()) {
-        let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&state.routes, path) };
-        // Answered under /api/v1, and on any path some route covers (it has methods there).
-        if under_api(path) || !methods.is_empty() {
-            return Ok(cors::preflight(request.headers(), &state.preflight, &methods, now_millis()));
-        }
-    }
     let is_read = method == Method::GET || method == Method::HEAD;
     let handler = match path {
         SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
         "/healthz" if is_read => return Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
         "/readyz" if is_read => return Ok(readiness(state).await),
-        "/.well-known/jwks.json" if is_read => return Ok(json_text(state.pipeline.sessions().jwks().to_string())),
+        "/.well-known/jwks.json" if is_read => {
+            return Ok(json_text(state.table.pipeline.sessions().jwks().to_string()));
+        }
         "/openapi.json" if is_read => return Ok(json_text(crate::openapi::public().to_owned())),
         SESSIONS_PATH => return Err(method_not_allowed(&[Method::POST])),
         "/healthz" | "/readyz" | "/.well-known/jwks.json" | "/openapi.json" => {
             return Err(method_not_allowed(&[Method::GET, Method::HEAD]));
         }
-        _ => match resolve(&state.routes, path, method) {
-            Resolution::Found(index) => {
-                if method == Method::GET && websocket::is_upgrade(request.headers()) {
-                    // Before the pipeline: a page's credentials may be protocol entries.
-                    if let Some(marker) = websocket::take_credentials(request.headers_mut()) {
-                        request.extensions_mut().insert(marker);
-                    }
-                }
-                state.handlers[index].clone()
-            }
-            Resolution::MethodNotAllowed => return Err(method_not_allowed(&allowed_at(&state.routes, path))),
-            Resolution::NotFound => {
-                return Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response());
-            }
-            Resolution::CaseMismatch => {
-                return Err(path_refused("differs only in letter case from a more specific route").into_response());
-            }
-            Resolution::SuffixMismatch => {
-                return Err(path_refused(
-                    "reads as a more specific route once a segment's suffix, trailing dots or spaces are dropped",
-                )
-                .into_response());
-            }
-        },
+        _ => configured(&state.table, &mut request)?,
     };
     let Ok(response) = handler.oneshot(request).await;
     Ok(response)
 }
 
+/// The path put in normal form (400 when it has none), then a CORS preflight answered from the
+/// allowlists (SPEC §4) — under /api/v1, and on any path some route covers — or `None`.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the answer, given once per request: boxing it buys nothing"
+)]
+pub(crate) fn preflight(table: &RouteTable, request: &mut Request) -> Result<Option<Response>, Response> {
+    normalize_request_path(request).map_err(IntoResponse::into_response)?;
+    let path = request.uri().path();
+    if !cors::is_preflight(request.method(), request.headers()) {
+        return Ok(None);
+    }
+    let methods = if path == SESSIONS_PATH { vec![Method::POST] } else { methods_at(&table.routes, path) };
+    // Answered under /api/v1, and on any path some route covers (it has methods there).
+    if !under_api(path) && methods.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(cors::preflight(request.headers(), &table.preflight, &methods, now_millis())))
+}
+
+/// The service of the configured route a request resolves to, or the refusal: 404, 405 with
+/// `Allow`, 400 for a spelling of a more specific route. A WebSocket handshake's credentials
+/// are taken out of its protocol header here, before anything could forward them.
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the answer, given once per request: boxing it buys nothing"
+)]
+pub(crate) fn configured(table: &RouteTable, request: &mut Request) -> Result<Handler, Response> {
+    let (path, method) = (request.uri().path(), request.method());
+    match resolve(&table.routes, path, method) {
+        Resolution::Found(index) => {
+            if method == Method::GET && websocket::is_upgrade(request.headers()) {
+                // Before the pipeline: a page's credentials may be protocol entries.
+                if let Some(marker) = websocket::take_credentials(request.headers_mut()) {
+                    request.extensions_mut().insert(marker);
+                }
+            }
+            Ok(table.handlers[index].clone())
+        }
+        Resolution::MethodNotAllowed => Err(method_not_allowed(&allowed_at(&table.routes, path))),
+        Resolution::NotFound => Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response()),
+        Resolution::CaseMismatch => {
+            Err(path_refused("differs only in letter case from a more specific route").into_response())
+        }
+        Resolution::SuffixMismatch => Err(path_refused(
+            "reads as a more specific route once a segment's suffix, trailing dots or spaces are dropped",
+        )
+        .into_response()),
+    }
+}
+
 /// 405, with the `Allow` header RFC 9110 requires: the methods the path does answer.
-fn method_not_allowed(methods: &[Method]) -> Response {
+pub(crate) fn method_not_allowed(methods: &[Method]) -> Response {
     let mut response = ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this path").into_response();
     let allow = methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -154,7 +187,7 @@ async fn readiness(state: &PublicState) -> Response {
         tracing::warn!(%error, "readiness: store unreachable");
         return ApiError::unavailable("the store is unreachable").into_response();
     }
-    if !state.pipeline.limiter_reachable().await {
+    if !state.table.pipeline.limiter_reachable().await {
         return ApiError::unavailable("the rate-limit backend is unreachable").into_response();
     }
     data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))

@@ -13,17 +13,19 @@ use crate::pipeline::Policy;
 pub struct Route {
     pub prefix: String,
     pub methods: Vec<Method>,
-    pub upstream: Upstream,
+    /// None: the route only decides (SPEC §14); the gateway answers it 404.
+    pub upstream: Option<Upstream>,
+    /// Whether the key's `meta` goes along as `X-Keygate-Meta` (`forward_meta`), to the
+    /// upstream or in a decision.
+    pub forward_meta: bool,
     pub policy: Policy,
 }
 
-/// Where a route forwards to: `scheme://authority`, without a path; and whether the key's
-/// `meta` goes along (`forward_meta`).
+/// Where a route forwards to: `scheme://authority`, without a path.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
-    pub forward_meta: bool,
 }
 
 pub(crate) enum Resolution {
@@ -43,11 +45,11 @@ impl Route {
         Self {
             prefix: config.prefix.clone(),
             methods: config.methods.iter().map(|method| method.0.clone()).collect(),
-            upstream: Upstream {
-                scheme: config.upstream.scheme.clone(),
-                authority: config.upstream.authority.clone(),
-                forward_meta: config.forward_meta,
-            },
+            upstream: config
+                .upstream
+                .as_ref()
+                .map(|url| Upstream { scheme: url.scheme.clone(), authority: url.authority.clone() }),
+            forward_meta: config.forward_meta,
             policy: Policy {
                 label: config.prefix.clone(),
                 scope: config.scope.clone(),
@@ -135,7 +137,7 @@ mod tests {
         Route::from_config(&RouteConfig {
             prefix: prefix.to_owned(),
             methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
-            upstream: "http://127.0.0.1:3000".parse().unwrap(),
+            upstream: Some("http://127.0.0.1:3000".parse().unwrap()),
             module: None,
             scope: None,
             write: None,

@@ -17,15 +17,16 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, service_fn};
 
 use super::proxy::Proxy;
-use super::public::{self, Handler, PublicState};
-use super::routes::Route;
+use super::public::{self, Handler, PublicState, RouteTable};
+use super::routes::{Route, Upstream};
 use super::websocket::OpenSockets;
 use crate::config::Config;
+use crate::error::{ApiError, ErrorCode};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
@@ -66,20 +67,25 @@ impl PublicParts {
 
     fn router(&self, routes: Vec<Route>, proxy: &Arc<Proxy>) -> Router {
         let pipeline = &self.pipeline;
-        let handlers =
-            routes.iter().map(|route| guarded(pipeline, route.policy.clone(), forward(proxy, route))).collect();
+        let handlers = routes
+            .iter()
+            .map(|route| match &route.upstream {
+                Some(upstream) => guarded(pipeline, route.policy.clone(), forward(proxy, upstream, route.forward_meta)),
+                // Judged for another proxy only: the gateway has nowhere to send it.
+                None => BoxCloneSyncService::new(service_fn(|_: Request| async {
+                    Ok::<_, Infallible>(decides_only().into_response())
+                })),
+            })
+            .collect();
         let sessions = Arc::clone(pipeline.sessions());
         let mint = service_fn(move |request: Request| {
             let sessions = Arc::clone(&sessions);
             async move { Ok::<_, Infallible>(public::mint_session(&sessions, &request)) }
         });
         let state = PublicState {
-            pipeline: Arc::clone(pipeline),
-            preflight: Arc::clone(&self.preflight),
+            table: self.table(routes, handlers),
             store: Arc::clone(&self.store),
             create_session: guarded(pipeline, Policy::create_session(), mint),
-            routes,
-            handlers,
             unmatched: crate::metrics::RouteMetrics::new("unmatched"),
             draining: self.shutdown.draining.clone(),
         };
@@ -89,10 +95,31 @@ impl PublicParts {
             .with_state(Arc::new(state))
             .layer(axum::middleware::from_fn(move |request, next| log_request("public", &trusted, request, next)))
     }
+
+    /// The decision listener's router for `config` (SPEC §14): the same routes, each judged by
+    /// the same pipeline layer around an answer for the asking proxy instead of the proxy.
+    pub fn decision_router(&self, config: &Config) -> Router {
+        let routes: Vec<Route> = config.routes.iter().map(Route::from_config).collect();
+        let handlers = routes
+            .iter()
+            .map(|route| guarded(&self.pipeline, route.policy.clone(), crate::decision::allow(route.forward_meta)))
+            .collect();
+        let unrouted = guarded(&self.pipeline, Policy::verify(), crate::decision::allow(false));
+        crate::decision::router(self.table(routes, handlers), unrouted, config.server.decision_token.clone())
+    }
+
+    fn table(&self, routes: Vec<Route>, handlers: Vec<Handler>) -> RouteTable {
+        RouteTable { pipeline: Arc::clone(&self.pipeline), preflight: Arc::clone(&self.preflight), routes, handlers }
+    }
+}
+
+/// A route without an upstream, asked of the gateway.
+fn decides_only() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no route for this path")
 }
 
 /// Step 3 around step 4.
-fn guarded<S>(pipeline: &Arc<Pipeline>, policy: Policy, handler: S) -> Handler
+pub(crate) fn guarded<S>(pipeline: &Arc<Pipeline>, policy: Policy, handler: S) -> Handler
 where
     S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Future: Send,
@@ -100,15 +127,16 @@ where
     BoxCloneSyncService::new(RequireKey::new(Arc::clone(pipeline), policy).layer(handler))
 }
 
-/// The proxy to `route`'s upstream.
+/// The proxy to a route's upstream.
 fn forward(
     proxy: &Arc<Proxy>,
-    route: &Route,
+    upstream: &Upstream,
+    forward_meta: bool,
 ) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
 {
-    let (proxy, upstream) = (Arc::clone(proxy), route.upstream.clone());
+    let (proxy, upstream) = (Arc::clone(proxy), upstream.clone());
     service_fn(move |request: Request| {
         let (proxy, upstream) = (Arc::clone(&proxy), upstream.clone());
-        async move { Ok::<_, Infallible>(proxy.forward(&upstream, request).await) }
+        async move { Ok::<_, Infallible>(proxy.forward(&upstream, forward_meta, request).await) }
     })
 }

@@ -12,7 +12,7 @@ use common::*;
 use serde_json::json;
 
 /// The page's script: mint a session, then write through the gateway with it.
-fn page(keygate: &str, secret: &str) -> String {
+pub(crate) fn page(keygate: &str, secret: &str) -> String {
     format!(
         r#"<!doctype html><title>keygate e2e</title><script>
 (async () => {{

@@ -247,7 +247,7 @@ async fn routes_lie_on_any_path_and_keygates_own_paths_still_win() {
             let route = |prefix: &str, methods: &[&str]| keygate::config::RouteConfig {
                 prefix: prefix.to_owned(),
                 methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
-                upstream: url.parse().unwrap(),
+                upstream: Some(url.parse().unwrap()),
                 module: None,
                 scope: None,
                 write: None,

@@ -72,6 +72,17 @@ async fn unauthenticated(app: &TestApp, method: Method, url: String) -> Seen {
 #[tokio::test]
 async fn every_documented_operation_answers_as_documented() {
     let app = spawn_with(|c| {
+        c.server.decision_listen = Some("127.0.0.1:0".parse().unwrap());
+        // Decided on only: the decision listener's operations are exercised on it.
+        c.routes = vec![keygate::config::RouteConfig {
+            prefix: "/api/v1/orders".to_owned(),
+            methods: ["GET", "POST", "PUT", "PATCH", "DELETE"].iter().map(|m| m.parse().unwrap()).collect(),
+            upstream: None,
+            module: None,
+            scope: None,
+            write: None,
+            forward_meta: false,
+        }];
         c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA;
         c.admin.tokens.push(keygate::config::AdminTokenConfig {
             name: "support".to_owned(),
@@ -197,6 +208,53 @@ async fn every_documented_operation_answers_as_documented() {
     }
     let served: Value = app.get("/openapi.json").await.body;
     assert!(served["paths"].as_object().unwrap().keys().all(|p| !p.starts_with("/admin")));
+
+    // The decision listener: each method allowed and refused, a preflight, and its document.
+    let (_, deciding) = app.browser_key("deciding-too", &["orders:read"]).await;
+    let decision = app.decision.clone().unwrap();
+    let decide = |method: &str, path: &str, headers: Vec<(&str, String)>| {
+        let mut request =
+            app.client.request(Method::from_bytes(method.as_bytes()).unwrap(), format!("{decision}{path}"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { Seen::from(request.send().await.unwrap()).await }
+    };
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+        let original = if method == "OPTIONS" { "GET" } else { method };
+        let asked = |key: bool| {
+            let mut headers =
+                vec![("x-forwarded-method", original.to_owned()), ("x-forwarded-uri", "/api/v1/orders".to_owned())];
+            if key {
+                headers.push(("authorization", format!("Bearer {deciding}")));
+            }
+            headers
+        };
+        for key in [true, false] {
+            let seen = decide(method, "/forward-auth", asked(key)).await;
+            assert_eq!(seen.status, if key { 200 } else { 401 }, "{method}: {:?}", seen.body);
+            contract.check(method, "/forward-auth", &seen);
+        }
+        let preflight = vec![("origin", ORIGIN.to_owned()), ("access-control-request-method", "POST".to_owned())];
+        let ext = |key: bool| if key { vec![("authorization", format!("Bearer {deciding}"))] } else { Vec::new() };
+        let (headers, statuses) = if method == "OPTIONS" {
+            (vec![preflight.clone(), Vec::new()], [204, 405])
+        } else {
+            (vec![ext(true), ext(false)], [200, 401])
+        };
+        for (headers, status) in headers.into_iter().zip(statuses) {
+            let seen = decide(method, "/ext-authz/api/v1/orders", headers).await;
+            assert_eq!(seen.status, status, "{method} ext-authz: {:?}", seen.body);
+            contract.check(method, "/ext-authz/{path}", &seen);
+        }
+    }
+    let verify = |body: Value| app.client.post(format!("{decision}/v1/verify")).json(&body).send();
+    for body in [json!({ "key": deciding }), json!({ "key": "kg_x", "path": "/api/v1/orders" }), json!({ "key": 1 })] {
+        contract.check("POST", "/v1/verify", &Seen::from(verify(body).await.unwrap()).await);
+    }
+    let served = decide("GET", "/openapi.json", Vec::new()).await;
+    let decision_part: Value = serde_json::from_str(keygate::openapi::decision()).unwrap();
+    assert_eq!(served.body, decision_part, "the decision listener serves its part of the document");
 
     // Admin-only routes, and the admin listener's copy of the document.
     let roll_path = format!("/admin/v1/keys/{id}/roll");

@@ -17,7 +17,7 @@ fn nested_routes(upstream: &str) -> Vec<RouteConfig> {
     let route = |prefix: &str, scope: &str| RouteConfig {
         prefix: prefix.to_owned(),
         methods: vec!["GET".parse().unwrap(), "POST".parse().unwrap()],
-        upstream: upstream.parse().unwrap(),
+        upstream: Some(upstream.parse().unwrap()),
         module: None,
         scope: Some(keygate::scope::Scope::parse(scope).unwrap()),
         write: None,

@@ -27,7 +27,7 @@ fn ws_route(upstream: &str) -> Vec<RouteConfig> {
     vec![RouteConfig {
         prefix: "/ws".to_owned(),
         methods: vec!["GET".parse().unwrap()],
-        upstream: upstream.parse().unwrap(),
+        upstream: Some(upstream.parse().unwrap()),
         module: None,
         scope: Some(keygate::scope::Scope::parse("orders:read").unwrap()),
         write: None,

@@ -3,6 +3,7 @@
 
 pub mod chromium;
 pub mod cli;
+pub mod front;
 pub mod logs;
 pub mod process;
 pub mod raw;
@@ -64,6 +65,8 @@ pub async fn metrics_share() -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
 pub struct TestApp {
     pub public: String,
     pub admin: String,
+    /// The decision listener's base URL, when `server.decision_listen` is set (port 0 is fine).
+    pub decision: Option<String>,
     pub client: reqwest::Client,
     pub test_store: Arc<TestStore>,
     /// The running instance's own store handle.
@@ -124,7 +127,7 @@ pub fn gateway_routes(upstream: &str) -> Vec<keygate::config::RouteConfig> {
         keygate::config::RouteConfig {
             prefix: prefix.to_owned(),
             methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
-            upstream: upstream.parse().unwrap(),
+            upstream: Some(upstream.parse().unwrap()),
             module: module.map(str::to_owned),
             scope: scope.map(|scope| keygate::scope::Scope::parse(scope).unwrap()),
             write,
@@ -204,18 +207,25 @@ pub async fn spawn_in(test_store: Arc<TestStore>, tweak: impl FnOnce(&mut Config
     let scheme = if config.server.admin_tls_cert_file.is_some() { "https" } else { "http" };
     let public_url = format!("http://{}", public.local_addr().unwrap());
     let admin_url = format!("{scheme}://{}", admin.local_addr().unwrap());
+    let decision = match config.server.decision_listen {
+        Some(address) => Some(TcpListener::bind(address).await.unwrap()),
+        None => None,
+    };
+    let decision_url = decision.as_ref().map(|listener| format!("http://{}", listener.local_addr().unwrap()));
     let (stop, stopped) = oneshot::channel::<()>();
     let reloader = Arc::new(std::sync::OnceLock::new());
     let set = Arc::clone(&reloader);
     let shutdown = async move {
         let _ = stopped.await;
     };
-    let served = tokio::spawn(app.serve_reloading(public, Some(admin), shutdown, move |reloader| {
+    let listeners = keygate::app::Listeners { public, admin: Some(admin), decision };
+    let served = tokio::spawn(app.serve_reloading(listeners, shutdown, move |reloader| {
         let _ = set.set(reloader);
     }));
     TestApp {
         public: public_url,
         admin: admin_url,
+        decision: decision_url,
         client: reqwest::Client::new(),
         test_store,
         store,
@@ -314,7 +324,11 @@ impl Seen {
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+        let body = match serde_json::from_slice(&bytes) {
+            _ if bytes.is_empty() => Value::Null,
+            Ok(body) => body,
+            Err(error) => panic!("{status}: a body that is not JSON ({error}): {}", String::from_utf8_lossy(&bytes)),
+        };
         Self { status, headers, body }
     }
 

@@ -1,0 +1,184 @@
+//! Decisions for the proxy a team already runs — nginx `auth_request`, Caddy `forward_auth`,
+//! Traefik `forwardAuth`, Envoy's HTTP `ext_authz` — and for an application in any language
+//! (`POST /v1/verify`), on `server.decision_listen` (SPEC §14).
+//!
+//! There is no second pipeline. A decision request is first turned back into the request it
+//! stands for ([`original`]): its method and URI from the proxy's headers, or from the path
+//! under `/ext-authz`, its headers as the client sent them. That request then meets what the
+//! public listener's would: its path in normal form, a CORS preflight answered from the
+//! allowlists, the configured routes, and each route's pipeline layer
+//! ([`crate::layer::RequireKey`]) with its limits, usage counts and headers — around an answer
+//! for the proxy ([`allow`]) instead of the reverse proxy. A refusal is keygate's own status,
+//! envelope and headers, for the proxy to return as they are. `/v1/verify` builds the request
+//! from its body and gives the same verdict as JSON ([`verify`]).
+//!
+//! The request log, outermost, logs the original method and path: the rewrite happens before
+//! it, and a decision request that cannot be turned back is logged under its own path.
+
+mod original;
+mod verify;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tower::ServiceExt;
+use tower::service_fn;
+
+use crate::error::{ApiError, ErrorCode, data_response};
+use crate::gateway::proxy::identity_headers;
+use crate::gateway::public::{self, Handler, RouteTable};
+use crate::metrics::RouteMetrics;
+use crate::pipeline::Principal;
+use crate::request_log::log_request;
+
+pub(crate) const DECISION_TOKEN_HEADER: &str = "x-keygate-decision-token";
+
+/// What the decision listener routes by.
+struct DecisionState {
+    table: RouteTable,
+    /// The pipeline around [`allow`] with no route's demands: `/v1/verify` without a `path`.
+    unrouted: Handler,
+    unmatched: RouteMetrics,
+}
+
+/// What the outer layer made of a decision request, for [`dispatch`].
+#[derive(Clone)]
+enum Asked {
+    /// The request a proxy asks about, already put in its place.
+    Original,
+    /// Refused before it could be turned back (a wrong token, a missing header).
+    Refused(ApiError),
+}
+
+/// The decision listener's router over `table` (the configured routes, each around [`allow`]).
+pub(crate) fn router(table: RouteTable, unrouted: Handler, token: Option<String>) -> Router {
+    let trusted = table.pipeline.trusted_proxies().clone();
+    let state = DecisionState { table, unrouted, unmatched: RouteMetrics::new("unmatched") };
+    let token = token.map(|token| Arc::new(digest(&token)));
+    Router::new()
+        .fallback(dispatch)
+        .with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn(move |request, next| log_request("decision", &trusted, request, next)))
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+            let token = token.clone();
+            async move {
+                let envelope_in_header = request.headers().contains_key(ERROR_IN_HEADER);
+                let response = next.run(turned_back(request, token.as_deref())).await;
+                if envelope_in_header { with_envelope_in_header(response).await } else { response }
+            }
+        }))
+}
+
+/// Asked for by a proxy that drops a decision's body (nginx's `auth_request`): a refusal's
+/// envelope then also comes in [`ERROR_HEADER`], for the proxy to give the client as its body.
+const ERROR_IN_HEADER: &str = "x-keygate-error-in-header";
+const ERROR_HEADER: &str = "x-keygate-error";
+
+async fn with_envelope_in_header(response: Response) -> Response {
+    if response.extensions().get::<ErrorCode>().is_none() {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // keygate's own envelope: small, in memory, and ASCII (its messages are).
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else { return ApiError::internal().into_response() };
+    if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+        parts.headers.insert(ERROR_HEADER, value);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Checks the decision token, then turns `/forward-auth` and `/ext-authz/…` requests into the
+/// requests they stand for, marked [`Asked::Original`]; anything else passes as it came.
+fn turned_back(mut request: Request, token: Option<&[u8; 32]>) -> Request {
+    if let Some(expected) = token {
+        let presented = request.headers().get(DECISION_TOKEN_HEADER).map(|v| digest_bytes(v.as_bytes()));
+        if !presented.is_some_and(|presented| bool::from(presented.ct_eq(expected))) {
+            let refusal = ApiError::new(ErrorCode::AdminTokenInvalid, "a valid X-Keygate-Decision-Token is required");
+            request.extensions_mut().insert(Asked::Refused(refusal));
+            return request;
+        }
+    }
+    let asked = match original::turn_back(&mut request) {
+        Some(Ok(())) => Asked::Original,
+        Some(Err(refusal)) => Asked::Refused(refusal),
+        None => return request,
+    };
+    request.extensions_mut().insert(asked);
+    request
+}
+
+async fn dispatch(State(state): State<Arc<DecisionState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let routed = match request.extensions().get::<Asked>().cloned() {
+        Some(Asked::Refused(refusal)) => Err(refusal.into_response()),
+        Some(Asked::Original) => judge(&state.table, request).await,
+        None => own_path(&state, request).await,
+    };
+    public::answered(&state.unmatched, routed, started)
+}
+
+/// The original request, judged as the public listener would judge it, answered for the proxy.
+async fn judge(table: &RouteTable, mut request: Request) -> Result<Response, Response> {
+    if let Some(answer) = public::preflight(table, &mut request)? {
+        return Ok(answer);
+    }
+    let handler = public::configured(table, &mut request)?;
+    let Ok(response) = handler.oneshot(request).await;
+    Ok(response)
+}
+
+/// The listener's own paths: `/v1/verify`, its document, health.
+async fn own_path(state: &DecisionState, request: Request) -> Result<Response, Response> {
+    let (method, path) = (request.method(), request.uri().path());
+    let is_read = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/v1/verify" if method == Method::POST => Ok(verify::answer(state, request).await),
+        "/openapi.json" if is_read => Ok(json_text(crate::openapi::decision())),
+        "/healthz" if is_read => Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        "/v1/verify" => Err(public::method_not_allowed(&[Method::POST])),
+        "/openapi.json" | "/healthz" => Err(public::method_not_allowed(&[Method::GET, Method::HEAD])),
+        _ => Err(ApiError::new(
+            ErrorCode::NotFound,
+            "no decision endpoint at this path: /forward-auth, /ext-authz/…, /v1/verify",
+        )
+        .into_response()),
+    }
+}
+
+/// The answer to an allowed request (SPEC §14): 200 without a body, with what keygate vouches
+/// for (`X-Keygate-*`) for the proxy to copy to the upstream; the pipeline layer adds the
+/// rate-limit and CORS headers. The [`Principal`] stays in the response for `/v1/verify`.
+pub(crate) fn allow(
+    forward_meta: bool,
+) -> impl tower::Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+{
+    service_fn(move |request: Request| async move {
+        let mut response = StatusCode::OK.into_response();
+        if let Some(principal) = request.extensions().get::<Principal>() {
+            identity_headers(response.headers_mut(), principal, forward_meta);
+            response.extensions_mut().insert(principal.clone());
+        }
+        Ok::<_, Infallible>(response)
+    })
+}
+
+fn json_text(body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// Tokens are compared as digests: in constant time, whatever their lengths.
+fn digest(token: &str) -> [u8; 32] {
+    digest_bytes(token.as_bytes())
+}
+
+fn digest_bytes(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
