@@ -56,6 +56,8 @@ enum Asked {
     Original,
     /// Refused before it could be turned back (a wrong token, a missing header).
     Refused(ApiError),
+    /// `/forward-auth` asked with a method no proxy uses for it (405).
+    WrongMethod,
 }
 
 /// The decision listener's router over `table` (the configured routes, each around [`allow`]).
@@ -106,6 +108,10 @@ fn turned_back(mut request: Request, token: Option<&[u8; 32]>) -> Request {
             return request;
         }
     }
+    if request.uri().path() == original::FORWARD_AUTH && !original::FORWARD_AUTH_METHODS.contains(request.method()) {
+        request.extensions_mut().insert(Asked::WrongMethod);
+        return request;
+    }
     let asked = match original::turn_back(&mut request) {
         Some(Ok(())) => Asked::Original,
         Some(Err(refusal)) => Asked::Refused(refusal),
@@ -119,6 +125,7 @@ async fn dispatch(State(state): State<Arc<DecisionState>>, request: Request) -> 
     let started = Instant::now();
     let routed = match request.extensions().get::<Asked>().cloned() {
         Some(Asked::Refused(refusal)) => Err(refusal.into_response()),
+        Some(Asked::WrongMethod) => Err(public::method_not_allowed(&original::FORWARD_AUTH_METHODS)),
         Some(Asked::Original) => judge(&state.table, request).await,
         None => own_path(&state, request).await,
     };

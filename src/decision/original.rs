@@ -16,7 +16,12 @@ use http::{HeaderMap, Method, Uri};
 
 use crate::error::{ApiError, Detail};
 
-const FORWARD_AUTH: &str = "/forward-auth";
+pub(super) const FORWARD_AUTH: &str = "/forward-auth";
+/// The methods `/forward-auth` answers on. nginx, Caddy and Traefik ask with GET whatever the
+/// original's method (it comes in a header); the others are for proxies and clients that ask
+/// with the original's. Any other (TRACE, a made-up token) is 405.
+pub(super) const FORWARD_AUTH_METHODS: [Method; 7] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
 const EXT_AUTHZ: &str = "/ext-authz";
 
 /// The two spellings of each header, the one Caddy and Traefik send first.

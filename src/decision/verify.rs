@@ -17,15 +17,16 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::DecisionState;
-use crate::admin::fields::{Fields, parsed, text};
+use crate::admin::fields::{Fields, parsed};
 use crate::error::{ApiError, Detail, ErrorCode, data_response};
 use crate::gateway::public;
 use crate::layer::normalize_request_path;
 use crate::pipeline::{Principal, SESSION_TOKEN_HEADER};
 use crate::request_log::LoggedIdentity;
 
-/// The largest body read: a key, an origin, a token and a path fit many times over.
-const MAX_BODY_BYTES: usize = 16 * 1024;
+/// The largest body read: every body the document allows fits (its fields are at most 12,800
+/// ASCII characters, each at most 2 bytes in JSON), so a valid question is never 413.
+const MAX_BODY_BYTES: usize = 64 * 1024;
 const FIELDS: &[&str] = &["key", "origin", "sessionToken", "method", "path"];
 
 pub(super) async fn answer(state: &DecisionState, request: Request) -> Response {
@@ -63,11 +64,16 @@ async fn verdict(state: &DecisionState, request: Request) -> Result<Response, Re
 /// bad field.
 fn described(bytes: &[u8], state: &DecisionState) -> Result<(Request, bool), ApiError> {
     let mut fields = Fields::parse(bytes, FIELDS)?;
-    let key = fields.required("key", &text(512));
-    let origin = fields.optional("origin", &text(2048));
-    let token = fields.optional("sessionToken", &text(8192));
-    let method = fields
-        .optional("method", &parsed(|m: &str| Method::from_bytes(m.as_bytes()).map_err(|_| "must be an HTTP method")));
+    let key = fields.required("key", &parsed(printable(512, false)));
+    let origin = fields.optional("origin", &parsed(printable(2048, true)));
+    let token = fields.optional("sessionToken", &parsed(printable(8192, true)));
+    let method = fields.optional(
+        "method",
+        &parsed(|m: &str| match m.len() {
+            1..=32 => Method::from_bytes(m.as_bytes()).map_err(|_| "must be an HTTP method"),
+            _ => Err("must be an HTTP method of at most 32 characters"),
+        }),
+    );
     let path = fields.optional("path", &parsed(target));
     fields.finish()?;
     let Some(key) = key else { return Err(ApiError::validation(vec![Detail::new("key", "is required")])) };
@@ -94,10 +100,28 @@ fn described(bytes: &[u8], state: &DecisionState) -> Result<(Request, bool), Api
     Ok((request, routed))
 }
 
+/// Printable ASCII of 1 to `max` characters, not all spaces (with `spaces`) or none at all: what
+/// a header can carry as it is, and what the document's patterns say.
+fn printable(max: usize, spaces: bool) -> impl Fn(&str) -> Result<String, String> {
+    move |text| {
+        let allowed = |b: u8| b.is_ascii_graphic() || (spaces && b == b' ');
+        if (1..=max).contains(&text.len()) && text.bytes().all(allowed) && text.bytes().any(|b| b != b' ') {
+            Ok(text.to_owned())
+        } else if spaces {
+            Err(format!("must be 1 to {max} printable ASCII characters"))
+        } else {
+            Err(format!("must be 1 to {max} printable ASCII characters, without spaces"))
+        }
+    }
+}
+
 /// A request target: a path, with its query if any, of at most 2,048 characters.
 fn target(text: &str) -> Result<PathAndQuery, &'static str> {
-    if !text.starts_with('/') || text.len() > 2048 {
-        return Err("must be a path (starting with /) of at most 2048 characters, with its query if any");
+    let printable = text.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if !text.starts_with('/') || text.len() > 2048 || !printable {
+        return Err(
+            "must be a path (starting with /) of at most 2048 printable ASCII characters, with its query if any",
+        );
     }
     text.parse().map_err(|_| "is not a valid path")
 }

@@ -116,9 +116,9 @@ async fn forward_auth(app: &TestApp, asked: &Asked, nginx_headers: bool) -> Seen
     let mut headers: Vec<(&str, String)> = asked.headers.iter().map(|(n, v)| (*n, v.clone())).collect();
     headers.push((method_header, asked.method.to_owned()));
     headers.push((uri_header, asked.path.clone()));
-    // nginx's auth_request subrequest is a GET; Caddy's forward_auth keeps the client's method.
-    let method = if nginx_headers { "GET" } else { asked.method };
-    decide(app, method, "/forward-auth", &headers).await
+    // nginx's auth_request subrequest, Caddy's forward_auth and Traefik's forwardAuth all ask
+    // with GET, whatever the original's method.
+    decide(app, "GET", "/forward-auth", &headers).await
 }
 
 /// `/ext-authz/<path>` as Envoy sends it: the original method, the path under the prefix.
@@ -300,9 +300,15 @@ async fn a_decision_without_what_it_needs_is_refused_and_counts_nothing() {
     assert_eq!(allowed.status, 200);
     assert_eq!(allowed.header("x-ratelimit-remaining"), Some("999"), "the refused decisions counted nothing");
     decide(&app, "GET", "/elsewhere", std::slice::from_ref(&token)).await.assert_error(404, "NOT_FOUND");
-    let seen = decide(&app, "GET", "/v1/verify", &[token]).await;
+    let seen = decide(&app, "GET", "/v1/verify", std::slice::from_ref(&token)).await;
     seen.assert_error(405, "METHOD_NOT_ALLOWED");
     assert_eq!(seen.header("allow"), Some("POST"));
+    // No proxy asks with TRACE: refused whatever the headers, counted nowhere.
+    let traced = decide(&app, "TRACE", "/forward-auth", &asked).await;
+    traced.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(traced.header("allow"), Some("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"));
+    let after = decide(&app, "GET", "/forward-auth", &asked).await;
+    assert_eq!(after.header("x-ratelimit-remaining"), Some("998"), "the TRACE counted nothing");
 }
 
 async fn verify(app: &TestApp, body: &Value) -> Seen {
@@ -384,6 +390,7 @@ async fn verify_refuses_a_bad_body_naming_each_field() {
         (json!({ "key": 7, "origin": false, "path": [] }), vec!["key", "origin", "path"]),
         (json!({ "key": "k".repeat(513) }), vec!["key"]),
         (json!({ "key": secret, "method": "G E T", "path": "relative" }), vec!["method", "path"]),
+        (json!({ "key": secret, "method": "M".repeat(33), "path": "/api/v1/caf\u{e9}" }), vec!["method", "path"]),
         (json!([secret]), vec![""]),
     ] {
         let seen = verify(&app, &body).await;
@@ -393,6 +400,13 @@ async fn verify_refuses_a_bad_body_naming_each_field() {
         named.sort_unstable();
         assert_eq!(named, paths, "{body}: {}", seen.body);
     }
+    // The largest body the document allows is read (an answer, if not a valid key); one past
+    // 64 KiB is not, and counts nothing.
+    let largest = json!({ "key": "k".repeat(512), "origin": "\\".repeat(2048), "sessionToken": "\"".repeat(8192) });
+    assert_eq!(verify(&app, &largest).await.status, 200);
+    verify(&app, &json!({ "key": secret, "origin": "o".repeat(64 * 1024) }))
+        .await
+        .assert_error(413, "PAYLOAD_TOO_LARGE");
     let seen = verify(&app, &json!({ "key": secret })).await;
     assert_eq!(seen.body["data"]["rateLimit"]["remaining"], 9, "the refused bodies counted nothing");
 }

@@ -32,15 +32,21 @@ impl Contract {
         let operation = &self.doc["paths"][template][&method];
         assert!(operation.is_object(), "{method} {template} is not documented");
         let status = seen.status.as_u16().to_string();
-        let response = &operation["responses"][&status];
+        let mut response = &operation["responses"][&status];
+        // As a URI fragment, for the schema's `$ref` below.
+        let mut pointer = format!("#/paths/{}/{method}/responses/{status}", escape(template));
+        // A response shared by several operations is a `$ref` into `components/responses`.
+        if let Some(shared) = response["$ref"].as_str() {
+            pointer = shared.to_owned();
+            response = self.doc.pointer(shared.trim_start_matches('#')).unwrap_or(&Value::Null);
+        }
         assert!(response.is_object(), "{method} {template} answered {status}, which is not documented: {}", seen.body);
         for (name, header) in response["headers"].as_object().into_iter().flatten() {
             let documented = header.get("$ref").is_some() || header.get("schema").is_some();
             assert!(documented && seen.header(name).is_some(), "{method} {template} {status}: header {name} missing");
         }
         if response["content"]["application/json"].is_object() {
-            let pointer =
-                format!("#/paths/{}/{method}/responses/{status}/content/application~1json/schema", escape(template));
+            let pointer = format!("{pointer}/content/application~1json/schema");
             let mut root = self.doc.clone();
             root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
             root["$ref"] = json!(pointer);
@@ -55,7 +61,8 @@ impl Contract {
     fn operations(&self) -> BTreeSet<(String, String)> {
         let mut all = BTreeSet::new();
         for (path, item) in self.doc["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
+            // Beside its operations a path item may hold what they share (`parameters`).
+            for method in item.as_object().unwrap().keys().filter(|key| *key != "parameters") {
                 all.insert((method.clone(), path.clone()));
             }
         }
