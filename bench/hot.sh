@@ -8,6 +8,10 @@
 #   - keygate: `keygate serve` with its default request log on, a route to the bare server;
 #   - keygate on Redis: the same, its rate limiter on a redis-server of its own; also with a
 #     key quota and a tenant quota beside the window (SPEC §13), decided in the same script.
+#   - nginx auth_request: a second nginx, docs/proxies/nginx.conf as documented (with
+#     keep-alive upstreams), asking keygate's decision listener about each request before its
+#     proxy_pass to the bare server (SPEC §14); and POST /v1/verify on that listener, beside
+#     keygate's 401 path.
 # Drives each scenario with wrk in interleaved rounds and prints the medians (req/s, p50, p99)
 # and the ratios the issue sets targets for. The limiters are checked to be exact: a key
 # allowed 1,000 requests a day gets exactly 1,000 through, in process and on Redis, and so do
@@ -72,14 +76,18 @@ pids+=($!)
 # key quota and a tenant quota beside its window (all far from full), and four keys of a tenant
 # allowed 1,000 requests a day between them (comma-separated).
 start_keygate() {
-  local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin secret limited session quota= metered=
+  local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin decision secret limited session quota= metered=
   port=$(free_port)
   admin=$(free_port)
+  decision=$(free_port)
   mkdir -p "$work/$name"
+  # The decision listener's port, for builds that have one (SPEC §14).
+  echo "$decision" > "$work/$name/decision_port"
   cat > "$work/$name/keygate.toml" << CONF
 [server]
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
+$([ "${DECISIONS:-}" = 1 ] && echo "decision_listen = \"127.0.0.1:$decision\"")
 admin_token = "bench-admin-token-0123456789"
 [store]
 url = "sqlite://$work/$name/keygate.db"
@@ -130,7 +138,33 @@ for url in "http://127.0.0.1:$bare_port/" "http://127.0.0.1:$nginx_port/"; do
 done
 until redis-cli -p "$redis_port" ping > /dev/null 2>&1; do sleep 0.05; done
 keygate_bin=${CANDIDATE_BIN:-target/release/keygate}
-read -r keygate_port secret limited session _ < <(start_keygate "$keygate_bin" keygate)
+read -r keygate_port secret limited session _ < <(DECISIONS=1 start_keygate "$keygate_bin" keygate)
+decision_port=$(cat "$work/keygate/decision_port")
+
+# nginx deciding by keygate: the documented configuration, its placeholders filled, with
+# keep-alive upstreams in place of the host:port ones.
+nginx_auth_port=$(free_port)
+mkdir -p "$work/nginx-auth"
+{
+  echo "worker_processes auto; pid $work/nginx-auth/nginx.pid; error_log $work/nginx-auth/error.log;"
+  echo "events { worker_connections 4096; }"
+  echo "http {"
+  echo "  access_log $work/nginx-auth/access.log;"
+  echo "  upstream keygate_decision { server 127.0.0.1:$decision_port; keepalive 64; }"
+  echo "  upstream bare { server 127.0.0.1:$bare_port; keepalive 64; }"
+  sed -e "s|{{LISTEN}}|127.0.0.1:$nginx_auth_port|" -e "s|{{KEYGATE_DECISION}}|keygate_decision|" \
+    -e "s|{{KEYGATE_PUBLIC}}|127.0.0.1:$keygate_port|" -e "s|{{UPSTREAM}}|bare|" docs/proxies/nginx.conf
+  echo "}"
+} > "$work/nginx-auth/nginx.conf"
+/usr/sbin/nginx -c "$work/nginx-auth/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+until curl -s -o /dev/null "http://127.0.0.1:$nginx_auth_port/"; do sleep 0.05; done
+# Both decide as they should before they are measured: allowed through nginx, valid by verify.
+status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $secret" \
+  "http://127.0.0.1:$nginx_auth_port/api/v1/orders")
+[ "$status" = 200 ] || { echo "nginx auth_request answered $status, not 200" >&2; exit 1; }
+curl -s -X POST "http://127.0.0.1:$decision_port/v1/verify" -d "{\"key\": \"$secret\", \"path\": \"/api/v1/orders\", \"method\": \"POST\"}" |
+  grep -q '"valid":true' || { echo "POST /v1/verify did not find the key valid" >&2; exit 1; }
 read -r redis_kg_port redis_secret redis_limited _ redis_quota redis_metered < <(start_keygate "$keygate_bin" redis \
   "redis://127.0.0.1:$redis_port" quotas)
 
@@ -153,15 +187,19 @@ end
 if os.getenv("ORIGIN") ~= "" then wrk.headers["Origin"] = os.getenv("ORIGIN") end
 if os.getenv("SESSION") ~= "" then wrk.headers["X-Session-Token"] = os.getenv("SESSION") end
 if os.getenv("METHOD") == "GET" then wrk.method = "GET"; wrk.body = nil; wrk.headers["Content-Type"] = nil end
+if os.getenv("BODY") ~= "" then wrk.body = os.getenv("BODY") end
 LUA
 
-# NAME|METHOD|URL|KEY|ORIGIN|SESSION|EXPECTED: EXPECTED is 2xx (every answer), or LIMIT:N (over
-# all rounds exactly N answers are 2xx, the rest 429).
+# NAME|METHOD|URL|KEY|ORIGIN|SESSION|EXPECTED[|BODY]: EXPECTED is 2xx (every answer), or
+# LIMIT:N (over all rounds exactly N answers are 2xx, the rest 429); BODY replaces the POST's.
 keygate=http://127.0.0.1:$keygate_port
 on_redis=http://127.0.0.1:$redis_kg_port
+verify_body="{\"key\": \"$secret\", \"method\": \"POST\", \"path\": \"/api/v1/orders\"}"
 scenarios=(
   "bare|POST|http://127.0.0.1:$bare_port/api/v1/orders||||2xx"
   "nginx|POST|http://127.0.0.1:$nginx_port/api/v1/orders||||2xx"
+  "nginx auth_request|POST|http://127.0.0.1:$nginx_auth_port/api/v1/orders|$secret|||2xx"
+  "keygate verify|POST|http://127.0.0.1:$decision_port/v1/verify||||2xx|$verify_body"
   "keygate guarded POST|POST|$keygate/api/v1/orders|$secret|||2xx"
   "keygate guarded GET|GET|$keygate/api/v1/orders|$secret|||2xx"
   "keygate mint|POST|$keygate/api/v1/sessions|$secret|https://bench.example||2xx"
@@ -186,8 +224,8 @@ fi
 declare -A results passed
 for round in $(seq "$ROUNDS"); do
   for entry in "${scenarios[@]}"; do
-    IFS='|' read -r name method url key origin session expected <<< "$entry"
-    out=$(METHOD=$method SECRET=$key ORIGIN=$origin SESSION=$session wrk -t2 -c"$CONNECTIONS" \
+    IFS='|' read -r name method url key origin session expected body <<< "$entry"
+    out=$(METHOD=$method SECRET=$key ORIGIN=$origin SESSION=$session BODY=$body wrk -t2 -c"$CONNECTIONS" \
       -d"${SECONDS_EACH}s" --latency -s "$work/post.lua" "$url")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<< "$out")
     p50=$(awk '$1 == "50%" { print $2 }' <<< "$out" | to_ms)
@@ -240,6 +278,9 @@ print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate
 print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
 print(f"  Redis / in-process limiter    {ratio('redis guarded POST', 'keygate guarded POST'):.2f}   (target >= 0.7)")
 print(f"  Redis, quotas / window alone  {ratio('redis with quotas', 'redis guarded POST'):.2f}   (target >= 0.9)")
+print(f"  nginx auth_request / nginx    {ratio('nginx auth_request', 'nginx'):.2f}   (target >= 0.8)")
+print(f"  keygate guarded POST / nginx auth_request {ratio('keygate guarded POST', 'nginx auth_request'):.2f}")
+print(f"  verify / keygate 401          {ratio('keygate verify', 'keygate 401'):.2f}   (target >= 0.9)")
 for scenario in ("guarded POST", "mint", "browser write"):
     if "baseline " + scenario in medians:
         print(f"  {scenario} / baseline's {'':14}"[:30] + f" {ratio('keygate ' + scenario, 'baseline ' + scenario):.2f}")

@@ -22,8 +22,15 @@ async fn through(app: &TestApp, proxy: &FrontProxy, asked: &Asked) -> Seen {
 
 /// keygate behind `proxies`, trusting their address, as docs/decisions.md sets it up.
 async fn behind_proxies() -> (TestApp, upstream::Upstream, FrontProxy, FrontProxy) {
+    behind_proxies_with(|_| {}).await
+}
+
+async fn behind_proxies_with(
+    tweak: impl FnOnce(&mut keygate::config::Config),
+) -> (TestApp, upstream::Upstream, FrontProxy, FrontProxy) {
     let (app, upstream) = spawn_deciding(|config| {
         config.proxy.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        tweak(config);
     })
     .await;
     let (nginx, caddy) = (FrontProxy::nginx(&app, &upstream.url), FrontProxy::caddy(&app, &upstream.url));
@@ -93,6 +100,34 @@ async fn a_rate_limited_key_gets_keygate_s_429_through_either_proxy() {
         assert_eq!((seen.header("x-ratelimit-limit"), seen.header("x-ratelimit-remaining")), (Some("2"), Some("0")));
     }
     assert_eq!(upstream.count(), 2);
+}
+
+/// keygate's 503 — its rate limiter unreachable, with `on_backend_error = "deny"` — reaches the
+/// client through either proxy as keygate answers it, `Retry-After` and envelope included
+/// (nginx's auth_request alone would make it a 500), and nothing reaches the upstream.
+#[tokio::test]
+async fn keygate_s_503_reaches_the_client_through_either_proxy() {
+    let mut redis = common::redis::RedisServer::start();
+    let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
+    let (app, upstream, nginx, caddy) = behind_proxies_with(move |c| {
+        c.rate_limit.url = url.parse().unwrap();
+        c.rate_limit.ca_file = ca_file;
+        c.rate_limit.on_backend_error = keygate::config::OnBackendError::Deny;
+    })
+    .await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (_, secret) = app.limited_key("acme", &[], 100).await;
+    redis.stop();
+    let asked = Asked::new("limiter down", "GET", "/api/v1/open").key(&secret);
+    let gateway = through_gateway(&app, &asked).await;
+    gateway.assert_error(503, "SERVICE_UNAVAILABLE");
+    for (name, proxy) in [("nginx", &nginx), ("caddy", &caddy)] {
+        let seen = through(&app, proxy, &asked).await;
+        assert_eq!(answer(&seen), answer(&gateway), "{name}: {:?}", seen.headers);
+        assert_eq!(seen.body, gateway.body, "{name}: keygate's envelope");
+        assert_eq!(seen.header("retry-after"), Some("1"), "{name}");
+    }
+    assert_eq!(upstream.count(), 0);
 }
 
 /// The proxy's own spelling of keygate's headers never reaches the upstream.
