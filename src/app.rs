@@ -184,9 +184,11 @@ impl App {
     fn routing(&self, decisions: bool) -> Result<Routings, StartError> {
         let parts = self.public_parts();
         let routers = Arc::new(RouterSet::new(listener::serving_threads(&self.config), parts.maker(&self.config)?));
-        // On the runtime that calls `serve`: a decision has no upstream hop to keep on a thread.
-        let decision = decisions.then(|| tokio::sync::watch::Sender::new(parts.decision_router(&self.config)));
-        let decision_routing = decision.as_ref().map(|sender| Routing::Caller(sender.subscribe()));
+        // On serving threads of its own, as the public listener's: a decision is a request's
+        // whole pipeline, and on the work-stealing runtime its wake-ups cost more than it does.
+        let threads = listener::serving_threads(&self.config);
+        let decision = decisions.then(|| Arc::new(RouterSet::new(threads, || parts.decision_router(&self.config))));
+        let decision_routing = decision.as_ref().map(|set| set.routing());
         let reloader =
             Reloader::new(parts, Arc::clone(&routers), decision, self.admin_tokens.clone(), self.config.clone());
         Ok(Routings { public: routers, decision: decision_routing, reloader: Arc::new(reloader) })

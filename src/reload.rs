@@ -1,8 +1,8 @@
 //! Reloading the configuration without a restart (`kill -HUP`, SPEC §8). What a reload
 //! changes: the routes and their upstreams, the `[proxy]` settings, `server.public_host`, the
 //! default rate limit, the admin tokens (SPEC §17: a leaked token is rotated without a
-//! restart) and the decision token. They are swapped in at once: every serving thread (and the
-//! decision listener) gets a new router, the default
+//! restart) and the decision token. They are swapped in at once: every serving thread (of the
+//! public listener and of the decision listener) gets a new router, the default
 //! rate changes in one atomic step, the old admin token stops working, and every open WebSocket
 //! is judged against the new routes. A request already running
 //! finishes on the router it started with; a kept-alive connection takes the new one at its
@@ -14,9 +14,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use tokio::sync::watch;
-
 use crate::admin::tokens::AdminTokens;
 use crate::config::Config;
 use crate::edge::listener::RouterSet;
@@ -27,8 +24,8 @@ use crate::model::RateLimit;
 pub struct Reloader {
     parts: PublicParts,
     routers: Arc<RouterSet>,
-    /// The decision listener's router, when it runs.
-    decisions: Option<watch::Sender<Router>>,
+    /// The decision listener's routers, when it runs.
+    decisions: Option<Arc<RouterSet>>,
     admin_tokens: AdminTokens,
     running: Mutex<Config>,
 }
@@ -37,7 +34,7 @@ impl Reloader {
     pub fn new(
         parts: PublicParts,
         routers: Arc<RouterSet>,
-        decisions: Option<watch::Sender<Router>>,
+        decisions: Option<Arc<RouterSet>>,
         admin_tokens: AdminTokens,
         running: Config,
     ) -> Self {
@@ -73,7 +70,7 @@ impl Reloader {
         let make = self.parts.maker(&effective)?;
         self.routers.replace(make);
         if let Some(decisions) = &self.decisions {
-            let _ = decisions.send_replace(self.parts.decision_router(&effective));
+            decisions.replace(|| self.parts.decision_router(&effective));
         }
         self.parts.pipeline.set_default_rate(RateLimit {
             limit: effective.rate_limit.limit,
