@@ -248,6 +248,12 @@ impl Pipeline {
         self.limiter.ping().await.is_ok()
     }
 
+    /// Whether requests are refused while the rate-limit backend is down
+    /// (`on_backend_error = "deny"`): only then is it a dependency of readiness.
+    pub fn refuses_without_limiter(&self) -> bool {
+        self.on_backend_error == OnBackendError::Deny
+    }
+
     /// Judges a request under `policy`; `peer` is the socket peer, when known.
     pub async fn check(
         &self,

@@ -165,9 +165,10 @@ impl Sessions {
         };
         sessions.reload(store).await?;
         if sessions.current().signer.is_none() {
-            // The instance's own write: the audit log records it under `keygate`.
+            // The instance's own write: the audit log records it under `keygate`. Another
+            // instance starting on the same store may make it first: then its key is loaded.
             let audit = Audit { actor: "keygate", action: AuditAction::SigningKeyRotate };
-            store.insert_signing_key(&generate_key(config.algorithm, now_millis())?, audit).await?;
+            store.insert_first_signing_key(&generate_key(config.algorithm, now_millis())?, audit).await?;
             sessions.reload(store).await?;
         }
         Ok(sessions)

@@ -187,10 +187,17 @@ async fn readiness(state: &PublicState) -> Response {
         tracing::warn!(%error, "readiness: store unreachable");
         return ApiError::unavailable("the store is unreachable").into_response();
     }
-    if !state.table.pipeline.limiter_reachable().await {
-        return ApiError::unavailable("the rate-limit backend is unreachable").into_response();
+    // Ready is what this instance can do: with `allow` or `local` it serves requests while
+    // the shared limiter is down, so it says so and stays in rotation; a balancer taking every
+    // instance out at once for a Redis outage would be the larger failure.
+    let pipeline = &state.table.pipeline;
+    let limiter_reachable = pipeline.limiter_reachable().await;
+    if !limiter_reachable && pipeline.refuses_without_limiter() {
+        return ApiError::unavailable("the rate-limit backend is unreachable (rate_limit.on_backend_error = \"deny\")")
+            .into_response();
     }
-    data_response(StatusCode::OK, &serde_json::json!({ "status": "ready" }))
+    let limiter = if limiter_reachable { "reachable" } else { "unreachable" };
+    data_response(StatusCode::OK, &serde_json::json!({ "status": "ready", "rateLimiter": limiter }))
 }
 
 fn json_text(body: String) -> Response {

@@ -331,6 +331,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError>;
+    /// Inserts `key` only if no unretired key of its algorithm is stored, decided under the
+    /// store's write lock: instances starting together on a fresh store make one first key
+    /// between them. False when there was one.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<bool, StoreError>;
     /// Marks a key retired (it no longer verifies); false when no unretired key has that id.
     async fn retire_signing_key(&self, kid: &str, at: Millis, audit: Audit<'_>) -> Result<bool, StoreError>;
 

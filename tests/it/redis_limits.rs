@@ -210,7 +210,12 @@ async fn a_failed_backend_is_allowed_through_when_so_configured() {
     assert_eq!(seen.status, 201, "{}", seen.body);
     assert!(seen.header("x-ratelimit-limit").is_none(), "uncounted, so no quota headers");
     app.mint("kg_forged", Some(ORIGIN)).await.assert_error(401, "API_KEY_INVALID");
-    app.get("/readyz").await.assert_error(503, "SERVICE_UNAVAILABLE");
+    // Requests are served, so the instance stays in rotation, and says why it is degraded.
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        (ready.status.as_u16(), &ready.body["data"]),
+        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable" }))
+    );
 }
 
 #[tokio::test]
@@ -225,6 +230,11 @@ async fn a_failed_backend_falls_back_to_the_local_limiter_when_so_configured() {
     assert_eq!(first.header("x-ratelimit-remaining"), Some("1"), "counted locally");
     assert_eq!(app.mint(&secret, Some(ORIGIN)).await.status, 201);
     app.mint(&secret, Some(ORIGIN)).await.assert_error(429, "RATE_LIMITED");
+    let ready = app.get("/readyz").await;
+    assert_eq!(
+        (ready.status.as_u16(), &ready.body["data"]),
+        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable" }))
+    );
 }
 
 #[tokio::test]
@@ -238,6 +248,10 @@ async fn a_failed_backend_is_503_when_so_configured() {
     assert!(seen.header("retry-after").is_some());
     assert_eq!(seen.header("access-control-allow-origin"), Some(ORIGIN), "the key was identified");
     app.mint("kg_forged", Some(ORIGIN)).await.assert_error(401, "API_KEY_INVALID");
+    // Only here does the outage take the instance out of rotation.
+    let ready = app.get("/readyz").await;
+    ready.assert_error(503, "SERVICE_UNAVAILABLE");
+    assert!(ready.body["error"]["message"].as_str().unwrap().contains("on_backend_error"), "{}", ready.body);
 }
 
 #[tokio::test]

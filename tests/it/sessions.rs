@@ -286,3 +286,27 @@ async fn health_and_readiness() {
     assert_eq!(ready.status, 200);
     assert!(ready.header("x-request-id").is_some_and(|id| id.len() >= 16));
 }
+
+/// Instances started at once on a fresh store make one signing key between them, for each
+/// algorithm (the first key is generated under the store's write lock), on stores of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_started_together_on_a_fresh_store_make_one_first_signing_key() {
+    use std::sync::Arc;
+    for algorithm in [keygate::config::SessionAlgorithm::HS256, keygate::config::SessionAlgorithm::EdDSA] {
+        for _ in 0..3 {
+            let store = TestStore::new().await;
+            let start = |store: &Arc<TestStore>| spawn_in(Arc::clone(store), move |c| c.sessions.algorithm = algorithm);
+            let (first, second) = tokio::join!(start(&store), start(&store));
+            let listed = first.admin_request(reqwest::Method::GET, "/admin/v1/signing-keys", None).await;
+            let keys = listed.body["data"].as_array().unwrap();
+            assert_eq!(keys.len(), 1, "{algorithm:?}: {}", listed.body);
+            // Both sign with it.
+            let (_, secret) = first.browser_key("acme", &["sessions:create"]).await;
+            for instance in [&first, &second] {
+                let minted = instance.mint(&secret, Some(ORIGIN)).await;
+                let token = minted.body["data"]["sessionToken"].as_str().unwrap();
+                assert_eq!(jsonwebtoken::decode_header(token).unwrap().kid.as_deref(), keys[0]["kid"].as_str());
+            }
+        }
+    }
+}

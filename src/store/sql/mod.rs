@@ -214,11 +214,21 @@ impl Store for SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        self.dialect()
-            .migrations()
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        let migrator = self.dialect().migrations();
+        let mut tries = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                // PostgreSQL's migrations run under an advisory lock; SQLite has none. Two
+                // instances migrating one new file at once: the one that waited for the other's
+                // write fails on a table it finds made, and its next run finds the work done.
+                Err(_) if matches!(self.dialect(), Dialect::Sqlite) && tries < 5 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+                }
+                Err(e) => return Err(StoreError::Unavailable(format!("migration failed: {e}"))),
+            }
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -511,31 +521,29 @@ impl Store for SqlStore {
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(&key.private_key)
-        .bind(&key.public_key)
-        .bind(key.created_at)
-        .bind(key.retired_at)
-        .execute(&mut *tx)
-        .await?;
         let revision = record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
-        // The newest key of its algorithm: the one that signs.
-        let view = SigningKeyView {
-            kid: key.kid.clone(),
-            algorithm: key.algorithm.clone(),
-            created_at: key.created_at,
-            retired_at: key.retired_at,
-            signing: key.retired_at.is_none(),
-        };
-        let after = Some(wire(&view)?);
-        append(&mut tx, revision, Entry { audit, tenant_id: None, target_id: &key.kid, before: None, after }).await?;
+        insert_signing_key_in(&mut tx, revision, key, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // The revision's row is the write lock on PostgreSQL (SQLite's transaction holds it
+        // from its start): a second instance waits here for the first to commit, and its
+        // look below, a statement of its own, then sees the first's key.
+        let revision = record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
+        let existing = sqlx::query("SELECT kid FROM signing_keys WHERE algorithm = $1 AND retired_at IS NULL LIMIT 1")
+            .bind(&key.algorithm)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if existing.is_some() {
+            // Rolled back: no revision, no audit entry.
+            return Ok(false);
+        }
+        insert_signing_key_in(&mut tx, revision, key, audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn retire_signing_key(&self, kid: &str, at: Millis, audit: Audit<'_>) -> Result<bool, StoreError> {
@@ -579,6 +587,37 @@ impl Store for SqlStore {
     async fn prune_audit(&self, cutoff: Millis) -> Result<u64, StoreError> {
         audit::prune(&self.pool, cutoff).await
     }
+}
+
+/// Writes `key` and its audit entry under `revision`, in the caller's transaction.
+async fn insert_signing_key_in(
+    tx: &mut sqlx::AnyConnection,
+    revision: i64,
+    key: &SigningKeyRecord,
+    audit: Audit<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at, retired_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&key.kid)
+    .bind(&key.algorithm)
+    .bind(&key.private_key)
+    .bind(&key.public_key)
+    .bind(key.created_at)
+    .bind(key.retired_at)
+    .execute(&mut *tx)
+    .await?;
+    // The newest key of its algorithm: the one that signs.
+    let view = SigningKeyView {
+        kid: key.kid.clone(),
+        algorithm: key.algorithm.clone(),
+        created_at: key.created_at,
+        retired_at: key.retired_at,
+        signing: key.retired_at.is_none(),
+    };
+    let after = Some(wire(&view)?);
+    append(tx, revision, Entry { audit, tenant_id: None, target_id: &key.kid, before: None, after }).await
 }
 
 /// Opens the store named by the configuration and applies pending migrations.
