@@ -31,6 +31,8 @@ pub struct Demo {
     browser: String,
     unscoped: String,
     limited: String,
+    /// The limited key's id: the printed CLI line revokes it.
+    limited_id: String,
     suspended: String,
     generated_admin_token: Option<String>,
     store_url: String,
@@ -71,11 +73,12 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
         });
         async move {
             let created = admin.create_key(ACTOR, tenant, body.to_string().as_bytes()).await?;
-            created.secret.ok_or_else(ApiError::internal)
+            Ok::<_, ApiError>((created.key.key.id, created.secret.ok_or_else(ApiError::internal)?))
         }
     };
-    let browser = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
-    let unscoped = key("demo", "no sessions:create", &["orders:read"], 100).await?;
+    let (_, browser) = key("demo", "browser", &["sessions:create", "orders:*"], 100).await?;
+    let (_, unscoped) = key("demo", "no sessions:create", &["orders:read"], 100).await?;
+    let (limited_id, limited) = key("demo", "one request a minute", &["sessions:create"], 1).await?;
     let page_config = json!({
         "baseUrl": format!("http://{}", listeners.public.local_addr()?),
         "browserKey": browser,
@@ -88,8 +91,9 @@ pub async fn prepare(mut config: Config) -> Result<(App, Listeners, Demo), Start
     let demo = Demo {
         browser,
         unscoped,
-        limited: key("demo", "one request a minute", &["sessions:create"], 1).await?,
-        suspended: key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?,
+        limited,
+        limited_id,
+        suspended: key("demo-suspended", "suspended tenant", &["sessions:create"], 100).await?.1,
         generated_admin_token,
         store_url: app.config.store.url.to_string(),
         page,
@@ -183,9 +187,25 @@ impl Demo {
         for (expect, command) in blocks {
             println!("# {expect}\n{command}\n");
         }
+        if let Some(admin) = admin {
+            self.print_revoke(admin, &mint(&self.limited, Some(DEMO_ORIGIN)));
+        }
+    }
+
+    /// The CLI, through the admin API, as it runs when pasted: this very binary by its path
+    /// (no `keygate` on `PATH` needed), the admin URL and a generated token exported first.
+    fn print_revoke(&self, admin: SocketAddr, next_request: &str) {
+        let exe = std::env::current_exe().map_or_else(|_| "keygate".to_owned(), |path| path.display().to_string());
+        let exe = format!("'{}'", exe.replace('\'', r"'\''"));
+        let mut export = format!("export KEYGATE_ADMIN_URL=http://{admin}");
+        if let Some(token) = &self.generated_admin_token {
+            export.push_str(&format!(" KEYGATE_SERVER_ADMIN_TOKEN={token}"));
+        }
         println!(
-            "Revoke a key with `keygate key revoke <id>` (ids: `keygate key list demo`): its next request is 401 API_KEY_REVOKED.\n"
+            "Revoke a key with the CLI, through the admin API (the 429 block's key; list them with `key list demo`):"
         );
+        println!("{export}\n{exe} key revoke {}", self.limited_id);
+        println!("# 401 API_KEY_REVOKED: its next request\n{next_request}\n");
     }
 }
 

@@ -297,6 +297,24 @@ async fn a_bad_configuration_stops_with_the_key_named() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("admin_tokn"));
 }
 
+/// An unreachable PostgreSQL is named: the setting, the address with its password redacted,
+/// and the cause, rather than the pool's "timed out".
+#[test]
+fn an_unreachable_postgresql_is_named_with_its_cause() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+        .args(["migrate"])
+        .env("KEYGATE_STORE_URL", format!("postgres://kg:s3cret-pw@127.0.0.1:{port}/kg"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("cannot connect to PostgreSQL at store.url = postgres://kg:<redacted>@127.0.0.1:{port}/kg");
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("Connection refused") && !stderr.contains("s3cret-pw"), "{stderr}");
+}
+
 // Multi-threaded: the CLI runs as a blocking child process, and the server must keep running
 // (and finish its own write transactions) meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

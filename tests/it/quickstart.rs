@@ -10,8 +10,9 @@ struct Block {
     script: String,
 }
 
-/// Starts `keygate quickstart` in `dir` on free ports and reads its blocks.
-fn quickstart(dir: &std::path::Path) -> (Child, Vec<Block>) {
+/// Starts `keygate quickstart` in `dir` on free ports and reads its blocks, and the CLI lines
+/// that revoke a key (the last block is that key's next request).
+fn quickstart(dir: &std::path::Path) -> (Child, Vec<Block>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keygate"))
         .arg("quickstart")
         .current_dir(dir)
@@ -24,9 +25,23 @@ fn quickstart(dir: &std::path::Path) -> (Child, Vec<Block>) {
         .unwrap();
     let lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut blocks: Vec<Block> = Vec::new();
+    let mut revoke: Option<String> = None;
     for line in lines {
         if line.starts_with("Revoke a key") {
-            break;
+            revoke = Some(String::new());
+            continue;
+        }
+        // The revoking lines, up to the heading of the revoked key's next request.
+        if let Some(script) = revoke.as_mut().filter(|_| !line.starts_with("# ")) {
+            if line.is_empty() {
+                break;
+            }
+            if blocks.last().is_some_and(|b| b.code.as_deref() == Some("API_KEY_REVOKED")) {
+                blocks.last_mut().unwrap().script.push_str(&format!("{line}\n"));
+            } else {
+                script.push_str(&format!("{line}\n"));
+            }
+            continue;
         }
         if let Some(heading) = line.strip_prefix("# ") {
             let expect = heading.split(':').next().unwrap();
@@ -41,7 +56,7 @@ fn quickstart(dir: &std::path::Path) -> (Child, Vec<Block>) {
             block.script.push('\n');
         }
     }
-    (child, blocks)
+    (child, blocks, revoke.expect("the quickstart prints how to revoke a key"))
 }
 
 fn run(script: &str) -> String {
@@ -61,8 +76,11 @@ fn stop(mut child: Child) {
 #[test]
 fn every_printed_block_answers_what_it_says() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, blocks) = quickstart(dir.path());
+    let (child, mut blocks, revoke) = quickstart(dir.path());
     assert!(blocks.len() >= 10, "the quickstart printed its blocks");
+    // The revoked key's next request is run after the CLI lines that revoke it.
+    let revoked = blocks.pop().unwrap();
+    assert_eq!(revoked.code.as_deref(), Some("API_KEY_REVOKED"));
     let mut write_output = String::new();
     for block in &blocks {
         let output = run(&block.script);
@@ -79,6 +97,19 @@ fn every_printed_block_answers_what_it_says() {
     assert!(write_output.contains("\"channel\":\"browser\""));
     assert!(write_output.contains("\"tenant\":\"demo\""));
 
+    // The CLI lines run as printed, in a shell with neither `keygate` on PATH nor a token of
+    // its own, and the key they revoke is refused at its next request.
+    let output = Command::new("sh")
+        .args(["-c", &revoke])
+        .env("PATH", "/usr/bin:/bin")
+        .env_remove("KEYGATE_SERVER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{revoke}\n{}", String::from_utf8_lossy(&output.stderr));
+    let after = run(&revoked.script);
+    assert!(last_status_line(&after).starts_with("HTTP/1.1 401"), "{after}");
+    assert!(after.contains("\"code\":\"API_KEY_REVOKED\""), "{after}");
+
     // The example page, on the demo origin, in headless Chromium: a mint and a write, a
     // refusal, and the quota left.
     let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e");
@@ -94,7 +125,7 @@ fn every_printed_block_answers_what_it_says() {
 
     // A second run revokes the first run's keys and prints working new ones.
     let first_mint = blocks[0].script.clone();
-    let (child, blocks) = quickstart(dir.path());
+    let (child, blocks, _) = quickstart(dir.path());
     let again = run(&blocks[0].script);
     assert!(last_status_line(&again).starts_with("HTTP/1.1 201"), "{again}");
     let port_of = |script: &str| script.split("http://").nth(1).unwrap().split('/').next().unwrap().to_owned();

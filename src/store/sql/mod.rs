@@ -65,6 +65,24 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Why PostgreSQL cannot be reached, said with the setting and the address (its password
+/// redacted) and the cause: the pool's own error, "pool timed out while waiting for an open
+/// connection", says none of them. A timed-out pool is asked once more, directly, for its cause.
+async fn unreachable(url: &StoreUrl, connect_to: &str, error: sqlx::Error) -> StoreError {
+    use sqlx::Connection;
+    let cause = match error {
+        sqlx::Error::PoolTimedOut => {
+            match tokio::time::timeout(Duration::from_secs(2), sqlx::AnyConnection::connect(connect_to)).await {
+                Ok(Err(cause)) => cause.to_string(),
+                Ok(Ok(_)) => "it answered only after the pool gave up (2 s)".to_owned(),
+                Err(_) => "no answer within 2 s".to_owned(),
+            }
+        }
+        error => error.to_string(),
+    };
+    StoreError::Unavailable(format!("cannot connect to PostgreSQL at store.url = {}: {cause}", url.redacted().as_str()))
+}
+
 /// Creates a missing SQLite file readable by its owner only (0600, SPEC §17): it holds the
 /// session signing keys. SQLite gives the `-wal` and `-shm` files the database file's mode.
 fn create_private(url: &str) -> Result<(), StoreError> {
@@ -157,7 +175,11 @@ impl SqlStore {
             }),
             Dialect::Postgres => options.max_connections(8),
         };
-        let pool = options.connect(&connect_to).await?;
+        let pool = match options.connect(&connect_to).await {
+            Ok(pool) => pool,
+            Err(error) if url.is_postgres() => return Err(unreachable(url, &connect_to, error).await),
+            Err(error) => return Err(error.into()),
+        };
         Ok(Self { pool, url: url.clone() })
     }
 
