@@ -25,8 +25,8 @@ try {
   const body = await response.json();
   outcome.writeStatus = response.status;
   outcome.sessionExpiresAt = api.sessionExpiresAt;
-  show("1. A session was minted (POST /api/v1/sessions)", true, `expires at ${api.sessionExpiresAt}`);
-  show(`2. A write went through the gateway: ${response.status}`, true, JSON.stringify(body, null, 2));
+  show("A session was minted (POST /api/v1/sessions)", true, `expires at ${api.sessionExpiresAt}`);
+  show(`A write went through the gateway: ${response.status}`, true, JSON.stringify(body, null, 2));
 } catch (error) {
   outcome.writeError = error.code ?? error.name;
   show("The write failed", false, String(error));
@@ -36,19 +36,20 @@ try {
 const unscoped = createClient({ baseUrl: config.baseUrl, apiKey: config.unscopedKey });
 try {
   await unscoped.fetch("/api/v1/orders", { method: "POST", body: "{}" });
-  show("3. Unexpected: the unscoped key could write", false, "");
+  show("Unexpected: the unscoped key could write", false, "");
 } catch (error) {
   if (!(error instanceof KeygateError)) throw error;
   outcome.refusal = error.code;
-  show(`3. A refusal: ${error.status} ${error.code}`, false, `${error.message}\nrequest id: ${error.requestId}`);
+  show(`A refusal: ${error.status} ${error.code}`, false, `${error.message}\nrequest id: ${error.requestId}`);
 }
 
 const quota = api.rateLimit;
 outcome.remaining = quota?.remaining;
 show(
-  "4. The remaining quota of the browser key",
+  "The remaining quota of the browser key",
   true,
   quota ? `${quota.remaining} of ${quota.limit} left; the window resets at ${new Date(quota.reset * 1000).toISOString()}` : "unknown",
 );
+document.getElementById("status").textContent = "Done: each step above is what keygate answered.";
 // Read by tests/it/quickstart.rs, which opens this page in headless Chromium.
 window.result = outcome;

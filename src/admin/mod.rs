@@ -279,16 +279,15 @@ fn page_bounds(query: &PageQuery) -> Result<(u32, Option<String>), ApiError> {
 fn page_bounds_and(query: &PageQuery, problems: Vec<Detail>) -> Result<(u32, Option<String>), ApiError> {
     let mut details = problems;
     let limit = page_limit(query, &mut details);
-    // The cursor is the last id of the previous page: ids are URL-safe already, and any
-    // string of their alphabet is a place in the order, so every cursor the document allows
-    // pages from somewhere.
     let after = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(raw) if is_cursor(raw) => Some(raw.to_owned()),
-        Some(_) => {
-            details.push(Detail::new("cursor", "must be a nextCursor: 1 to 128 of A-Z a-z 0-9 _ -"));
-            None
-        }
+        Some(raw) => match cursor_position(raw) {
+            Some(after) => Some(after),
+            None => {
+                details.push(Detail::new("cursor", "is not a nextCursor this API gave"));
+                None
+            }
+        },
     };
     if details.is_empty() { Ok((limit, after)) } else { Err(ApiError::validation(details)) }
 }
@@ -328,15 +327,38 @@ fn audit_action(raw: &str) -> Result<AuditAction, String> {
     })
 }
 
-fn is_cursor(raw: &str) -> bool {
-    raw.len() <= 128 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// A tenant or key list's cursor: the id the previous page ended at, kept opaque (`c1_` and
+/// the id's bytes in hex), so that a string keygate never gave (`zzz`) is refused rather than
+/// read as a place in the order. Every string of the documented form decodes to a place.
+const CURSOR_PREFIX: &str = "c1_";
+
+fn cursor_after(id: &str) -> String {
+    let mut cursor = String::with_capacity(CURSOR_PREFIX.len() + 2 * id.len());
+    cursor.push_str(CURSOR_PREFIX);
+    for byte in id.bytes() {
+        cursor.push_str(&format!("{byte:02x}"));
+    }
+    cursor
 }
 
-/// Cuts a fetch of `limit + 1` rows into a page.
-fn into_page<T>(mut rows: Vec<T>, limit: u32, id: impl Fn(&T) -> &str) -> Page<T> {
+/// Where a cursor of [`cursor_after`] continues after; `None` if `raw` is not of its form.
+fn cursor_position(raw: &str) -> Option<String> {
+    let hex = raw.strip_prefix(CURSOR_PREFIX)?.as_bytes();
+    let digits = hex.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 256 || !digits {
+        return None;
+    }
+    let value = |b: u8| if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
+    let bytes: Vec<u8> = hex.chunks(2).map(|pair| value(pair[0]) << 4 | value(pair[1])).collect();
+    // Not an id's bytes if not UTF-8: still a place in the order.
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Cuts a fetch of `limit + 1` rows into a page whose cursor is `cursor(last row)`.
+fn into_page<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> String) -> Page<T> {
     let next_cursor = if rows.len() > limit as usize {
         rows.truncate(limit as usize);
-        rows.last().map(|last| id(last).to_owned())
+        rows.last().map(cursor)
     } else {
         None
     };
@@ -397,7 +419,7 @@ impl Admin {
     pub async fn tenants(&self, query: &PageQuery) -> Result<Page<Tenant>, ApiError> {
         let (limit, after) = page_bounds(query)?;
         let rows = self.store.tenants(after.as_deref(), limit + 1).await.map_err(store_error)?;
-        let page = into_page(rows, limit, |t| &t.id);
+        let page = into_page(rows, limit, |t| cursor_after(&t.id));
         let mut data = Vec::with_capacity(page.data.len());
         for tenant in page.data {
             data.push(self.shown(tenant).await);
@@ -494,7 +516,7 @@ impl Admin {
         let state = state.ok().flatten().map(|state| (state, now_millis()));
         self.stored_tenant(tenant_id).await?;
         let rows = self.store.keys(tenant_id, state, after.as_deref(), limit + 1).await.map_err(store_error)?;
-        let page = into_page(rows, limit, |k| &k.id);
+        let page = into_page(rows, limit, |k| cursor_after(&k.id));
         Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
     }
 
@@ -506,7 +528,7 @@ impl Admin {
         let problem = (!ok).then(|| Detail::new("prefix", "is required: 6 to 16 visible ASCII characters"));
         let (limit, after) = page_bounds_and(query, problem.into_iter().collect())?;
         let rows = self.store.keys_by_prefix(prefix, after.as_deref(), limit + 1).await.map_err(store_error)?;
-        let page = into_page(rows, limit, |k| &k.id);
+        let page = into_page(rows, limit, |k| cursor_after(&k.id));
         Ok(Page { data: self.views(page.data).await?, next_cursor: page.next_cursor })
     }
 
@@ -616,7 +638,8 @@ impl Admin {
             return Err(ApiError::validation(details));
         }
         let rows = self.store.audit_entries(&filter, before, limit + 1).await.map_err(store_error)?;
-        Ok(into_page(rows, limit, |entry| &entry.id))
+        // The audit log's cursor is an entry's id as it is: `aud_` and its number.
+        Ok(into_page(rows, limit, |entry| entry.id.clone()))
     }
 
     /// The session signing keys: which one signs, which still verify, which are retired.

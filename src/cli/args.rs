@@ -49,7 +49,8 @@ pub(crate) enum Output {
 pub(crate) enum Command {
     /// Apply pending migrations, then serve the public and admin listeners.
     Serve,
-    /// Create the store if missing, apply pending migrations, and exit.
+    /// Apply pending migrations, and exit. A SQLite file is created if missing; a PostgreSQL
+    /// database must exist (`createdb`).
     Migrate,
     /// Create demo tenants and keys, print ready-to-run curl lines, and serve.
     Quickstart,

@@ -55,6 +55,10 @@ async fn every_tenant_operation_through_the_admin_api_answers_as_the_api() {
     let next = cli.run(&["tenant", "list", "--limit", "1", "--cursor", cursor]).stdout;
     assert_eq!(next, api_get(&app, &format!("/admin/v1/tenants?limit=1&cursor={cursor}")).await);
     assert_ne!(next["data"], page["data"]);
+    // A cursor keygate never gave is refused, naming it, not answered with an empty page.
+    let made_up = cli.run(&["tenant", "list", "--cursor", "zzz"]);
+    assert_ne!(made_up.code, 0);
+    assert!(made_up.stderr.contains("VALIDATION_ERROR") && made_up.stderr.contains("cursor"), "{}", made_up.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
