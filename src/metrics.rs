@@ -115,50 +115,65 @@ pub(crate) fn render() -> String {
     }
 }
 
-/// One route's series, resolved once when the route is built: recording a request is then a
-/// few atomic operations, with no label allocation or registry lookup on the hot path.
+/// One route's series, each registered at its first count and kept: recording a request is
+/// then a few atomic operations, with no label allocation or registry lookup on the hot path.
+/// A series registered up front would be printed as 0 from the start, for every route and
+/// every code, most of them pairs that cannot happen (`sessions` and `UPSTREAM_4XX`).
 pub(crate) struct RouteMetrics {
-    ok: Counter,
+    route: String,
+    ok: OnceLock<Counter>,
     /// Answered 4xx or 5xx by what keygate guards (the upstream, or the application behind the
     /// layer), with no error code of keygate's: not "OK".
-    guarded_client_error: Counter,
-    guarded_server_error: Counter,
+    guarded_client_error: OnceLock<Counter>,
+    guarded_server_error: OnceLock<Counter>,
     /// By `ErrorCode as usize`, which follows `ErrorCode::ALL`.
-    errors: Vec<Counter>,
-    duration: Histogram,
-    rate_limited: Counter,
+    errors: Vec<OnceLock<Counter>>,
+    duration: OnceLock<Histogram>,
 }
+
+static RATE_LIMITED: OnceLock<Counter> = OnceLock::new();
+/// Counts nothing: for a code without a slot, which `ErrorCode::ALL` rules out.
+static NO_COUNT: Counter = Counter::noop();
 
 impl RouteMetrics {
     pub(crate) fn new(route: &str) -> Self {
-        let requests = |code: &'static str| metrics::counter!("keygate_requests_total", "route" => route.to_owned(), "code" => code);
         Self {
-            ok: requests("OK"),
-            guarded_client_error: requests("UPSTREAM_4XX"),
-            guarded_server_error: requests("UPSTREAM_5XX"),
-            errors: ErrorCode::ALL.iter().map(|code| requests(code.as_str())).collect(),
-            duration: metrics::histogram!("keygate_request_duration_seconds", "route" => route.to_owned()),
-            rate_limited: metrics::counter!("keygate_rate_limited_total"),
+            route: route.to_owned(),
+            ok: OnceLock::new(),
+            guarded_client_error: OnceLock::new(),
+            guarded_server_error: OnceLock::new(),
+            errors: ErrorCode::ALL.iter().map(|_| OnceLock::new()).collect(),
+            duration: OnceLock::new(),
         }
+    }
+
+    fn requests<'a>(&'a self, slot: &'a OnceLock<Counter>, code: &'static str) -> &'a Counter {
+        slot.get_or_init(|| metrics::counter!("keygate_requests_total", "route" => self.route.clone(), "code" => code))
     }
 
     /// One request and its outcome: keygate's error code, or else by the status that what
     /// keygate guards answered (`OK`, `UPSTREAM_4XX`, `UPSTREAM_5XX`).
     pub(crate) fn record(&self, code: Option<ErrorCode>, status: http::StatusCode, started: Instant) {
-        match code {
-            None if status.is_client_error() => self.guarded_client_error.increment(1),
-            None if status.is_server_error() => self.guarded_server_error.increment(1),
-            None => self.ok.increment(1),
+        let counter = match code {
+            None if status.is_client_error() => self.requests(&self.guarded_client_error, "UPSTREAM_4XX"),
+            None if status.is_server_error() => self.requests(&self.guarded_server_error, "UPSTREAM_5XX"),
+            None => self.requests(&self.ok, "OK"),
             Some(code) => {
-                if let Some(counter) = self.errors.get(code as usize) {
-                    counter.increment(1);
-                }
                 if code == ErrorCode::RateLimited {
-                    self.rate_limited.increment(1);
+                    RATE_LIMITED.get_or_init(|| metrics::counter!("keygate_rate_limited_total")).increment(1);
+                }
+                // Every code has its slot (`errors` follows `ErrorCode::ALL`).
+                match self.errors.get(code as usize) {
+                    Some(slot) => self.requests(slot, code.as_str()),
+                    None => &NO_COUNT,
                 }
             }
-        }
-        self.duration.record(started.elapsed().as_secs_f64());
+        };
+        counter.increment(1);
+        let duration = self
+            .duration
+            .get_or_init(|| metrics::histogram!("keygate_request_duration_seconds", "route" => self.route.clone()));
+        duration.record(started.elapsed().as_secs_f64());
     }
 }
 

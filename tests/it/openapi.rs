@@ -471,9 +471,16 @@ async fn the_document_states_the_constraints_the_admin_api_applies() {
     assert_eq!(unchanged.status(), 200);
     // Any cursor of the documented form pages from somewhere; anything else is refused, a
     // tenant's id included: cursors are opaque.
-    for (cursor, status) in
-        [("c1_7a7a7a", 200), ("c1_ff00", 200), ("zzz", 400), ("acme", 400), ("c1_", 400), ("c1_7", 400), ("c1_+f", 400), ("a%20b", 400)]
-    {
+    for (cursor, status) in [
+        ("c1_7a7a7a", 200),
+        ("c1_ff00", 200),
+        ("zzz", 400),
+        ("acme", 400),
+        ("c1_", 400),
+        ("c1_7", 400),
+        ("c1_+f", 400),
+        ("a%20b", 400),
+    ] {
         let seen = app.admin_request(Method::GET, &format!("/admin/v1/tenants?cursor={cursor}"), None).await;
         assert_eq!(seen.status.as_u16(), status, "cursor {cursor}: {}", seen.body);
     }
