@@ -205,6 +205,17 @@ async fn store_mode_works_on_an_existing_store_and_migrate_creates_it() {
         let ran = cli.run(&["tenant", "list"]);
         assert_eq!(ran.code, 1);
         assert!(ran.stderr.contains("keygate migrate"), "{}", ran.stderr);
+        // One that does not exist is said so in PostgreSQL's words, without its source line.
+        let (server, database) = store.url.rsplit_once('/').unwrap();
+        let missing = format!("{server}/nowhere_{database}");
+        let ran = cli.run_with(&["migrate"], &[("KEYGATE_STORE_URL", &missing)]);
+        assert_eq!(ran.code, 1);
+        assert!(
+            ran.stderr.contains("database \"nowhere_") && ran.stderr.contains("does not exist (create it"),
+            "{}",
+            ran.stderr
+        );
+        assert!(!ran.stderr.contains("at line"), "{}", ran.stderr);
     }
     let ran = cli.run(&["migrate"]);
     assert_eq!(ran.code, 0, "{}", ran.stderr);

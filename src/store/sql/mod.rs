@@ -65,6 +65,9 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// SQLSTATE 3D000: the database named does not exist.
+const INVALID_CATALOG_NAME: &str = "3D000";
+
 /// Why PostgreSQL cannot be reached, said with the setting and the address (its password
 /// redacted) and the cause: the pool's own error, "pool timed out while waiting for an open
 /// connection", says none of them. A timed-out pool is asked once more, directly, for its cause.
@@ -78,6 +81,12 @@ async fn unreachable(url: &StoreUrl, connect_to: &str, error: sqlx::Error) -> St
                 Err(_) => "no answer within 2 s".to_owned(),
             }
         }
+        // The server's own words: its Display adds the line of PostgreSQL's C source it came
+        // from ("… at line 948").
+        sqlx::Error::Database(error) if error.code().as_deref() == Some(INVALID_CATALOG_NAME) => {
+            format!("{} (create it, e.g. with `createdb`; keygate makes the tables)", error.message())
+        }
+        sqlx::Error::Database(error) => error.message().to_owned(),
         error => error.to_string(),
     };
     StoreError::Unavailable(format!("cannot connect to PostgreSQL at store.url = {}: {cause}", url.redacted().as_str()))
