@@ -42,7 +42,10 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
             "/admin/v1/signing-keys",
             get(list_signing_keys).post(move |state, caller| rotate_signing_key(state, caller, algorithm)),
         )
-        .route("/admin/v1/signing-keys/{kid}/retire", post(retire_signing_key))
+        .route(
+            "/admin/v1/signing-keys/{kid}/retire",
+            post(move |state, caller, kid| retire_signing_key(state, caller, kid, algorithm)),
+        )
         .route("/admin/v1/audit", get(list_audit))
         .route("/metrics", get(metrics))
         .route(
@@ -256,8 +259,9 @@ async fn retire_signing_key(
     State(admin): State<Arc<Admin>>,
     Extension(caller): Extension<Caller>,
     Path(kid): Path<String>,
+    algorithm: SessionAlgorithm,
 ) -> Answer {
-    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&caller.name, &kid).await?))
+    Ok(data_response(StatusCode::OK, &admin.retire_signing_key(&caller.name, &kid, algorithm).await?))
 }
 
 async fn list_audit(State(admin): State<Arc<Admin>>, params: Params) -> Answer {

@@ -677,12 +677,18 @@ impl Admin {
         keys.into_iter().find(|k| k.kid == record.kid).ok_or_else(ApiError::internal)
     }
 
-    /// Retires a key: tokens it signed stop verifying. The key that signs cannot be retired
-    /// (rotate first), so minting never stops.
-    pub async fn retire_signing_key(&self, actor: &str, kid: &str) -> Result<SigningKeyView, ApiError> {
+    /// Retires a key: tokens it signed stop verifying. The key that signs for `algorithm` (the
+    /// configured one) cannot be retired (rotate first), so minting never stops; the last key
+    /// of another algorithm can, once a fleet has moved off it.
+    pub async fn retire_signing_key(
+        &self,
+        actor: &str,
+        kid: &str,
+        algorithm: SessionAlgorithm,
+    ) -> Result<SigningKeyView, ApiError> {
         let key = self.signing_keys().await?.into_iter().find(|k| k.kid == kid);
         let key = key.ok_or_else(|| ApiError::not_found("signing key"))?;
-        if key.signing {
+        if key.signing && key.algorithm == algorithm.as_str() {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
                 "this key signs new sessions: rotate first, then retire it",

@@ -310,3 +310,25 @@ async fn instances_started_together_on_a_fresh_store_make_one_first_signing_key(
         }
     }
 }
+
+/// A fleet moved from HS256 to EdDSA (docs/operations.md): each algorithm has its signing key,
+/// each signing for its own; an EdDSA instance may then retire the HS256 key, which an HS256
+/// instance may not (it signs there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_moved_to_eddsa_retires_its_hs256_key() {
+    use reqwest::Method;
+    use std::sync::Arc;
+    let store = TestStore::new().await;
+    let hs256 = spawn_in(Arc::clone(&store), |_| {}).await;
+    let eddsa = spawn_in(Arc::clone(&store), |c| c.sessions.algorithm = keygate::config::SessionAlgorithm::EdDSA).await;
+    let listed = eddsa.admin_request(Method::GET, "/admin/v1/signing-keys", None).await;
+    let keys = listed.body["data"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{}", listed.body);
+    assert!(keys.iter().all(|key| key["signing"] == true), "one signing key per algorithm: {}", listed.body);
+    let old = keys.iter().find(|key| key["algorithm"] == "HS256").unwrap()["kid"].as_str().unwrap().to_owned();
+    let retire = format!("/admin/v1/signing-keys/{old}/retire");
+    hs256.admin_request(Method::POST, &retire, None).await.assert_error(409, "CONFLICT");
+    let retired = eddsa.admin_request(Method::POST, &retire, None).await;
+    assert_eq!(retired.status, 200, "{}", retired.body);
+    assert!(retired.body["data"]["retiredAt"].is_string(), "{}", retired.body);
+}
