@@ -350,8 +350,9 @@ fn cursor_position(raw: &str) -> Option<String> {
     }
     let value = |b: u8| if b.is_ascii_digit() { b - b'0' } else { b - b'a' + 10 };
     let bytes: Vec<u8> = hex.chunks(2).map(|pair| value(pair[0]) << 4 | value(pair[1])).collect();
-    // Not an id's bytes if not UTF-8: still a place in the order.
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+    // Not an id's bytes if not UTF-8, or with a NUL (which no id has, and PostgreSQL's text
+    // cannot hold): still a place in the order.
+    Some(String::from_utf8_lossy(&bytes).replace('\0', "\u{fffd}"))
 }
 
 /// Cuts a fetch of `limit + 1` rows into a page whose cursor is `cursor(last row)`.

@@ -206,8 +206,9 @@ async fn store_mode_works_on_an_existing_store_and_migrate_creates_it() {
         assert_eq!(ran.code, 1);
         assert!(ran.stderr.contains("keygate migrate"), "{}", ran.stderr);
         // One that does not exist is said so in PostgreSQL's words, without its source line.
-        let (server, database) = store.url.rsplit_once('/').unwrap();
-        let missing = format!("{server}/nowhere_{database}");
+        let (url, params) = store.url.split_once('?').unwrap_or((&store.url, ""));
+        let (server, database) = url.rsplit_once('/').unwrap();
+        let missing = format!("{server}/nowhere_{database}?{params}");
         let ran = cli.run_with(&["migrate"], &[("KEYGATE_STORE_URL", &missing)]);
         assert_eq!(ran.code, 1);
         assert!(
