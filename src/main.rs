@@ -5,12 +5,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use keygate::config::Config;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::from_env();
     keygate::logging::init(if cli.serves() { "info" } else { "warn" });
     let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -20,21 +20,68 @@ pub(crate) struct Cli {
     /// The admin API the tenant, key and signing-key commands go through. Default:
     /// http://<server.admin_listen>. The token is server.admin_token (KEYGATE_SERVER_ADMIN_TOKEN).
     /// http:// only to a loopback address: elsewhere the token needs https://.
-    #[arg(long, global = true, env = "KEYGATE_ADMIN_URL", value_name = "URL")]
+    #[arg(long, global = true, hide = true, env = "KEYGATE_ADMIN_URL", value_name = "URL")]
     pub(crate) admin_url: Option<String>,
     /// PEM certificates of the authority that signed an https:// admin URL's certificate,
     /// trusted besides the system's roots.
-    #[arg(long, global = true, env = "KEYGATE_ADMIN_CA_FILE", value_name = "FILE")]
+    #[arg(long, global = true, hide = true, env = "KEYGATE_ADMIN_CA_FILE", value_name = "FILE")]
     pub(crate) admin_ca_file: Option<PathBuf>,
     /// Work on the configured store directly, not through the admin API: for bootstrap and
     /// recovery. The store must exist (`keygate migrate` creates it).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, hide = true)]
     pub(crate) store: bool,
     /// How answers are printed. Default: a table on a terminal, JSON otherwise.
-    #[arg(long, short = 'o', global = true, value_enum)]
+    #[arg(long, short = 'o', global = true, hide = true, value_enum)]
     pub(crate) output: Option<Output>,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// The admin commands' own flags. They are global (`keygate --store tenant list` and `keygate
+/// tenant list --store` both work) but hidden from every command's option list, which clap
+/// would fill with them, `serve` and `completions` included; the admin commands and the top
+/// level show them here instead.
+const ADMIN_FLAGS_HELP: &str = "\
+Admin API or store (tenant, key, signing-key, audit, usage, seed):
+      --admin-url <URL>       The admin API to go through [env: KEYGATE_ADMIN_URL]. Default:
+                              http://<server.admin_listen>; the token is server.admin_token
+                              (KEYGATE_SERVER_ADMIN_TOKEN); http:// only to a loopback address
+      --admin-ca-file <FILE>  PEM authorities for an https:// admin URL, besides the system's
+                              [env: KEYGATE_ADMIN_CA_FILE]
+      --store                 Work on the configured store directly, not through the admin API
+                              (bootstrap, recovery); the store must exist (`keygate migrate`)
+  -o, --output <OUTPUT>       json (the API's answer as it is) or table; default: a table on a
+                              terminal, JSON otherwise";
+
+/// The admin flags, by their ids.
+const ADMIN_FLAG_IDS: [&str; 4] = ["admin_url", "admin_ca_file", "store", "output"];
+
+/// The commands that take the admin flags.
+const ADMIN_COMMANDS: [&str; 6] = ["tenant", "key", "signing-key", "audit", "usage", "seed"];
+
+impl Cli {
+    /// The command line as clap reads it, the admin flags described where they apply.
+    pub(crate) fn command_with_help() -> clap::Command {
+        let mut command = Self::command();
+        for name in ADMIN_COMMANDS {
+            command = command.mut_subcommand(name, |sub| {
+                sub.after_help(ADMIN_FLAGS_HELP).mut_subcommands(|nested| nested.after_help(ADMIN_FLAGS_HELP))
+            });
+        }
+        let top = command.get_after_help().map(|text| format!("{text}\n\n{ADMIN_FLAGS_HELP}"));
+        command.after_help(top.unwrap_or_else(|| ADMIN_FLAGS_HELP.to_owned()))
+    }
+
+    /// The command line for shell completions: every flag, the admin ones included.
+    pub(crate) fn command_to_complete() -> clap::Command {
+        ADMIN_FLAG_IDS.iter().fold(Self::command(), |command, id| command.mut_arg(*id, |arg| arg.hide(false)))
+    }
+
+    /// Reads the process's arguments; exits with clap's message on bad ones, or with help.
+    pub(crate) fn from_env() -> Self {
+        let matches = Self::command_with_help().get_matches();
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -11,7 +11,6 @@ mod target;
 
 use std::process::ExitCode;
 
-use clap::CommandFactory;
 use keygate::app::{App, StartError};
 use keygate::config::Config;
 use serde_json::json;
@@ -57,7 +56,7 @@ impl Cli {
                 return Ok(ExitCode::SUCCESS);
             }
             Command::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command(), "keygate", &mut std::io::stdout());
+                clap_complete::generate(shell, &mut Cli::command_to_complete(), "keygate", &mut std::io::stdout());
                 return Ok(ExitCode::SUCCESS);
             }
             Command::Seed { keys, tenants, rolled, imported, audit } => {

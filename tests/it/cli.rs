@@ -273,6 +273,37 @@ fn shell_completions_cover_the_commands() {
     }
 }
 
+/// Each command's help shows what applies to it: the admin flags on the admin commands (and at
+/// the top), not on `serve`, `migrate` or `completions`; they still work before or after the
+/// command.
+#[test]
+fn each_command_s_help_shows_its_own_flags() {
+    let help = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_keygate")).args(args).arg("--help").output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let admin_flags = ["--admin-url", "--admin-ca-file", "--store", "--output"];
+    for command in [&["serve"][..], &["migrate"], &["quickstart"], &["config", "check"], &["completions"]] {
+        let text = help(command);
+        assert!(admin_flags.iter().all(|flag| !text.contains(flag)), "{command:?}:\n{text}");
+    }
+    for command in [&[][..], &["tenant"], &["tenant", "list"], &["key", "roll"], &["audit"], &["usage", "key"]] {
+        let text = help(command);
+        assert!(admin_flags.iter().all(|flag| text.contains(flag)), "{command:?}:\n{text}");
+    }
+    for args in [&["--store", "-o", "json", "tenant", "list"][..], &["tenant", "list", "--store", "-o", "json"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_keygate"))
+            .args(args)
+            .env("KEYGATE_STORE_URL", "sqlite://nowhere/k.db")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: read, then no store: {stderr}");
+        assert!(stderr.contains("keygate migrate"), "{stderr}");
+    }
+}
+
 #[test]
 fn create_asks_for_what_it_needs_and_offers_no_flag_that_means_nothing_there() {
     let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_keygate")).args(args).output().unwrap();
