@@ -122,6 +122,10 @@ pub(crate) enum Command {
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+        /// Shadows the global `--config`, which completions never read, so that their help
+        /// does not offer it (still accepted, and ignored).
+        #[arg(long, hide = true)]
+        config: Option<PathBuf>,
     },
     /// Fill the store with many tenants and keys, for load tests (needs --store; the store must
     /// exist). No secret is printed.

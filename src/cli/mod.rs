@@ -55,9 +55,16 @@ impl Cli {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            Command::Completions { shell } => {
-                clap_complete::generate(shell, &mut Cli::command_to_complete(), "keygate", &mut std::io::stdout());
-                return Ok(ExitCode::SUCCESS);
+            Command::Completions { shell, .. } => {
+                // Made in memory, then written: clap_complete panics on a closed pipe
+                // (`keygate completions bash | head`), which is no error of the user's.
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command_to_complete(), "keygate", &mut script);
+                use std::io::Write;
+                return match std::io::stdout().write_all(&script) {
+                    Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+                    _ => Ok(ExitCode::SUCCESS),
+                };
             }
             Command::Seed { keys, tenants, rolled, imported, audit } => {
                 let plan =

@@ -287,6 +287,8 @@ fn each_command_s_help_shows_its_own_flags() {
     for command in [&["serve"][..], &["migrate"], &["quickstart"], &["config", "check"], &["completions"]] {
         let text = help(command);
         assert!(admin_flags.iter().all(|flag| !text.contains(flag)), "{command:?}:\n{text}");
+        // Every one but `completions` reads the configuration.
+        assert_eq!(text.contains("--config"), command[0] != "completions", "{command:?}:\n{text}");
     }
     for command in [&[][..], &["tenant"], &["tenant", "list"], &["key", "roll"], &["audit"], &["usage", "key"]] {
         let text = help(command);
