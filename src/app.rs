@@ -183,10 +183,10 @@ impl App {
     /// router; and what swaps a reloaded configuration into them.
     fn routing(&self, decisions: bool) -> Result<Routings, StartError> {
         let parts = self.public_parts();
-        let routers = Arc::new(RouterSet::new(listener::serving_threads(&self.config), parts.maker(&self.config)?));
+        let threads = listener::serving_threads(&self.config);
+        let routers = Arc::new(RouterSet::new(threads, parts.maker(&self.config)?));
         // On serving threads of its own, as the public listener's: a decision is a request's
         // whole pipeline, and on the work-stealing runtime its wake-ups cost more than it does.
-        let threads = listener::serving_threads(&self.config);
         let decision = decisions.then(|| Arc::new(RouterSet::new(threads, || parts.decision_router(&self.config))));
         let decision_routing = decision.as_ref().map(|set| set.routing());
         let reloader =

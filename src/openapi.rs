@@ -26,20 +26,13 @@ fn on_decision(path: &str) -> bool {
 pub fn public() -> &'static str {
     static PUBLIC: OnceLock<String> = OnceLock::new();
     PUBLIC.get_or_init(|| {
-        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
-        if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|path, _| (!on_admin(path) || path == "/openapi.json") && !on_decision(path));
-        }
-        // Never asked for a token there.
-        if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut())
-        {
-            responses.remove("401");
-        }
-        if let Some(schemes) = doc["components"]["securitySchemes"].as_object_mut() {
-            schemes.remove("adminToken");
-            schemes.remove("decisionToken");
-        }
-        doc.to_string()
+        part(
+            |path| (!on_admin(path) || path == "/openapi.json") && !on_decision(path),
+            |doc| {
+                untokened_document(doc);
+                drop_schemes(doc, &["adminToken", "decisionToken"]);
+            },
+        )
     })
 }
 
@@ -47,18 +40,13 @@ pub fn public() -> &'static str {
 pub fn decision() -> &'static str {
     static DECISION: OnceLock<String> = OnceLock::new();
     DECISION.get_or_init(|| {
-        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
-        if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|path, _| on_decision(path) || path == "/openapi.json" || path == "/healthz");
-        }
-        if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut())
-        {
-            responses.remove("401");
-        }
-        if let Some(schemes) = doc["components"]["securitySchemes"].as_object_mut() {
-            schemes.remove("adminToken");
-        }
-        doc.to_string()
+        part(
+            |path| on_decision(path) || path == "/openapi.json" || path == "/healthz",
+            |doc| {
+                untokened_document(doc);
+                drop_schemes(doc, &["adminToken"]);
+            },
+        )
     })
 }
 
@@ -67,15 +55,37 @@ pub fn decision() -> &'static str {
 pub fn admin() -> &'static str {
     static ADMIN: OnceLock<String> = OnceLock::new();
     ADMIN.get_or_init(|| {
-        let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
-        if let Some(paths) = doc["paths"].as_object_mut() {
-            paths.retain(|path, _| on_admin(path));
-        }
-        if let Some(operation) = doc.pointer_mut("/paths/~1openapi.json/get") {
-            operation["security"] = serde_json::json!([{ "adminToken": [] }]);
-        }
-        doc.to_string()
+        part(on_admin, |doc| {
+            if let Some(operation) = doc.pointer_mut("/paths/~1openapi.json/get") {
+                operation["security"] = serde_json::json!([{ "adminToken": [] }]);
+            }
+        })
     })
+}
+
+/// The document with only the paths `keep` keeps, then `edit`ed for its listener.
+fn part(keep: impl Fn(&str) -> bool, edit: impl FnOnce(&mut serde_json::Value)) -> String {
+    let Ok(mut doc) = serde_json::from_str::<serde_json::Value>(DOCUMENT) else { return String::new() };
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        paths.retain(|path, _| keep(path));
+    }
+    edit(&mut doc);
+    doc.to_string()
+}
+
+/// `/openapi.json` on a listener that never asks for a token there: no 401.
+fn untokened_document(doc: &mut serde_json::Value) {
+    if let Some(responses) = doc.pointer_mut("/paths/~1openapi.json/get/responses").and_then(|r| r.as_object_mut()) {
+        responses.remove("401");
+    }
+}
+
+fn drop_schemes(doc: &mut serde_json::Value, names: &[&str]) {
+    if let Some(schemes) = doc["components"]["securitySchemes"].as_object_mut() {
+        for name in names {
+            schemes.remove(*name);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -333,12 +333,11 @@ fn audit_action(raw: &str) -> Result<AuditAction, String> {
 const CURSOR_PREFIX: &str = "c1_";
 
 fn cursor_after(id: &str) -> String {
-    let mut cursor = String::with_capacity(CURSOR_PREFIX.len() + 2 * id.len());
-    cursor.push_str(CURSOR_PREFIX);
-    for byte in id.bytes() {
-        cursor.push_str(&format!("{byte:02x}"));
-    }
-    cursor
+    use std::fmt::Write;
+    id.bytes().fold(String::from(CURSOR_PREFIX), |mut cursor, byte| {
+        let _ = write!(cursor, "{byte:02x}");
+        cursor
+    })
 }
 
 /// Where a cursor of [`cursor_after`] continues after; `None` if `raw` is not of its form.

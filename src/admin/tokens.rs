@@ -44,7 +44,7 @@ impl AdminTokens {
     pub fn replace<'a>(&self, tokens: impl IntoIterator<Item = NamedToken<'a>>) {
         let held = tokens
             .into_iter()
-            .map(|(token, name, role)| (hash_token(token), Caller { name: Arc::from(name), role }))
+            .map(|(token, name, role)| (token_digest(token.as_bytes()), Caller { name: Arc::from(name), role }))
             .collect();
         *self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = held;
     }
@@ -57,7 +57,7 @@ impl AdminTokens {
     /// Who `presented` is, if it is a token in force. Every token is compared, in constant time,
     /// and which one matched is chosen without a branch.
     pub fn caller(&self, presented: &str) -> Option<Caller> {
-        let presented = hash_token(presented);
+        let presented = token_digest(presented.as_bytes());
         let tokens = self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut found = 0u32;
         for (place, (token, _)) in tokens.iter().enumerate() {
@@ -73,9 +73,10 @@ fn configured(config: &Config) -> impl Iterator<Item = NamedToken<'_>> {
         .chain(config.admin.tokens.iter().map(|entry| (entry.token.as_str(), entry.name.as_str(), entry.role)))
 }
 
-/// Hashing both sides first makes the comparison independent of the tokens' lengths.
-fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// Hashing both sides first makes the comparison independent of the tokens' lengths (the
+/// decision token is compared so too, `crate::decision`).
+pub(crate) fn token_digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
 }
 
 #[cfg(test)]

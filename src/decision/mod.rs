@@ -26,13 +26,13 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode, header};
-use sha2::{Digest, Sha256};
+use http::{HeaderValue, Method, StatusCode};
 use subtle::ConstantTimeEq;
 use tower::ServiceExt;
 use tower::service_fn;
 
-use crate::error::{ApiError, ErrorCode, data_response};
+use crate::admin::tokens::token_digest;
+use crate::error::{ApiError, ErrorCode};
 use crate::gateway::proxy::identity_headers;
 use crate::gateway::public::{self, Handler, RouteTable};
 use crate::metrics::RouteMetrics;
@@ -64,7 +64,7 @@ enum Asked {
 pub(crate) fn router(table: RouteTable, unrouted: Handler, token: Option<String>) -> Router {
     let trusted = table.pipeline.trusted_proxies().clone();
     let state = DecisionState { table, unrouted, unmatched: RouteMetrics::new("unmatched") };
-    let token = token.map(|token| Arc::new(digest(&token)));
+    let token = token.map(|token| Arc::new(token_digest(token.as_bytes())));
     Router::new()
         .fallback(dispatch)
         .with_state(Arc::new(state))
@@ -101,7 +101,7 @@ async fn with_envelope_in_header(response: Response) -> Response {
 /// requests they stand for, marked [`Asked::Original`]; anything else passes as it came.
 fn turned_back(mut request: Request, token: Option<&[u8; 32]>) -> Request {
     if let Some(expected) = token {
-        let presented = request.headers().get(DECISION_TOKEN_HEADER).map(|v| digest_bytes(v.as_bytes()));
+        let presented = request.headers().get(DECISION_TOKEN_HEADER).map(|v| token_digest(v.as_bytes()));
         if !presented.is_some_and(|presented| bool::from(presented.ct_eq(expected))) {
             let refusal = ApiError::new(ErrorCode::AdminTokenInvalid, "a valid X-Keygate-Decision-Token is required");
             request.extensions_mut().insert(Asked::Refused(refusal));
@@ -148,8 +148,8 @@ async fn own_path(state: &DecisionState, request: Request) -> Result<Response, R
     let is_read = method == Method::GET || method == Method::HEAD;
     match path {
         "/v1/verify" if method == Method::POST => Ok(verify::answer(state, request).await),
-        "/openapi.json" if is_read => Ok(json_text(crate::openapi::decision())),
-        "/healthz" if is_read => Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        "/openapi.json" if is_read => Ok(public::json_text(crate::openapi::decision())),
+        "/healthz" if is_read => Ok(public::healthy()),
         "/v1/verify" => Err(public::method_not_allowed(&[Method::POST])),
         "/openapi.json" | "/healthz" => Err(public::method_not_allowed(&[Method::GET, Method::HEAD])),
         _ => Err(ApiError::new(
@@ -175,17 +175,4 @@ pub(crate) fn allow(
         }
         Ok::<_, Infallible>(response)
     })
-}
-
-fn json_text(body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-}
-
-/// Tokens are compared as digests: in constant time, whatever their lengths.
-fn digest(token: &str) -> [u8; 32] {
-    digest_bytes(token.as_bytes())
-}
-
-fn digest_bytes(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
 }

@@ -80,7 +80,7 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
     let is_read = method == Method::GET || method == Method::HEAD;
     let handler = match path {
         SESSIONS_PATH if method == Method::POST => state.create_session.clone(),
-        "/healthz" if is_read => return Ok(data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))),
+        "/healthz" if is_read => return Ok(healthy()),
         "/readyz" if is_read => return Ok(readiness(state).await),
         "/.well-known/jwks.json" if is_read => {
             return Ok(json_text(state.table.pipeline.sessions().jwks().to_string()));
@@ -136,7 +136,7 @@ pub(crate) fn configured(table: &RouteTable, request: &mut Request) -> Result<Ha
             Ok(table.handlers[index].clone())
         }
         Resolution::MethodNotAllowed => Err(method_not_allowed(&allowed_at(&table.routes, path))),
-        Resolution::NotFound => Err(ApiError::new(ErrorCode::NotFound, "no route for this path").into_response()),
+        Resolution::NotFound => Err(no_route().into_response()),
         Resolution::CaseMismatch => {
             Err(path_refused("differs only in letter case from a more specific route").into_response())
         }
@@ -200,6 +200,17 @@ async fn readiness(state: &PublicState) -> Response {
     data_response(StatusCode::OK, &serde_json::json!({ "status": "ready", "rateLimiter": limiter }))
 }
 
-fn json_text(body: String) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+/// A JSON document served as it is (`/openapi.json`, the JWKS).
+pub(crate) fn json_text(body: impl Into<axum::body::Body>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.into()).into_response()
+}
+
+/// `GET /healthz`: the process is alive (on the public and the decision listener).
+pub(crate) fn healthy() -> Response {
+    data_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+/// A path no route covers (or one only decisions use, asked of the gateway).
+pub(crate) fn no_route() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no route for this path")
 }

@@ -26,7 +26,6 @@ use super::public::{self, Handler, PublicState, RouteTable};
 use super::routes::{Route, Upstream};
 use super::websocket::OpenSockets;
 use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
@@ -73,7 +72,7 @@ impl PublicParts {
                 Some(upstream) => guarded(pipeline, route.policy.clone(), forward(proxy, upstream, route.forward_meta)),
                 // Judged for another proxy only: the gateway has nowhere to send it.
                 None => BoxCloneSyncService::new(service_fn(|_: Request| async {
-                    Ok::<_, Infallible>(decides_only().into_response())
+                    Ok::<_, Infallible>(public::no_route().into_response())
                 })),
             })
             .collect();
@@ -111,11 +110,6 @@ impl PublicParts {
     fn table(&self, routes: Vec<Route>, handlers: Vec<Handler>) -> RouteTable {
         RouteTable { pipeline: Arc::clone(&self.pipeline), preflight: Arc::clone(&self.preflight), routes, handlers }
     }
-}
-
-/// A route without an upstream, asked of the gateway.
-fn decides_only() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "no route for this path")
 }
 
 /// Step 3 around step 4.
