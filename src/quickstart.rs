@@ -144,6 +144,9 @@ impl Demo {
         if let (Some(token), Some(admin)) = (&self.generated_admin_token, admin) {
             println!("Admin API on http://{admin}, with this token (generated for this run): {token}");
         }
+        if let Some(admin) = admin {
+            println!("Admin console: http://{admin}/console/ (sign in with the admin token; docs/console.md)");
+        }
         match &self.page {
             Ok(_) => println!(
                 "Open {DEMO_ORIGIN}/ in a browser: the example page (examples/browser/) mints a session, writes \

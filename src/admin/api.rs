@@ -1,7 +1,7 @@
 //! The admin API over HTTP (SPEC §8), served on the admin listener, behind `Authorization:
 //! Bearer <admin token>` compared in constant time. The token guards every route, unknown paths
 //! included; a `read` token makes only `GET` (and `HEAD`) requests (SPEC §12), and each write is
-//! recorded in the audit log under the token's name.
+//! recorded in the audit log under the token's name. The console's files beside it are open.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +60,8 @@ pub fn router(admin: Arc<Admin>, tokens: AdminTokens, algorithm: SessionAlgorith
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(envelope_errors))
         .layer(axum::middleware::from_fn(move |request, next| require_token(tokens.clone(), request, next)))
+        // The console's files need no token: a browser opening a page sends none (SPEC §15).
+        .merge(super::console::router())
         .layer(axum::middleware::from_fn(move |request, next| log_request("admin", &trusted, request, next)))
 }
 

@@ -2,6 +2,7 @@
 //! and the CLI so both validate and answer alike. Bodies arrive as JSON bytes.
 
 pub mod api;
+mod console;
 pub mod fields;
 pub mod tokens;
 mod usage;

@@ -17,6 +17,7 @@ mod browser;
 mod browser_client;
 mod change_feed;
 mod cli;
+mod console;
 mod cors_and_limits;
 mod decisions;
 mod gateway;
