@@ -84,6 +84,9 @@ function keyState(key) {
   return "usable";
 }
 
+// Says what just happened, in the page's status line (render keeps it across a navigation).
+// After a change, it is said once the page is drawn again: whoever waits for the message then
+// sees the page as changed.
 function announce(message) {
   const status = document.getElementById("status");
   if (status) status.textContent = message;
@@ -506,18 +509,23 @@ function findKeyForm() {
   return h("div", { class: "find-holder" }, element, results);
 }
 
+// An edit form that PATCHes only the fields the operator changed.
+function editForm(title, fields, current, toBody, path, saved) {
+  return form(title, fields, "Save", async (v) => {
+    const body = changes(toBody(v), current);
+    if (!Object.keys(body).length) throw new Error("Nothing to save: no field was changed.");
+    await api("PATCH", path, body);
+    await render();
+    announce(saved);
+  });
+}
+
 async function tenantPage(path) {
   const id = decodeURIComponent(path);
   const tenant = (await api("GET", `/admin/v1/tenants/${enc(id)}`)).data;
   const keys = await api("GET", `/admin/v1/tenants/${enc(id)}/keys?limit=100`);
   const flash = takeFlash(`tenant:${id}`);
-  const edit = form("Edit tenant", tenantFields(tenant), "Save", async (v) => {
-    const body = changes(tenantBody(v), tenant);
-    if (!Object.keys(body).length) throw new Error("Nothing to save: no field was changed.");
-    await api("PATCH", `/admin/v1/tenants/${enc(id)}`, body);
-    announce("Tenant saved.");
-    await render();
-  });
+  const edit = editForm("Edit tenant", tenantFields(tenant), tenant, tenantBody, `/admin/v1/tenants/${enc(id)}`, "Tenant saved.");
   const [newKey, newKeyPanel] = toggled("New key", () =>
     form("New key", keyFields(), "Create key", async (v) => {
       const created = await api("POST", `/admin/v1/tenants/${enc(id)}/keys`, present(keyBody(v)));
@@ -570,13 +578,7 @@ async function keyPage(path) {
   const id = decodeURIComponent(path);
   const key = (await api("GET", `/admin/v1/keys/${enc(id)}`)).data;
   const flash = takeFlash(`key:${id}`);
-  const edit = form("Edit key", keyFields(key), "Save", async (v) => {
-    const body = changes(keyBody(v), key);
-    if (!Object.keys(body).length) throw new Error("Nothing to save: no field was changed.");
-    await api("PATCH", `/admin/v1/keys/${enc(id)}`, body);
-    announce("Key saved.");
-    await render();
-  });
+  const edit = editForm("Edit key", keyFields(key), key, keyBody, `/admin/v1/keys/${enc(id)}`, "Key saved.");
   const roll = form("Roll key", [field("Overlap seconds", "overlapSeconds", input("3600", { inputmode: "numeric" }), "How long the current secret keeps working beside the new one: 0 to 2592000 (30 days).")], "Roll", async (v) => {
     const rolled = await api("POST", `/admin/v1/keys/${enc(id)}/roll`, { overlapSeconds: number(v.overlapSeconds) });
     state.flash = { target: `key:${id}`, title: `Key ${rolled.data.name} rolled`, secret: rolled.data.secret };
@@ -585,8 +587,8 @@ async function keyPage(path) {
   const revoke = actionButton("Revoke", async () => {
     if (!(await confirmAction(`Revoke ${key.name}?`, "Its every secret is refused from now on, on every instance. This cannot be undone.", "Revoke"))) return;
     await api("POST", `/admin/v1/keys/${enc(id)}/revoke`);
-    announce("Key revoked.");
     await render();
+    announce("Key revoked.");
   }, { class: "danger" });
   const remove = actionButton("Delete", async () => {
     if (!(await confirmAction(`Delete ${key.name}?`, "The key is deleted for good: each of its secrets is refused from now on, and it leaves every list. Its audit entries stay.", "Delete"))) return;
@@ -626,8 +628,8 @@ async function signingKeysPage() {
   const keys = await api("GET", "/admin/v1/signing-keys");
   const rotate = actionButton("Rotate", async () => {
     await api("POST", "/admin/v1/signing-keys");
-    announce("A new signing key signs from now on; the earlier ones still verify.");
     await render();
+    announce("A new signing key signs from now on; the earlier ones still verify.");
   }, { class: "primary" });
   const rows = keys.data.map((key) => [
     h("code", { text: key.kid }),
@@ -640,8 +642,8 @@ async function signingKeysPage() {
       : actionButton("Retire", async () => {
           if (!(await confirmAction(`Retire ${key.kid}?`, "Sessions it signed are refused from now on.", "Retire"))) return;
           await api("POST", `/admin/v1/signing-keys/${enc(key.kid)}/retire`);
-          announce(`${key.kid} retired.`);
           await render();
+          announce(`${key.kid} retired.`);
         }),
   ]);
   return [
