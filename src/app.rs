@@ -145,7 +145,7 @@ impl App {
                     let asked = request.headers().get(ACCESS_CONTROL_REQUEST_METHOD);
                     let methods: Vec<Method> =
                         asked.and_then(|m| Method::from_bytes(m.as_bytes()).ok()).into_iter().collect();
-                    return Ok(cors::preflight(request.headers(), &index, &methods, now_millis()));
+                    return Ok(cors::preflight(request.headers(), &index, &methods).await);
                 }
                 router.oneshot(request).await
             }

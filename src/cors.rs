@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use crate::error::{ApiError, ErrorCode};
 use crate::origin::Origin;
 use crate::preflight::PreflightIndex;
-use crate::time::Millis;
+use crate::time::now_millis;
 
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-Session-Token, X-Request-Id";
 const EXPOSE_HEADERS: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id";
@@ -31,8 +31,13 @@ pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 /// Answers a preflight: 204 with the CORS headers for an origin some usable key allows, else
-/// 403 `ORIGIN_NOT_ALLOWED` without any.
-pub(crate) fn preflight(headers: &HeaderMap, index: &PreflightIndex, methods: &[Method], now: Millis) -> Response {
+/// 403 `ORIGIN_NOT_ALLOWED` without any. Until the index's first fill is in place it cannot
+/// tell, so it waits for it (503 if it takes longer than `preflight::FILL_WAIT`).
+pub(crate) async fn preflight(headers: &HeaderMap, index: &PreflightIndex, methods: &[Method]) -> Response {
+    if !index.wait_filled().await {
+        return ApiError::unavailable("the preflight index is still loading").into_response();
+    }
+    let now = now_millis();
     let mut origins = headers.get_all(header::ORIGIN).iter();
     let origin = match (origins.next(), origins.next()) {
         (Some(value), None) => value.to_str().ok().and_then(|raw| Origin::parse(raw).ok()),

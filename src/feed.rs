@@ -99,9 +99,11 @@ impl StoreWatch {
     async fn load_from_revision(&self, seen: &mut i64) -> Result<(), StoreError> {
         // Read first: a change made while loading is applied again by the next catch-up.
         let revision = self.store.revision().await?;
-        self.rebuild().await?;
+        self.rebuild_known().await?;
         self.sessions.reload(self.store.as_ref()).await?;
         self.advance(seen, revision);
+        // Behind: requests are served meanwhile, preflights wait for the first fill.
+        self.preflight.spawn_fill(Arc::clone(&self.store));
         Ok(())
     }
 
@@ -132,21 +134,12 @@ impl StoreWatch {
         self.seen_now.load(Ordering::Acquire) != before
     }
 
-    /// Streams every key once, into a new filter of known keys and a new preflight index, then
-    /// puts both in place. Key by key, never holding the whole set.
-    async fn rebuild(&self) -> Result<(), StoreError> {
+    /// Streams every secret's hash once, into a new filter of known keys, then puts it in
+    /// place. Hash by hash, never holding the whole set.
+    async fn rebuild_known(&self) -> Result<(), StoreError> {
         let known = KnownKeys::with_room_for(self.store.key_count().await?);
-        let mut preflight = crate::preflight::Index::default();
-        self.store
-            .visit_keys(&mut |sketch| {
-                known.insert(&sketch.hash);
-                if let Some(allowlist) = &sketch.allowlist {
-                    preflight.insert(allowlist);
-                }
-            })
-            .await?;
+        self.store.visit_key_hashes(&mut |hash| known.insert(&hash)).await?;
         self.cache.replace_known(known);
-        self.preflight.replace(preflight);
         Ok(())
     }
 
@@ -166,7 +159,7 @@ impl StoreWatch {
                     if self.cache.known_is_full() {
                         // Changes after `seen` are applied again by later catch-ups: no gap.
                         tracing::info!("the filter of known keys is full: rebuilding it");
-                        if let Err(error) = self.rebuild().await {
+                        if let Err(error) = self.rebuild_known().await {
                             tracing::warn!(%error, "could not rebuild the filter of known keys");
                         }
                     }

@@ -15,19 +15,29 @@
 //! attacker cannot know); the actual request is always checked against its own key's
 //! allowlist, so a wrong preflight answer opens nothing.
 //!
-//! The index is built by streaming the store's keys at start and after a missed stretch of the
-//! change feed, and kept current key by key by the feed (`feed.rs`).
+//! The index is filled by streaming the store's allowlists, behind: start waits only for the
+//! filter of known keys, and preflights that arrive before the first fill is in place wait
+//! for it (for at most [`FILL_WAIT`]; docs/design.md says why they are not answered from the
+//! store meanwhile). It is filled again after a missed stretch of the change feed, the old
+//! index answering meanwhile, and kept current key by key by the feed (`feed.rs`); what the
+//! feed changes while a fill runs is replayed onto the fresh index before it is put in place.
 
 use std::hash::BuildHasher;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 use foldhash::fast::RandomState;
 use smallvec::SmallVec;
 
 use crate::origin::Origin;
-use crate::store::KeyAllowlist;
+use crate::store::{KeyAllowlist, Store};
 use crate::time::Millis;
+
+/// How long a preflight waits for the first fill before it is answered 503.
+pub(crate) const FILL_WAIT: Duration = Duration::from_secs(10);
+/// A fill the store failed is tried again this much later.
+const FILL_RETRY: Duration = Duration::from_secs(1);
 
 /// A key's expiry, `Millis::MAX` for none: the key allows its entries while `now` is below it.
 type Holder = (u64, Millis);
@@ -37,37 +47,123 @@ type Holders = SmallVec<[Holder; 1]>;
 /// One key's entries: up to three inline.
 type Entries = SmallVec<[u64; 3]>;
 
-/// The index proper; [`PreflightIndex`] shares it between readers and the change feed.
+/// The index proper; [`PreflightIndex`] shares it between readers, the change feed and its fills.
 #[derive(Default)]
-pub struct Index {
+struct Index {
     tags: RandomState,
     holders: HashMap<u64, Holders>,
     entries_of: HashMap<u64, Entries>,
 }
 
-#[derive(Default)]
 pub struct PreflightIndex {
     index: RwLock<Index>,
+    /// The fill running behind, if any, with what the feed changed since it began.
+    filling: Mutex<Option<Filling>>,
+    /// True once a filled index is in place; until then preflights wait.
+    filled: tokio::sync::watch::Sender<bool>,
+}
+
+struct Filling {
+    generation: u64,
+    /// Each key's allowlist as the feed read it after its change, in the feed's order.
+    updates: Vec<(String, Option<KeyAllowlist>)>,
+}
+
+impl Default for PreflightIndex {
+    fn default() -> Self {
+        Self { index: RwLock::default(), filling: Mutex::default(), filled: tokio::sync::watch::Sender::new(false) }
+    }
 }
 
 impl PreflightIndex {
-    /// Puts `fresh`, an index filled from a stream of the store's keys, in place of this
-    /// one, which answered meanwhile.
-    pub fn replace(&self, mut fresh: Index) {
+    /// Fills a fresh index from `store`'s allowlists behind, and puts it in place; a fill begun
+    /// later supersedes this one. Retries while the store fails.
+    pub fn spawn_fill(self: &Arc<Self>, store: Arc<dyn Store>) {
+        let generation = self.begin_fill();
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                let mut fresh = Index::default();
+                let mut allowlists = 0u64;
+                let visited = store
+                    .visit_allowlists(&mut |allowlist| {
+                        fresh.insert(&allowlist);
+                        allowlists += 1;
+                    })
+                    .await;
+                match visited {
+                    Ok(()) => {
+                        if this.finish_fill(generation, fresh) {
+                            let ms = started.elapsed().as_millis() as u64;
+                            tracing::info!(allowlists, ms, "the preflight index is filled");
+                        }
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "could not fill the preflight index; retrying"),
+                }
+                tokio::time::sleep(FILL_RETRY).await;
+                if !this.is_filling(generation) {
+                    return;
+                }
+            }
+        });
+    }
+
+    fn begin_fill(&self) -> u64 {
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = filling.as_ref().map_or(0, |fill| fill.generation + 1);
+        *filling = Some(Filling { generation, updates: Vec::new() });
+        generation
+    }
+
+    fn is_filling(&self, generation: u64) -> bool {
+        let filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        filling.as_ref().is_some_and(|fill| fill.generation == generation)
+    }
+
+    /// Puts `fresh` in place of the index that answered meanwhile, with the feed's updates
+    /// since the fill began replayed onto it: the fill's stream may have read a key before its
+    /// change. False when a later fill superseded this one.
+    fn finish_fill(&self, generation: u64, mut fresh: Index) -> bool {
+        // The slow parts outside the locks: the feed's updates and preflights go on meanwhile.
         fresh.holders.values_mut().for_each(SmallVec::shrink_to_fit);
         fresh.holders.shrink_to_fit();
         fresh.entries_of.shrink_to_fit();
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(fill) = filling.take_if(|fill| fill.generation == generation) else { return false };
+        for (key_id, allowlist) in &fill.updates {
+            fresh.update_key(key_id, allowlist.as_ref());
+        }
+        let old = std::mem::replace(&mut *self.index.write().unwrap_or_else(|p| p.into_inner()), fresh);
+        drop(filling);
+        self.filled.send_replace(true);
+        drop(old);
+        true
     }
 
     /// Replaces what key `key_id` contributes: `allowlist` is its current state, or `None`
     /// once it is revoked, allows nothing or is gone.
     pub fn update_key(&self, key_id: &str, allowlist: Option<&KeyAllowlist>) {
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-        index.remove(key_id);
-        if let Some(allowlist) = allowlist {
-            index.insert(allowlist);
+        let mut filling = self.filling.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fill) = filling.as_mut() {
+            fill.updates.push((key_id.to_owned(), allowlist.cloned()));
         }
+        self.index.write().unwrap_or_else(|p| p.into_inner()).update_key(key_id, allowlist);
+    }
+
+    /// Whether a filled index is in place, waiting up to [`FILL_WAIT`] for the first fill.
+    pub async fn wait_filled(&self) -> bool {
+        if *self.filled.borrow() {
+            return true;
+        }
+        let mut filled = self.filled.subscribe();
+        tokio::time::timeout(FILL_WAIT, filled.wait_for(|filled| *filled)).await.is_ok_and(|seen| seen.is_ok())
+    }
+
+    /// Whether the first fill is in place (for `/readyz`).
+    pub fn is_filled(&self) -> bool {
+        *self.filled.borrow()
     }
 
     /// True when a key that is neither revoked nor expired at `now` allows `origin`.
@@ -77,7 +173,14 @@ impl PreflightIndex {
 }
 
 impl Index {
-    pub fn insert(&mut self, allowlist: &KeyAllowlist) {
+    fn update_key(&mut self, key_id: &str, allowlist: Option<&KeyAllowlist>) {
+        self.remove(key_id);
+        if let Some(allowlist) = allowlist {
+            self.insert(allowlist);
+        }
+    }
+
+    fn insert(&mut self, allowlist: &KeyAllowlist) {
         let key = self.tags.hash_one(allowlist.key_id.as_str());
         let until = allowlist.expires_at.unwrap_or(Millis::MAX);
         let mut tags: Entries = allowlist.patterns.iter().map(|pattern| self.pattern_tag(pattern)).collect();
@@ -190,5 +293,42 @@ mod tests {
         index.update_key("k1", None);
         let inner = index.index.read().unwrap();
         assert!(inner.holders.is_empty() && inner.entries_of.is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn a_fill_keeps_what_the_feed_changed_while_it_ran_and_preflights_wait_for_the_first() {
+        let index = Arc::new(PreflightIndex::default());
+        let generation = index.begin_fill();
+        // The fill's stream read k1 before the feed applied its change.
+        let mut fresh = Index::default();
+        fresh.insert(&allowlist("k1", &["https://old.example"], None));
+        fresh.insert(&allowlist("k2", &["https://b.example"], None));
+        index.update_key("k1", Some(&allowlist("k1", &["https://new.example"], None)));
+        let waiting = tokio::spawn({
+            let index = Arc::clone(&index);
+            async move { index.wait_filled().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished() && !index.is_filled(), "a preflight waits for the first fill");
+        assert!(index.finish_fill(generation, fresh));
+        assert!(waiting.await.unwrap(), "and is answered once it is in place");
+        assert!(allows(&index, "https://new.example", 0), "the feed's change replayed onto the fill");
+        assert!(!allows(&index, "https://old.example", 0));
+        assert!(allows(&index, "https://b.example", 0));
+        index.update_key("k2", None);
+        assert!(!allows(&index, "https://b.example", 0), "after the fill, the feed changes the index itself");
+    }
+
+    #[test]
+    fn a_superseded_fill_is_dropped() {
+        let index = PreflightIndex::default();
+        let first = index.begin_fill();
+        let second = index.begin_fill();
+        let mut stale = Index::default();
+        stale.insert(&allowlist("k1", &["https://a.example"], None));
+        assert!(!index.finish_fill(first, stale));
+        assert!(!index.is_filled());
+        assert!(index.finish_fill(second, Index::default()));
+        assert!(index.is_filled() && !allows(&index, "https://a.example", 0));
     }
 }

@@ -50,9 +50,14 @@ pub struct Seeded {
 }
 
 /// Writes `plan.tenants` tenants (`seed-0`, `seed-1`, …, module `orders`) and `plan.keys` keys
-/// spread evenly over them. Tenant ids are fixed, so seeding twice into one store is refused
-/// (`CONFLICT`) rather than doubling up.
-pub async fn seed(store: &dyn Store, plan: Plan<'_>) -> Result<Seeded, StoreError> {
+/// spread evenly over them, telling `progress` how many keys are written after each batch.
+/// Tenant ids are fixed, so seeding twice into one store is refused (`CONFLICT`) rather than
+/// doubling up.
+pub async fn seed(
+    store: &dyn Store,
+    plan: Plan<'_>,
+    progress: &mut (dyn FnMut(usize) + Send),
+) -> Result<Seeded, StoreError> {
     let tenants = plan.tenants.max(1);
     let (rolled, imported) = (plan.rolled.min(plan.keys), plan.imported.min(plan.keys));
     let now = now_millis();
@@ -111,9 +116,11 @@ pub async fn seed(store: &dyn Store, plan: Plan<'_>) -> Result<Seeded, StoreErro
         if bulk.keys.len() == BATCH {
             store.insert_bulk(&bulk).await?;
             bulk = Bulk::default();
+            progress(index + 1);
         }
     }
     store.insert_bulk(&bulk).await?;
+    progress(plan.keys);
     Ok(Seeded { tenants, keys: plan.keys, rolled, imported, audit_entries: entries })
 }
 

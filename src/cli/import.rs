@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use keygate::app::StartError;
 use serde_json::{Value, json};
 
+use super::progress::Progress;
 use super::request::AdminRequest;
 use super::target::Target;
 
 pub(crate) async fn import(target: &Target, tenant: &str, input: impl BufRead) -> Result<ExitCode, StartError> {
     let (mut created, mut failed) = (0, 0);
+    // Lines come from standard input: no total to tell the time left by.
+    let progress = Progress::new(None, "lines");
     for (index, line) in input.lines().enumerate() {
         let line = line.map_err(|error| format!("cannot read standard input: {error}"))?;
         if line.trim().is_empty() {
@@ -36,8 +39,9 @@ pub(crate) async fn import(target: &Target, tenant: &str, input: impl BufRead) -
         } else {
             failed += 1;
         }
-        println!("{outcome}");
+        progress.suspend(|| println!("{outcome}"));
+        progress.inc();
     }
-    eprintln!("keygate: {created} keys imported, {failed} lines refused");
+    progress.finish(&format!("{created} keys imported, {failed} lines refused"), created + failed);
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

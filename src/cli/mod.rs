@@ -5,6 +5,7 @@
 mod args;
 mod import;
 mod output;
+mod progress;
 mod request;
 mod serve;
 mod target;
@@ -17,6 +18,7 @@ use serde_json::json;
 
 pub(crate) use args::Cli;
 use args::{Command, ConfigCommand, KeyCommand, Output};
+use progress::Progress;
 use serve::{Hangup, serve};
 use target::{Answer, Target};
 
@@ -116,9 +118,11 @@ async fn seed(
     }
     let store = keygate::store::open_existing(config).await?;
     let started = std::time::Instant::now();
-    let seeded = keygate::seed::seed(store.as_ref(), plan).await;
+    let progress = Progress::new(Some(plan.keys as u64), "keys");
+    let seeded = keygate::seed::seed(store.as_ref(), plan, &mut |done| progress.set(done as u64)).await;
     let answer = match seeded {
         Ok(seeded) => {
+            progress.finish(&format!("seeded {} keys of {} tenants", seeded.keys, seeded.tenants), seeded.keys as u64);
             let mut data = serde_json::to_value(seeded).unwrap_or_default();
             data["seconds"] = json!(started.elapsed().as_secs_f64());
             Answer { status: http::StatusCode::OK, body: json!({ "data": data }) }

@@ -134,7 +134,7 @@ async fn dispatch(State(state): State<Arc<DecisionState>>, request: Request) -> 
 
 /// The original request, judged as the public listener would judge it, answered for the proxy.
 async fn judge(table: &RouteTable, mut request: Request) -> Result<Response, Response> {
-    if let Some(answer) = public::preflight(table, &mut request)? {
+    if let Some(answer) = public::preflight(table, &mut request).await? {
         return Ok(answer);
     }
     let handler = public::configured(table, &mut request)?;

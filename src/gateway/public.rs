@@ -72,7 +72,7 @@ pub(crate) fn answered(unmatched: &RouteMetrics, routed: Result<Response, Respon
 
 /// Routes a request and answers it; `Err` is a refusal before any route was found.
 async fn route(state: &PublicState, mut request: Request) -> Result<Response, Response> {
-    if let Some(answer) = preflight(&state.table, &mut request)? {
+    if let Some(answer) = preflight(&state.table, &mut request).await? {
         return Ok(answer);
     }
     let path = request.uri().path();
@@ -98,11 +98,7 @@ async fn route(state: &PublicState, mut request: Request) -> Result<Response, Re
 
 /// The path put in normal form (400 when it has none), then a CORS preflight answered from the
 /// allowlists (SPEC §4) — under /api/v1, and on any path some route covers — or `None`.
-#[expect(
-    clippy::result_large_err,
-    reason = "the refusal is the answer, given once per request: boxing it buys nothing"
-)]
-pub(crate) fn preflight(table: &RouteTable, request: &mut Request) -> Result<Option<Response>, Response> {
+pub(crate) async fn preflight(table: &RouteTable, request: &mut Request) -> Result<Option<Response>, Response> {
     normalize_request_path(request).map_err(IntoResponse::into_response)?;
     let path = request.uri().path();
     if !cors::is_preflight(request.method(), request.headers()) {
@@ -113,7 +109,7 @@ pub(crate) fn preflight(table: &RouteTable, request: &mut Request) -> Result<Opt
     if !under_api(path) && methods.is_empty() {
         return Ok(None);
     }
-    Ok(Some(cors::preflight(request.headers(), &table.preflight, &methods, now_millis())))
+    Ok(Some(cors::preflight(request.headers(), &table.preflight, &methods).await))
 }
 
 /// The service of the configured route a request resolves to, or the refusal: 404, 405 with
@@ -197,7 +193,13 @@ async fn readiness(state: &PublicState) -> Response {
             .into_response();
     }
     let limiter = if limiter_reachable { "reachable" } else { "unreachable" };
-    data_response(StatusCode::OK, &serde_json::json!({ "status": "ready", "rateLimiter": limiter }))
+    // Ready before the preflight index is: requests are served while it fills behind, and
+    // preflights wait for it (SPEC §4; docs/design.md).
+    let preflights = if state.table.preflight.is_filled() { "ready" } else { "filling" };
+    data_response(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "ready", "rateLimiter": limiter, "preflightIndex": preflights }),
+    )
 }
 
 /// A JSON document served as it is (`/openapi.json`, the JWKS).

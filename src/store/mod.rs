@@ -79,16 +79,6 @@ impl KeyAllowlist {
     }
 }
 
-/// What start-up and a full resync read of each key: its hash (for the filter of known keys)
-/// and what it contributes to preflights.
-#[derive(Debug, Clone)]
-pub struct KeySketch {
-    pub hash: SecretHash,
-    pub allowlist: Option<KeyAllowlist>,
-}
-
-pub type KeyVisitor<'a> = &'a mut (dyn FnMut(KeySketch) + Send);
-
 /// What an admin write changed, as recorded in the change feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -326,8 +316,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many secrets there are to know: every key, revoked ones included, and every earlier
     /// secret of a rolled key.
     async fn key_count(&self) -> Result<u64, StoreError>;
-    /// Streams a sketch of every key, one at a time: the whole set is never held at once.
-    async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError>;
+    /// Streams the hash of every secret there is to know (see [`key_count`](Self::key_count)),
+    /// one at a time: the whole set is never held at once.
+    async fn visit_key_hashes(&self, visit: &mut (dyn FnMut(SecretHash) + Send)) -> Result<(), StoreError>;
+    /// Streams the allowlist of every key that is not revoked and allows some origin.
+    async fn visit_allowlists(&self, visit: &mut (dyn FnMut(KeyAllowlist) + Send)) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError>;

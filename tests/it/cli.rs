@@ -395,6 +395,10 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     let seeded = &ran.stdout["data"];
     assert_eq!((seeded["tenants"].as_u64(), seeded["keys"].as_u64()), (Some(3), Some(12000)));
     assert!(!ran.stdout.to_string().contains("secret"), "{}", ran.stdout);
+    // Off a terminal, no bar: one summary line.
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(ran.stderr.starts_with("keygate: seeded 12000 keys of 3 tenants in "), "{}", ran.stderr);
+    assert!(ran.stderr.trim_end().ends_with(" a second)") && !ran.stderr.contains('\x1b'), "{}", ran.stderr);
 
     let listed = cli.run(&["key", "list", "seed-1", "--limit", "1000"]);
     assert_eq!(listed.code, 0, "{}", listed.stderr);
@@ -424,6 +428,32 @@ async fn seed_fills_the_store_with_working_keys_and_prints_no_secret() {
     let again = cli.run(&["seed", "--keys", "10", "--tenants", "3"]);
     assert_eq!(again.code, 1, "{}", again.stderr);
     assert!(again.stderr.contains("CONFLICT"), "{}", again.stderr);
+}
+
+/// On a terminal (a pseudo-terminal made by util-linux `script`), `seed` draws its progress:
+/// the count of the total, the rate and the time left; then clears it for the summary.
+#[tokio::test]
+async fn seed_shows_its_progress_on_a_terminal() {
+    let store = TestStore::new().await;
+    assert_eq!(Via::Store(&store).run(&["migrate"]).code, 0);
+    let keygate = env!("CARGO_BIN_EXE_keygate");
+    let mut script = Command::new("script");
+    for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("KEYGATE_")) {
+        script.env_remove(name);
+    }
+    let ran = script
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("{keygate} --store seed --keys 30000 --tenants 3 --audit"))
+        .arg("/dev/null")
+        .env("KEYGATE_STORE_URL", &store.url)
+        .env("COLUMNS", "100")
+        .output()
+        .expect("util-linux script runs");
+    let terminal = String::from_utf8_lossy(&ran.stdout);
+    assert_eq!(ran.status.code(), Some(0), "{terminal}");
+    assert!(terminal.contains("/30,000 keys, "), "the count of the total: {terminal}");
+    assert!(terminal.contains(" left"), "the time left: {terminal}");
+    assert!(terminal.contains("keygate: seeded 30000 keys of 3 tenants in "), "{terminal}");
 }
 
 #[tokio::test]

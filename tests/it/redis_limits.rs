@@ -214,7 +214,7 @@ async fn a_failed_backend_is_allowed_through_when_so_configured() {
     let ready = app.get("/readyz").await;
     assert_eq!(
         (ready.status.as_u16(), &ready.body["data"]),
-        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable" }))
+        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable", "preflightIndex": "ready" }))
     );
 }
 
@@ -233,7 +233,7 @@ async fn a_failed_backend_falls_back_to_the_local_limiter_when_so_configured() {
     let ready = app.get("/readyz").await;
     assert_eq!(
         (ready.status.as_u16(), &ready.body["data"]),
-        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable" }))
+        (200, &serde_json::json!({ "status": "ready", "rateLimiter": "unreachable", "preflightIndex": "ready" }))
     );
 }
 

@@ -63,22 +63,6 @@ impl Dialect {
         }
     }
 
-    /// A key as one line of text, built by the engine: `hash-hex id expires-at
-    /// allowed-origins`, the origins `[]` once revoked. No field holds a space or a newline:
-    /// ids are `key_` and base62, origins are validated when saved.
-    pub(super) fn key_line(self) -> &'static str {
-        match self {
-            Self::Sqlite => {
-                "hex(secret_hash) || ' ' || id || ' ' || COALESCE(expires_at, '') || ' ' || \
-                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
-            }
-            Self::Postgres => {
-                "encode(secret_hash, 'hex') || ' ' || id || ' ' || COALESCE(expires_at::text, '') || ' ' || \
-                 CASE WHEN revoked_at IS NULL THEN allowed_origins ELSE '[]' END"
-            }
-        }
-    }
-
     pub(super) fn greatest(self) -> &'static str {
         match self {
             Self::Sqlite => "MAX",

@@ -41,8 +41,8 @@ use crate::model::{ApiKey, KeyState, KeyWithTenant, Tenant};
 use crate::model::{RolledSecret, SigningKeyView};
 use crate::secret::SecretHash;
 use crate::store::{
-    Bulk, ChangeKind, ChangeNotices, Edit, Feed, KeySketch, KeyVisitor, Roll, Rolled, SigningKeyRecord, Store,
-    StoreError, UsageBatch, UsageRow, UsageSelect,
+    Bulk, ChangeKind, ChangeNotices, Edit, Feed, KeyAllowlist, Roll, Rolled, SigningKeyRecord, Store, StoreError,
+    UsageBatch, UsageRow, UsageSelect,
 };
 use crate::time::Millis;
 
@@ -521,13 +521,14 @@ impl Store for SqlStore {
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64 + self.rolled_count().await?)
     }
 
-    async fn visit_keys(&self, visit: KeyVisitor<'_>) -> Result<(), StoreError> {
-        match self.dialect() {
-            dialect @ Dialect::Sqlite => keys::visit_key_pages(&self.pool, dialect, visit).await?,
-            dialect @ Dialect::Postgres => keys::visit_key_stream(&self.pool, dialect, visit).await?,
-        }
-        // Earlier secrets add their hashes; their key's line gave its allowlist.
-        self.visit_rolled(&mut |hash| visit(KeySketch { hash, allowlist: None })).await
+    async fn visit_key_hashes(&self, visit: &mut (dyn FnMut(SecretHash) + Send)) -> Result<(), StoreError> {
+        keys::visit_hashes(&self.pool, self.dialect(), visit).await?;
+        // Earlier secrets of rolled keys: each is found by its own hash.
+        self.visit_rolled(visit).await
+    }
+
+    async fn visit_allowlists(&self, visit: &mut (dyn FnMut(KeyAllowlist) + Send)) -> Result<(), StoreError> {
+        keys::visit_allowlists(&self.pool, self.dialect(), visit).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {

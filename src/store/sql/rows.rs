@@ -10,7 +10,7 @@ use crate::model::{ApiKey, Meta, Period, QuotaPlan, RateLimit, RolledSecret, Sub
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
 use crate::secret::SecretHash;
-use crate::store::{Change, ChangeKind, KeyAllowlist, KeySketch, StoreError};
+use crate::store::{Change, ChangeKind, StoreError};
 use crate::time::{Millis, now_millis};
 
 // Every column is aliased with its table's letter, so a join of both reads unambiguously.
@@ -238,30 +238,6 @@ pub(super) fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
         created_at: row.try_get("t_created_at")?,
         meta: meta(row.try_get("t_meta")?)?,
     })
-}
-
-/// One line of `Dialect::key_line`.
-pub(super) fn key_sketch(line: &str) -> Result<KeySketch, StoreError> {
-    let corrupt = || StoreError::Corrupt("a key page line".to_owned());
-    let mut fields = line.splitn(4, ' ');
-    let (Some(hash), Some(id), Some(expires_at), Some(origins)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
-        return Err(corrupt());
-    };
-    let hash = decode_hex(hash).ok_or_else(corrupt)?;
-    let allowlist = match origins {
-        "[]" => None,
-        _ => Some(KeyAllowlist {
-            key_id: id.to_owned(),
-            patterns: serde_json::from_str(origins).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            expires_at: match expires_at {
-                "" => None,
-                at => Some(at.parse().map_err(|_| corrupt())?),
-            },
-        }),
-    };
-    Ok(KeySketch { hash, allowlist })
 }
 
 pub(super) fn decode_hex(text: &str) -> Option<SecretHash> {
