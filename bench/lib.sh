@@ -49,3 +49,22 @@ with open(sys.argv[1], "w") as f:
         f.write((str(uuid.uuid4()) if i % 2 else "sk_live_" + secrets.token_urlsafe(18)) + "\n")
 PY
 }
+
+# Runs a command as the postgres user when we are root (PostgreSQL refuses to run as root).
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# start_postgres DIR: a throwaway PostgreSQL cluster in DIR/pg (trust, loopback only) with a
+# database `keygate`. Sets pg_bin, pg_port and pg_url; stop_postgres DIR stops it.
+start_postgres() {
+  pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+  pg_port=$(free_port)
+  [ "$(id -u)" = 0 ] && chown postgres "$1"
+  as_pg "$pg_bin/initdb" -D "$1/pg" -U postgres --auth=trust -E UTF8 > /dev/null
+  as_pg "$pg_bin/pg_ctl" -D "$1/pg" -l "$1/pg.log" -w -o "-p $pg_port -k $1 -c listen_addresses=127.0.0.1" start > /dev/null
+  as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres keygate
+  pg_url="postgres://postgres@127.0.0.1:$pg_port/keygate"
+}
+
+stop_postgres() {
+  [ -n "${pg_bin:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$1/pg" -m immediate stop > /dev/null 2>&1 || true
+}

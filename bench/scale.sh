@@ -36,11 +36,10 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
-  [ -n "${pg_bin:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null 2>&1 || true
+  stop_postgres "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # wrk scripts: a preflight, a session mint (a guarded request: key, limit, origin, scope), and
 # a flood of distinct well-formed unknown keys read from a file.
@@ -106,13 +105,8 @@ report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(ver
 for engine in $ENGINES; do
   echo "== $engine: $KEYS keys of $TENANTS tenants"
   if [ "$engine" = postgres ]; then
-    pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-    pg_port=$(free_port)
-    [ "$(id -u)" = 0 ] && chown postgres "$work"
-    as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 > /dev/null
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start > /dev/null
-    as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres keygate
-    store="postgres://postgres@127.0.0.1:$pg_port/keygate"
+    start_postgres "$work"
+    store=$pg_url
   else
     store="sqlite://$work/keygate.db"
   fi
@@ -303,7 +297,7 @@ PY
     wait "$pid" 2> /dev/null || true
   fi
   if [ "$engine" = postgres ]; then
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null
+    stop_postgres "$work"
     pg_bin=
   fi
 done

@@ -25,11 +25,10 @@ bin=$PWD/target/release/keygate
 work=$(mktemp -d)
 cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2> /dev/null || true
-  [ -n "${pg_bin:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null 2>&1 || true
+  stop_postgres "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 now() { date +%s.%N; }
 
 export KEYGATE_LOG=warn KEYGATE_RATE_LIMIT_LIMIT=1000000000
@@ -38,13 +37,8 @@ for engine in $ENGINES; do
   if [ -n "$given" ]; then
     export KEYGATE_STORE_URL=$given
   elif [ "$engine" = postgres ]; then
-    pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
-    pg_port=$(free_port)
-    [ "$(id -u)" = 0 ] && chown postgres "$work"
-    as_pg "$pg_bin/initdb" -D "$work/pg" -U postgres --auth=trust -E UTF8 > /dev/null
-    as_pg "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/pg.log" -w -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start > /dev/null
-    as_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres keygate
-    export KEYGATE_STORE_URL="postgres://postgres@127.0.0.1:$pg_port/keygate"
+    start_postgres "$work"
+    export KEYGATE_STORE_URL=$pg_url
   else
     export KEYGATE_STORE_URL="sqlite://$work/keygate.db"
   fi
@@ -78,5 +72,5 @@ for engine in $ENGINES; do
       pid=
     done
   done
-  if [ "$engine" = postgres ] && [ -z "$given" ]; then as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop > /dev/null; rm -rf "$work/pg"; pg_bin=; fi
+  if [ "$engine" = postgres ] && [ -z "$given" ]; then stop_postgres "$work"; rm -rf "$work/pg"; pg_bin=; fi
 done
