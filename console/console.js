@@ -823,8 +823,13 @@ async function render() {
   const main = document.getElementById("main");
   const nav = document.getElementById("nav");
   const seq = ++state.renders;
+  // Busy until this page is drawn: a screen reader waits, and so can the e2e walk, which reads
+  // a page only once `data-drawn` names the address it shows.
+  main.setAttribute("aria-busy", "true");
   const mount = (nodes) => {
     if (seq !== state.renders) return; // a later navigation won
+    main.removeAttribute("aria-busy");
+    main.dataset.drawn = location.hash;
     main.replaceChildren(h("p", { id: "status", role: "status", class: "status" }), ...nodes.filter(Boolean));
     main.querySelector("h1")?.focus();
   };

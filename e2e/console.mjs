@@ -35,7 +35,17 @@ try {
   });
   page.on("pageerror", (error) => out.pageErrors.push(String(error)));
 
-  const h1 = (name) => page.getByRole("heading", { level: 1, name, exact: true }).waitFor();
+  // A page is read once it is drawn for the address shown (console.js marks it), not while
+  // the page it replaces, which may have the same heading, is still there.
+  const drawn = () =>
+    page.waitForFunction(() => {
+      const main = document.getElementById("main");
+      return !main.hasAttribute("aria-busy") && main.dataset.drawn === location.hash;
+    });
+  const h1 = async (name) => {
+    await page.getByRole("heading", { level: 1, name, exact: true }).waitFor();
+    await drawn();
+  };
   const form = (name) => page.getByRole("form", { name, exact: true });
   const button = (name, within = page) => within.getByRole("button", { name, exact: true });
   const label = (name, within = page) => within.getByLabel(name, { exact: true });
