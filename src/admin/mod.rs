@@ -615,6 +615,9 @@ impl Admin {
             let of = QuotaOf::Key { tenant_id: &key.tenant_id, key_id: &key.id };
             key.quota = self.standing(of, key.quota).await;
             let rolled_secrets = by_key.remove(&key.id).unwrap_or_default();
+            // A use by any secret is the key's use. The key was read before its earlier secrets,
+            // by another query: a usage flush that committed in between shows here too.
+            key.last_used_at = key.last_used_at.max(rolled_secrets.iter().filter_map(|s| s.last_used_at).max());
             views.push(KeyView { key, rolled_secrets });
         }
         Ok(views)

@@ -48,7 +48,14 @@ struct Shard(Mutex<Pending>);
 struct Pending {
     keys: Map<String, KeyUse>,
     /// Uses of earlier secrets of rolled keys, for their own `lastUsedAt`.
-    earlier: Map<SecretHash, Millis>,
+    earlier: Map<SecretHash, EarlierUse>,
+}
+
+/// The latest use of an earlier secret, and its key's tenant: it is written in the part that
+/// writes the key's counts, so that no reader sees the secret used and its key not.
+struct EarlierUse {
+    tenant_id: String,
+    last: Millis,
 }
 
 struct KeyUse {
@@ -115,8 +122,11 @@ impl UsageRecorder {
         };
         used.add(Count { hour, outcome, requests: 1, last: at });
         if let Some(earlier) = &record.earlier {
-            let last = pending.earlier.entry(earlier.hash).or_insert(at);
-            *last = (*last).max(at);
+            let used = pending
+                .earlier
+                .entry(earlier.hash)
+                .or_insert_with(|| EarlierUse { tenant_id: key.tenant_id.clone(), last: at });
+            used.last = used.last.max(at);
         }
     }
 
@@ -240,33 +250,41 @@ impl Pending {
                 }
             }
         }
-        for (hash, at) in other.earlier {
-            let last = self.earlier.entry(hash).or_insert(at);
-            *last = (*last).max(at);
+        for (hash, used) in other.earlier {
+            match self.earlier.entry(hash) {
+                Entry::Occupied(mut mine) => {
+                    mine.get_mut().last = mine.get().last.max(used.last);
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(used);
+                }
+            }
         }
     }
 
-    /// Up to `lanes` parts (one if `lanes` is 0 or 1; none empty), each key in its tenant's part,
-    /// so that a tenant's keys and totals are written by one transaction; the earlier secrets
-    /// in the first.
+    /// Up to `lanes` parts (one if `lanes` is 0 or 1; none empty), each key and earlier secret
+    /// in its tenant's part, so that a tenant's keys, totals and earlier secrets are written by
+    /// one transaction.
     fn split(self, lanes: usize) -> Vec<Pending> {
         if lanes <= 1 {
             return vec![self];
         }
         let mut parts: Vec<Pending> = (0..lanes).map(|_| Pending::default()).collect();
         let hasher = foldhash::fast::FixedState::default();
+        let lane_of = |tenant_id: &str| hasher.hash_one(tenant_id) as usize % lanes;
         for (id, used) in self.keys {
-            let lane = hasher.hash_one(used.tenant_id.as_str()) as usize % lanes;
-            parts[lane].keys.insert(id, used);
+            parts[lane_of(&used.tenant_id)].keys.insert(id, used);
         }
-        parts[0].earlier = self.earlier;
+        for (hash, used) in self.earlier {
+            parts[lane_of(&used.tenant_id)].earlier.insert(hash, used);
+        }
         parts.retain(|part| !part.keys.is_empty() || !part.earlier.is_empty());
         parts
     }
 
     fn batch(&self) -> UsageBatch {
         let mut batch = UsageBatch {
-            earlier: self.earlier.iter().map(|(hash, at)| (*hash, *at)).collect(),
+            earlier: self.earlier.iter().map(|(hash, used)| (*hash, used.last)).collect(),
             counts: Vec::with_capacity(self.keys.len()),
         };
         for (id, used) in &self.keys {
@@ -298,7 +316,7 @@ mod tests {
                 whole.keys.insert(format!("key_{tenant}_{key}"), used);
             }
         }
-        whole.earlier.insert(hash_secret("kg_earlier"), 9);
+        whole.earlier.insert(hash_secret("kg_earlier"), EarlierUse { tenant_id: "t3".into(), last: 9 });
         let parts = whole.split(2);
         assert_eq!(parts.len(), 2);
         assert!(parts.iter().all(|part| !part.keys.is_empty()), "twenty tenants fill both parts");
@@ -311,7 +329,9 @@ mod tests {
         assert_eq!(parts.iter().map(|part| part.keys.len()).sum::<usize>(), 100);
         let requests: u64 = parts.iter().flat_map(|part| part.keys.values()).map(|used| used.counts[0].requests).sum();
         assert_eq!(requests, 20 * 15);
-        assert_eq!((parts[0].earlier.len(), parts[1].earlier.len()), (1, 0), "the earlier secrets go in the first");
+        let with_earlier: Vec<&Pending> = parts.iter().filter(|part| !part.earlier.is_empty()).collect();
+        assert_eq!(with_earlier.len(), 1, "an earlier secret is written once");
+        assert!(with_earlier[0].keys.values().any(|used| used.tenant_id == "t3"), "in its key's tenant's part");
         assert_eq!(Pending::default().split(1).len(), 1);
         let mut single = Pending::default();
         let count = Count { hour: 0, outcome: Outcome::Ok, requests: 1, last: 7 };
