@@ -6,9 +6,10 @@ Sends RATE writes a second for SECONDS through the admin API at ADMIN_URL, over 
 kept-alive connections: half key creations (spread over ten tenants), half renames of a key the
 same connection created. The schedule is fixed in advance (open loop): a write that starts late
 because an earlier one was slow counts its wait, so a stall shows in the p99 instead of lowering
-the rate. Meanwhile a prober takes the newest created key every 50 ms and asks the other
-instance, on its public listener, to mint a session with it until it is no longer unknown
-there: the time from the creation's answer to that is how far behind the other instance is.
+the rate. Meanwhile a prober takes the newest created key every 50 ms, asks the other
+instance (its public listener) to mint a session with it until it knows the key, then revokes
+the key here and asks again until the other instance refuses it: that last wait is how far
+behind the other instance is (its feed: a poll on SQLite, NOTIFY on PostgreSQL).
 Prints one JSON object.
 """
 
@@ -42,7 +43,7 @@ for t in range(10):
     assert status in (201, 409), status
 
 late, service, errors = [], [], []
-newest = {"at": 0.0, "secret": None}
+newest = {"at": 0.0, "secret": None, "id": None}
 lock = threading.Lock()
 started = time.monotonic() + 0.2
 
@@ -63,7 +64,7 @@ def writer(lane):
                 data = json.loads(body)["data"]
                 mine = data["id"]
                 with lock:
-                    newest["at"], newest["secret"] = time.monotonic(), data["secret"]
+                    newest.update(at=time.monotonic(), secret=data["secret"], id=mine)
         else:
             status, body = call(connection, "PATCH", "/admin/v1/keys/" + mine, {"name": "renamed %d" % i})
         done = time.monotonic()
@@ -74,30 +75,45 @@ def writer(lane):
                 errors.append((status, body[:200].decode("utf-8", "replace")))
 
 
-behind = []
+known, behind = [], []
+
+
+def mint(connection, secret):
+    """The other instance's answer to a session mint with `secret`: status and error code."""
+    connection.request("POST", "/api/v1/sessions", headers={"Authorization": "Bearer " + secret, "Origin": ORIGIN})
+    response = connection.getresponse()
+    body = response.read()
+    code = json.loads(body).get("error", {}).get("code") if response.status >= 400 else None
+    return response.status, code
+
+
+def until(connection, secret, since, done):
+    """Asks until `done(status, code)`; the seconds since `since` (inf after 10 s)."""
+    while not done(*mint(connection, secret)):
+        if time.monotonic() - since > 10:
+            return float("inf")
+        time.sleep(0.002)
+    return time.monotonic() - since
 
 
 def prober():
-    connection = connect(other)
+    """The newest created key, every 50 ms: once the other instance knows it (an unknown key
+    makes it catch up at once), it is revoked here and the other instance asked until it
+    refuses it: that is the feed's own delay (its poll on SQLite, NOTIFY on PostgreSQL)."""
+    connection, revoker = connect(other), connect(admin)
     seen = None
     while time.monotonic() < started + seconds:
         with lock:
-            at, secret = newest["at"], newest["secret"]
+            at, secret, key_id = newest["at"], newest["secret"], newest["id"]
         if secret is None or secret == seen:
             time.sleep(0.005)
             continue
-        while True:
-            connection.request("POST", "/api/v1/sessions", headers={"Authorization": "Bearer " + secret, "Origin": ORIGIN})
-            response = connection.getresponse()
-            response.read()
-            if response.status != 401:
-                behind.append(time.monotonic() - at)
-                break
-            if time.monotonic() - at > 10:
-                behind.append(float("inf"))
-                break
-            time.sleep(0.002)
         seen = secret
+        known.append(until(connection, secret, at, lambda status, code: status != 401))
+        status, _ = call(revoker, "POST", "/admin/v1/keys/%s/revoke" % key_id, {})
+        revoked = time.monotonic()
+        assert status == 200, status
+        behind.append(until(connection, secret, revoked, lambda status, code: code == "API_KEY_REVOKED"))
         time.sleep(0.05)
 
 
@@ -120,6 +136,7 @@ print(json.dumps({
     "errors": len(errors), "firstError": errors[0] if errors else None,
     "p50Ms": pct(late, 0.5), "p99Ms": pct(late, 0.99), "maxMs": pct(late, 1.0),
     "serviceP99Ms": pct(service, 0.99),
+    "knownP99Ms": pct(known, 0.99), "knownMaxMs": pct(known, 1.0),
     "behindSamples": len(behind), "behindP50Ms": pct(behind, 0.5), "behindP99Ms": pct(behind, 0.99),
     "behindMaxMs": pct(behind, 1.0),
 }))

@@ -2,7 +2,8 @@
 # Admin writes at 500 a second (issue "Scale, second round"): two instances of this tree's
 # release build on one store of KEYS keys, SQLite and PostgreSQL. RATE writes a second for
 # SECONDS through instance A's admin API over kept-alive connections (bench/admin_writes.py:
-# half key creations, half renames), while a prober measures how far behind instance B is, and
+# half key creations, half renames), while a prober revokes a key on A every 50 ms or so and
+# times until B refuses it (how far behind B's feed is), and
 # wrk measures guarded throughput (a session mint) on A beside them; the same wrk run without
 # writes before and after gives "quiet". Prints each target with its figure, met or missed.
 #
@@ -91,7 +92,8 @@ for engine in $ENGINES; do
   field() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/writes.json" "$1"; }
   report "admin writes a second sustained" "$(field perSecond)" ">=" "$(python3 -c "print($RATE * 0.98)")"
   report "admin write p99, counted from its due time (ms)" "$(field p99Ms)" "<" 20
-  report "instance B behind A, max of $(field behindSamples) samples (ms)" "$(field behindMaxMs)" "<" 1000
+  report "B refuses a key revoked on A, max of $(field behindSamples) (ms)" "$(field behindMaxMs)" "<" 1000
+  echo "  B knows a key created on A after at most $(field knownMaxMs) ms (p99 $(field knownP99Ms)): an unknown key makes it catch up"
   report "guarded throughput beside the writes (ratio to quiet)" \
     "$(python3 -c "print(round($beside / (($quiet + $quiet_after) / 2), 3))")" ">=" 0.9
   [ "$(field errors)" = 0 ] || echo "  errors: $(field errors), the first: $(field firstError)"
