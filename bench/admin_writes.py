@@ -43,6 +43,7 @@ for t in range(10):
     assert status in (201, 409), status
 
 late, service, errors = [], [], []
+last_done = [0.0]
 newest = {"at": 0.0, "secret": None, "id": None}
 lock = threading.Lock()
 started = time.monotonic() + 0.2
@@ -70,6 +71,7 @@ def writer(lane):
         done = time.monotonic()
         with lock:
             late.append(done - due)
+            last_done[0] = max(last_done[0], done)
             service.append(done - sent)
             if status not in (200, 201):
                 errors.append((status, body[:200].decode("utf-8", "replace")))
@@ -123,7 +125,7 @@ for thread in threads:
     thread.start()
 for thread in threads:
     thread.join()
-took = time.monotonic() - started
+took = last_done[0] - started  # the writes' span, not the prober's last wait
 
 
 def pct(values, p):

@@ -21,6 +21,7 @@ mod secrets;
 mod usage;
 mod values;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,7 +52,13 @@ pub struct SqlStore {
     /// Which engine (see [`SqlStore::dialect`]), and for PostgreSQL the URL of the notification
     /// connection, which lives outside the pool.
     url: StoreUrl,
+    /// SQLite's writers of this process, queued: see [`SqlStore::begin_write`].
+    write_gate: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// A write transaction and, on SQLite, this process's turn to write (held until it is dropped,
+/// after the transaction: bind it first, `let (_turn, mut tx) = …`).
+type WriteTx = (Option<tokio::sync::OwnedMutexGuard<()>>, sqlx::Transaction<'static, sqlx::Any>);
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
@@ -171,7 +178,10 @@ impl SqlStore {
                     },
                 )
             }
-            Dialect::Sqlite => options.max_connections(4).after_connect(|connection, _| {
+            // No ping before each use: the connection is a thread of this process on a local
+            // file, it cannot have gone away, and the ping is a round trip to that thread (a
+            // sixth of an admin write's: docs/performance.md).
+            Dialect::Sqlite => options.max_connections(4).test_before_acquire(false).after_connect(|connection, _| {
                 Box::pin(async move {
                     connection
                         .execute(
@@ -189,15 +199,24 @@ impl SqlStore {
             Err(error) if url.is_postgres() => return Err(unreachable(url, &connect_to, error).await),
             Err(error) => return Err(error.into()),
         };
-        Ok(Self { pool, url: url.clone() })
+        Ok(Self { pool, url: url.clone(), write_gate: Arc::default() })
     }
 
     fn dialect(&self) -> Dialect {
         Dialect::of(&self.url)
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(self.pool.begin_with(self.dialect().begin_write()).await?)
+    /// A write transaction. On SQLite, one transaction of this process at a time asks for the
+    /// file's write lock: the others queue here, in order, instead of in SQLite's busy handler,
+    /// which retries after sleeps of 1 to 100 ms (8 connections writing 500 a second: writes
+    /// waited up to 81 ms for a lock free most of the time; docs/performance.md). PostgreSQL
+    /// queues writers on the revision row, without sleeps.
+    async fn begin_write(&self) -> Result<WriteTx, StoreError> {
+        let turn = match self.dialect() {
+            Dialect::Sqlite => Some(self.write_gate.clone().lock_owned().await),
+            Dialect::Postgres => None,
+        };
+        Ok((turn, self.pool.begin_with(self.dialect().begin_write()).await?))
     }
 
     /// The one read-modify-write: row `id` read under the write lock, changed by `edit`, written
@@ -209,7 +228,7 @@ impl SqlStore {
     }
 
     async fn edit<T: Stored>(&self, id: &str, edit: Edit<'_, T>, audit: Audit<'_>) -> Result<Option<T>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let row = dynamic(T::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(row) = row else { return Ok(None) };
         let mut value = T::decode(&row)?;
@@ -305,7 +324,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_tenant(&self, tenant: &Tenant, audit: Audit<'_>) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         insert_tenant_row(&mut tx, tenant).await?;
         let revision = record_change(&mut tx, self.dialect(), ChangeKind::Tenant, &tenant.id).await?;
         let after = Some(wire(tenant)?);
@@ -342,7 +361,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash, audit: Audit<'_>) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         // An imported hash may be an earlier secret of some key (a current one is UNIQUE).
         let taken = sqlx::query("SELECT 1 AS taken FROM rolled_secrets WHERE secret_hash = $1")
             .bind(hash.to_vec())
@@ -365,7 +384,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_bulk(&self, bulk: &Bulk) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         bulk::insert(&mut tx, bulk).await?;
         tx.commit().await?;
         Ok(())
@@ -447,7 +466,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_key(&self, id: &str, audit: Audit<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let row =
             dynamic(ApiKey::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(row) = row else { return Ok(false) };
@@ -464,7 +483,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_tenant(&self, id: &str, audit: Audit<'_>) -> Result<Option<bool>, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let found =
             dynamic(Tenant::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(found) = found else { return Ok(None) };
@@ -485,7 +504,7 @@ impl Store for SqlStore {
 
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         usage::list_hours(&self.pool, batch).await?;
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         usage::record(&mut tx, self.dialect(), batch).await?;
         tx.commit().await?;
         Ok(())
@@ -506,14 +525,14 @@ impl Store for SqlStore {
     }
 
     async fn prune_usage(&self, cutoff: Millis) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let pruned = usage::prune(&mut tx, cutoff).await?;
         tx.commit().await?;
         Ok(pruned)
     }
 
     async fn fold_last_uses(&self) -> Result<u64, StoreError> {
-        usage::fold(&self.pool, self.dialect()).await
+        usage::fold(self).await
     }
 
     async fn key_count(&self) -> Result<u64, StoreError> {
@@ -552,7 +571,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let revision = record_change(&mut tx, self.dialect(), ChangeKind::SigningKey, &key.kid).await?;
         insert_signing_key_in(&mut tx, revision, key, audit).await?;
         tx.commit().await?;
@@ -560,7 +579,7 @@ impl Store for SqlStore {
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRecord, audit: Audit<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         // The revision's row is the write lock on PostgreSQL (SQLite's transaction holds it
         // from its start): a second instance waits here for the first to commit, and its
         // look below, a statement of its own, then sees the first's key.
@@ -579,7 +598,7 @@ impl Store for SqlStore {
     }
 
     async fn retire_signing_key(&self, kid: &str, at: Millis, audit: Audit<'_>) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL \
              RETURNING algorithm, created_at",

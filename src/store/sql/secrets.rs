@@ -16,7 +16,7 @@ use crate::time::Millis;
 
 impl SqlStore {
     pub(super) async fn roll(&self, id: &str, roll: &Roll, audit: Audit<'_>) -> Result<Rolled, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_turn, mut tx) = self.begin_write().await?;
         let select = format!(
             "SELECT {KEY_COLUMNS}, k.secret_hash AS k_secret_hash FROM api_keys k WHERE k.id = $1{}",
             self.dialect().for_update()

@@ -196,7 +196,8 @@ pub(super) async fn read(
 /// kept. An hour is marked, its keys' latest uses read and written some thousands a
 /// transaction, and the mark made `folded_at` if no late flush took it off meanwhile. Every
 /// instance folds: a second fold of an hour writes what the first did (the greatest wins).
-pub(super) async fn fold(pool: &sqlx::AnyPool, dialect: Dialect) -> Result<u64, StoreError> {
+pub(super) async fn fold(store: &super::SqlStore) -> Result<u64, StoreError> {
+    let (pool, dialect) = (&store.pool, store.dialect());
     let this_hour = now_millis() - now_millis().rem_euclid(HOUR);
     // Marked and not finished: a fold that stopped halfway (its writes are repeated harmlessly).
     let open = "(folded_at IS NULL OR folded_at = 0)";
@@ -234,7 +235,7 @@ pub(super) async fn fold(pool: &sqlx::AnyPool, dialect: Dialect) -> Result<u64, 
         for chunk in latest.chunks(KEYS_A_FOLD) {
             let text =
                 serde_json::to_string(chunk).map_err(|error| StoreError::Unavailable(format!("last uses: {error}")))?;
-            let mut tx = pool.begin_with(dialect.begin_write()).await?;
+            let (_turn, mut tx) = store.begin_write().await?;
             dynamic(sql.clone()).bind(text).execute(&mut *tx).await?;
             tx.commit().await?;
         }
