@@ -179,8 +179,8 @@ impl SqlStore {
                 )
             }
             // No ping before each use: the connection is a thread of this process on a local
-            // file, it cannot have gone away, and the ping is a round trip to that thread (a
-            // sixth of an admin write's: docs/performance.md).
+            // file, it cannot have gone away, and the ping is one more round trip to that thread
+            // on every acquire (an admin write acquires about six times).
             Dialect::Sqlite => options.max_connections(4).test_before_acquire(false).after_connect(|connection, _| {
                 Box::pin(async move {
                     connection
@@ -208,9 +208,9 @@ impl SqlStore {
 
     /// A write transaction. On SQLite, one transaction of this process at a time asks for the
     /// file's write lock: the others queue here, in order, instead of in SQLite's busy handler,
-    /// which retries after sleeps of 1 to 100 ms (8 connections writing 500 a second: writes
-    /// waited up to 81 ms for a lock free most of the time; docs/performance.md). PostgreSQL
-    /// queues writers on the revision row, without sleeps.
+    /// which retries after sleeps of 1 to 100 ms (8 connections writing 500 a second: a write
+    /// waited up to 80 ms for a lock free most of the time, and the writes behind it up to
+    /// 1.5 s; docs/performance.md). PostgreSQL queues writers on the revision row, no sleeps.
     async fn begin_write(&self) -> Result<WriteTx, StoreError> {
         let turn = match self.dialect() {
             Dialect::Sqlite => Some(self.write_gate.clone().lock_owned().await),
