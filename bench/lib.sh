@@ -68,3 +68,16 @@ start_postgres() {
 stop_postgres() {
   [ -n "${pg_bin:-}" ] && as_pg "$pg_bin/pg_ctl" -D "$1/pg" -m immediate stop > /dev/null 2>&1 || true
 }
+
+# A scratch directory, $work, and the servers started in it, $pids: both gone at exit
+# (with a PostgreSQL cluster start_postgres made there).
+start_work() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; stop_postgres "$work"; rm -rf "$work"' EXIT
+}
+
+# verdict VALUE OP TARGET: "met" or "MISSED" (OP is < or >=); report LABEL VALUE OP TARGET
+# prints a figure beside its target.
+verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$1" "$2" "$3"; }
+report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }

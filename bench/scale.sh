@@ -32,14 +32,7 @@ install_missing "${missing[@]}"
 
 cargo build --release --quiet --bin keygate --example usage_flush
 bin=$PWD/target/release/keygate
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
-  stop_postgres "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 
 # wrk scripts: a preflight, a session mint (a guarded request: key, limit, origin, scope), and
 # a flood of distinct well-formed unknown keys read from a file.
@@ -69,7 +62,6 @@ unknown_keys "$work/unknown.keys" "$UNKNOWN"
 wrk_p99() { awk '$1 == "99%" { v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0; else if (v ~ /s$/) v = v * 1000; print v }'; }
 wrk_rps() { awk '/^Requests\/sec:/ { print $2 }'; }
 median() { python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$1" "$2" "$3"; }
 # admin_writes COUNT PER_SECOND URL [SECONDS]: PATCHes a key's name COUNT times over one
 # kept-alive connection, PER_SECOND a second (0: as fast as it goes), stopping after SECONDS.
 admin_writes() {
@@ -100,7 +92,6 @@ measure_preflights() {
     report "${1}preflight p99, $origin (ms)" "$p99" "<" 1
   done
 }
-report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }
 
 for engine in $ENGINES; do
   echo "== $engine: $KEYS keys of $TENANTS tenants"

@@ -25,14 +25,7 @@ need curl wrk python3
 compgen -G "/usr/lib/postgresql/*/bin/initdb" > /dev/null || install_missing postgresql
 cargo build --release --quiet --bin keygate
 bin=$PWD/target/release/keygate
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done
-  stop_postgres "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+start_work
 export KEYGATE_LOG=warn KEYGATE_RATE_LIMIT_LIMIT=1000000000 KEYGATE_SERVER_ADMIN_TOKEN=bench-admin-token-0123456789
 cat > "$work/mint.lua" << 'LUA'
 wrk.method = "POST"
@@ -40,10 +33,6 @@ wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET")
 wrk.headers["Origin"] = "https://bench.example"
 LUA
 rps() { awk '/^Requests\/sec:/ { print $2 }'; }
-report() {
-  printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" \
-    "$(python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$2" "$3" "$4")"
-}
 
 # start_instance NAME: keygate serve on the store, ports of its own; sets NAME_public, NAME_admin.
 start_instance() {
