@@ -28,7 +28,7 @@ async fn seeded_keys(store: &dyn Store, count: usize) -> Vec<KeyWithTenant> {
     for index in 0.. {
         let Some(tenant) = store.tenant(&format!("seed-{index}")).await.expect("the store answers") else { break };
         for key in store.keys(&tenant.id, None, None, 1000).await.expect("the store answers") {
-            records.push(KeyWithTenant { key, tenant: tenant.clone(), earlier: None });
+            records.push(KeyWithTenant::new(key, tenant.clone(), None));
         }
         if records.len() >= count {
             break;

@@ -151,7 +151,7 @@ impl IntoResponse for ApiError {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(seconds) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            headers.insert(header::RETRY_AFTER, number_value(seconds));
         }
         response.extensions_mut().insert(self.code);
         response
@@ -188,6 +188,13 @@ pub fn causes(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A whole number as a header value, in one allocation: `HeaderValue::from` of an integer
+/// takes two (a growing buffer, then the shared handle its frozen bytes need).
+pub(crate) fn number_value(number: impl itoa::Integer) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_str(digits.format(number)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
 #[cfg(test)]

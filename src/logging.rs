@@ -116,19 +116,52 @@ where
         mut writer: format::Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let meta = event.metadata();
-        let mut line = String::with_capacity(320);
-        line.push_str("{\"timestamp\":\"");
-        line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
-        line.push_str("\",\"level\":\"");
-        line.push_str(meta.level().as_str());
-        line.push_str("\",\"fields\":{");
-        event.record(&mut JsonFields { line: &mut line, first: true });
-        line.push_str("},\"target\":");
-        push_json_str(&mut line, meta.target());
-        line.push_str("}\n");
-        writer.write_str(&line)
+        with_line_buffer(|line| {
+            let meta = event.metadata();
+            line.push_str("{\"timestamp\":\"");
+            push_timestamp(line, chrono::Utc::now());
+            line.push_str("\",\"level\":\"");
+            line.push_str(meta.level().as_str());
+            line.push_str("\",\"fields\":{");
+            event.record(&mut JsonFields { line, first: true });
+            line.push_str("},\"target\":");
+            push_json_str(line, meta.target());
+            line.push_str("}\n");
+            writer.write_str(line)
+        })
     }
+}
+
+/// Runs `make` on an empty line buffer: the thread's own, so that a line costs no allocation
+/// once the buffer is big enough; a fresh one should a line be made while another is.
+fn with_line_buffer<R>(make: impl FnOnce(&mut String) -> R) -> R {
+    thread_local! {
+        static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+    }
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            make(&mut line)
+        }
+        Err(_) => make(&mut String::with_capacity(512)),
+    })
+}
+
+/// RFC 3339 in UTC with microseconds (`2026-12-06T22:55:00.123456Z`), as
+/// `to_rfc3339_opts(Micros, true)` writes it, without the `String` it returns.
+fn push_timestamp(line: &mut String, at: chrono::DateTime<chrono::Utc>) {
+    use chrono::{Datelike, Timelike};
+    let micros = at.timestamp_subsec_micros().min(999_999);
+    let _ = write!(
+        line,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
 }
 
 /// Writes each field as `"name":value` into the line.
@@ -180,13 +213,31 @@ impl Visit for JsonFields<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.name(field);
-        push_json_str(self.line, &format!("{value:?}"));
+        // Formatted straight into the line, escaped on the way (`%method`, `client`).
+        self.line.push('"');
+        let _ = write!(Escaped(self.line), "{value:?}");
+        self.line.push('"');
+    }
+}
+
+/// Writes what is formatted into it as the inside of a JSON string.
+struct Escaped<'a>(&'a mut String);
+
+impl std::fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        push_json_chars(self.0, text);
+        Ok(())
     }
 }
 
 /// `text` as a JSON string: quotes, backslashes and control characters escaped.
 fn push_json_str(line: &mut String, text: &str) {
     line.push('"');
+    push_json_chars(line, text);
+    line.push('"');
+}
+
+fn push_json_chars(line: &mut String, text: &str) {
     for c in text.chars() {
         match c {
             '"' => line.push_str("\\\""),
@@ -200,7 +251,6 @@ fn push_json_str(line: &mut String, text: &str) {
             c => line.push(c),
         }
     }
-    line.push('"');
 }
 
 static STDERR: OnceLock<LogSink> = OnceLock::new();
@@ -269,6 +319,17 @@ mod tests {
 
     fn written(out: &Captured) -> String {
         out.text()
+    }
+
+    #[test]
+    fn the_timestamp_is_chronos_rfc_3339_with_microseconds() {
+        for millis in [0, 1, 999, 1_000, 86_399_999, 951_782_400_123, 1_796_601_600_000, 253_402_300_799_999] {
+            let at = chrono::DateTime::from_timestamp_millis(millis).unwrap()
+                + chrono::Duration::microseconds(millis.rem_euclid(7) * 111);
+            let mut line = String::new();
+            push_timestamp(&mut line, at);
+            assert_eq!(line, at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        }
     }
 
     #[test]

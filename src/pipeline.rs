@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::cache::Lookup;
 use crate::config::{Config, KeyHeader, OnBackendError};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, number_value};
 use crate::feed::StoreWatch;
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
 use crate::origin::Origin;
@@ -620,9 +620,9 @@ impl Decision {
         const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
         const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
         if let Some(quota) = &self.quota {
-            headers.insert(LIMIT, HeaderValue::from(quota.limit));
-            headers.insert(REMAINING, HeaderValue::from(quota.remaining));
-            headers.insert(RESET, HeaderValue::from(quota.reset));
+            headers.insert(LIMIT, number_value(quota.limit));
+            headers.insert(REMAINING, number_value(quota.remaining));
+            headers.insert(RESET, number_value(quota.reset));
         }
         if let Some((policy, left)) = &self.ietf {
             const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -35,11 +35,18 @@ const USER_AGENT_CHARS: usize = 200;
 
 /// A request id unique across instances and restarts: a random prefix drawn once per process,
 /// then a counter. Cheaper than drawing randomness per request, and ids of one process sort.
-fn next_request_id() -> String {
+/// Written on the stack and copied once, into the header value the line also logs.
+fn next_request_id() -> Option<HeaderValue> {
+    use std::io::Write as _;
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| random_base62(12));
-    format!("{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed))
+    // 12 base62 characters and at most 16 hex digits.
+    let mut id = [0u8; 28];
+    let mut cursor = std::io::Cursor::new(&mut id[..]);
+    write!(cursor, "{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed)).ok()?;
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&id[..written]).ok()
 }
 
 /// Assigns a request id, runs the request, stamps the id on the response and logs the line.
@@ -59,7 +66,7 @@ pub(crate) fn log_request(
 }
 
 async fn logged(listener: &'static str, client: Option<IpAddr>, mut request: Request, next: Next) -> Response {
-    let request_id = next_request_id();
+    let id = next_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|agent| {
@@ -69,14 +76,14 @@ async fn logged(listener: &'static str, client: Option<IpAddr>, mut request: Req
     });
     let started = std::time::Instant::now();
     // Made once: stamped on the request (the upstream sees it) and on the response.
-    let header = HeaderValue::from_str(&request_id).ok();
-    if let Some(value) = &header {
+    if let Some(value) = &id {
         request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     }
     let mut response = next.run(request).await;
-    if let Some(value) = header {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    if let Some(value) = &id {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     }
+    let request_id = id.as_ref().and_then(|value| value.to_str().ok());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
     let identity = response.extensions().get::<LoggedIdentity>();
     let upstream = response.extensions().get::<LoggedUpstream>();

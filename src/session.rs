@@ -6,9 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use quick_cache::sync::Cache;
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +71,7 @@ pub enum SessionError {
 const VERIFIED_TOKENS: usize = 10_000;
 
 struct KeyRing {
-    signer: Option<(String, EncodingKey)>,
+    signer: Option<Signer>,
     verifiers: HashMap<String, DecodingKey>,
     jwks: serde_json::Value,
     /// Tokens signed by this ring's keys, by the exact token text. It goes with the ring: a
@@ -120,6 +121,51 @@ pub fn generate_key(algorithm: SessionAlgorithm, now: Millis) -> Result<SigningK
     })
 }
 
+/// The key that signs new tokens, prepared once per ring: its key schedule (an HMAC key, an
+/// Ed25519 pair parsed from its PKCS #8 form) and the token's encoded header, the same for
+/// every token it signs. A mint then serialises the claims and signs (jsonwebtoken's `encode`
+/// rebuilt the key and the header on every call). Tokens are still checked by jsonwebtoken.
+struct Signer {
+    /// The base64url of the JOSE header (`alg`, `kid`, `typ`), then the `.`.
+    header: String,
+    key: SigningKey,
+}
+
+#[expect(clippy::large_enum_variant, reason = "one in a key ring, used by every mint: boxing it buys nothing")]
+enum SigningKey {
+    Hmac(aws_lc_rs::hmac::Key),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl Signer {
+    fn new(algorithm: SessionAlgorithm, record: &SigningKeyRecord) -> Option<Self> {
+        let key = match algorithm {
+            SessionAlgorithm::HS256 => {
+                SigningKey::Hmac(aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &record.private_key))
+            }
+            SessionAlgorithm::EdDSA => SigningKey::Ed25519(Ed25519KeyPair::from_pkcs8(&record.private_key).ok()?),
+        };
+        let header = serde_json::json!({ "alg": algorithm.as_str(), "kid": record.kid, "typ": "JWT" });
+        Some(Self { header: URL_SAFE_NO_PAD.encode(header.to_string()) + ".", key })
+    }
+
+    /// The compact JWS of `claims`: header, payload and signature, each base64url.
+    fn sign(&self, claims: &NewClaims<'_>) -> Option<String> {
+        let payload = serde_json::to_vec(claims).ok()?;
+        let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
+        token.push_str(&self.header);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signed = token.as_bytes();
+        let signature = match &self.key {
+            SigningKey::Hmac(key) => aws_lc_rs::hmac::sign(key, signed).as_ref().to_vec(),
+            SigningKey::Ed25519(pair) => pair.sign(signed).as_ref().to_vec(),
+        };
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Some(token)
+    }
+}
+
 impl KeyRing {
     /// Builds the ring from the stored keys of `algorithm`: the newest unretired key signs,
     /// every unretired key verifies.
@@ -133,21 +179,19 @@ impl KeyRing {
         let mut published = Vec::new();
         let usable = records.iter().filter(|r| r.algorithm == algorithm.as_str() && r.retired_at.is_none());
         for record in usable {
-            let (encoding, decoding) = match algorithm {
-                SessionAlgorithm::HS256 => {
-                    (EncodingKey::from_secret(&record.private_key), DecodingKey::from_secret(&record.private_key))
-                }
+            let decoding = match algorithm {
+                SessionAlgorithm::HS256 => DecodingKey::from_secret(&record.private_key),
                 SessionAlgorithm::EdDSA => {
                     let x = URL_SAFE_NO_PAD.encode(&record.public_key);
                     published.push(serde_json::json!({
                         "kty": "OKP", "crv": "Ed25519", "x": x, "kid": record.kid, "alg": "EdDSA", "use": "sig",
                     }));
-                    (EncodingKey::from_ed_der(&record.private_key), DecodingKey::from_ed_der(&record.public_key))
+                    DecodingKey::from_ed_der(&record.public_key)
                 }
             };
             ring.verifiers.insert(record.kid.clone(), decoding);
             // Records come oldest first, so the last one seen signs.
-            ring.signer = Some((record.kid.clone(), encoding));
+            ring.signer = Signer::new(algorithm, record);
         }
         ring.jwks = serde_json::json!({ "keys": published });
         ring
@@ -203,7 +247,7 @@ impl Sessions {
     /// Mints a token for `key` at `origin`, living `ttl_seconds` but never past the key's expiry.
     pub fn mint(&self, key: &ApiKey, origin: &Origin, now: Millis) -> Option<MintedSession> {
         let ring = self.current();
-        let (kid, encoding) = ring.signer.as_ref()?;
+        let signer = ring.signer.as_ref()?;
         let iat = now.div_euclid(1000);
         let key_end = key.expires_at.map_or(i64::MAX, |at| at.div_euclid(1000));
         let exp = (iat + self.ttl_seconds).min(key_end);
@@ -218,11 +262,7 @@ impl Sessions {
             exp,
             jti: &jti,
         };
-        let mut header = Header::new(jwt_algorithm(self.algorithm));
-        header.typ = Some("JWT".to_owned());
-        header.kid = Some(kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, encoding).ok()?;
-        Some(MintedSession { token, expires_at: exp })
+        Some(MintedSession { token: signer.sign(&claims)?, expires_at: exp })
     }
 
     /// Checks a presented token against the authenticated key and the request's origin.

@@ -264,32 +264,20 @@ impl Proxy {
 /// What keygate vouches for of an allowed caller, to the upstream or in a decision (SPEC §7,
 /// §14): its tenant, key, scopes and channel, and with `forward_meta` the key's `meta`.
 pub(crate) fn identity_headers(headers: &mut HeaderMap, principal: &Principal, forward_meta: bool) {
-    let record = &principal.record;
-    let scopes = record.key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
-    set(headers, X_KEYGATE_TENANT, &record.tenant.id);
-    set(headers, X_KEYGATE_KEY, &record.key.id);
-    set(headers, X_KEYGATE_SCOPES, &scopes);
-    set(headers, X_KEYGATE_CHANNEL, principal.channel.as_str());
-    if forward_meta && let Some(meta) = &record.key.meta {
-        set(headers, X_KEYGATE_META, &ascii_json(meta.as_str()));
-    }
-}
-
-/// Compact JSON with every character outside visible ASCII written as a `\uXXXX` escape, so
-/// that it is a header value (JSON already escapes control characters).
-fn ascii_json(json: &str) -> String {
-    let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
+    // Made once per cached key: a request clones them (a reference count each).
+    let values = principal.record.identity_headers();
+    let mut set = |name: HeaderName, value: &Option<HeaderValue>| {
+        if let Some(value) = value {
+            headers.insert(name, value.clone());
         }
+    };
+    set(X_KEYGATE_TENANT, &values.tenant);
+    set(X_KEYGATE_KEY, &values.key);
+    set(X_KEYGATE_SCOPES, &values.scopes);
+    if forward_meta {
+        set(X_KEYGATE_META, &values.meta);
     }
-    out
+    headers.insert(X_KEYGATE_CHANNEL, HeaderValue::from_static(principal.channel.as_str()));
 }
 
 fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {

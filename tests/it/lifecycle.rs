@@ -654,6 +654,13 @@ async fn meta_is_kept_as_given_replaced_whole_and_reaches_only_a_route_that_asks
     assert_eq!(accented["meta"], json!({ "city": "Zürich" }));
     assert_eq!(orders(&app, &secret).await.status, 200);
     assert_eq!(upstream.last().header("x-keygate-meta"), Some(r#"{"city":"Z\u00fcrich"}"#));
+    // The forwarded values are made once per cached key: a change to the key makes them again.
+    assert_eq!(upstream.last().header("x-keygate-scopes"), Some("orders:read orders:write"));
+    app.patch_key(id, json!({ "scopes": ["orders:read"], "meta": { "city": "Genève" } })).await;
+    assert_eq!(orders(&app, &secret).await.status, 200);
+    assert_eq!(upstream.last().header("x-keygate-scopes"), Some("orders:read"));
+    assert_eq!(upstream.last().header("x-keygate-meta"), Some(r#"{"city":"Gen\u00e8ve"}"#));
+    app.patch_key(id, json!({ "scopes": ["orders:read", "orders:write"] })).await;
     // Another route does not, and a client's own X-Keygate-Meta never passes.
     let write =
         app.request("POST", "/api/v1/orders").key(&secret).header("x-keygate-meta", "{\"forged\":1}").send().await;

@@ -444,11 +444,7 @@ impl Store for SqlStore {
         );
         let row = dynamic(sql).bind(hash.to_vec()).fetch_optional(&self.pool).await?;
         row.map(|row| {
-            Ok(KeyWithTenant {
-                key: key_from_row(&row)?,
-                tenant: tenant_from_row(&row)?,
-                earlier: secrets::earlier_from_row(&row)?,
-            })
+            Ok(KeyWithTenant::new(key_from_row(&row)?, tenant_from_row(&row)?, secrets::earlier_from_row(&row)?))
         })
         .transpose()
     }
