@@ -53,12 +53,7 @@ url = "sqlite://$work/$name/keygate.db"
 [rate_limit]
 url = "memory://"
 limit = 1000000000
-[[routes]]
-prefix = "/api/v1/orders"
-methods = ["GET", "POST"]
-upstream = "http://127.0.0.1:$bare_port"
-module = "orders"
-scope = "orders:write"
+$(orders_route "$bare_port")
 CONF
   KEYGATE_CONFIG=$work/$name/keygate.toml "$bin" serve 2> "$work/$name/requests.log" &
   pid=$!

@@ -81,3 +81,16 @@ start_work() {
 # prints a figure beside its target.
 verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v < t if op == "<" else v >= t) else "MISSED")' "$1" "$2" "$3"; }
 report() { printf '  %-58s %12s   target %s %s: %s\n' "$1" "$2" "$3" "$4" "$(verdict "$2" "$3" "$4")"; }
+
+# orders_route PORT: the route the request-path benches measure, in keygate.toml form: a
+# guarded POST or GET under /api/v1/orders to the bare server on PORT.
+orders_route() {
+  cat << CONF
+[[routes]]
+prefix = "/api/v1/orders"
+methods = ["GET", "POST"]
+upstream = "http://127.0.0.1:$1"
+module = "orders"
+scope = "orders:write"
+CONF
+}

@@ -40,12 +40,7 @@ admin_token = "$token"
 url = "sqlite://$work/keygate.db"
 [rate_limit]
 limit = 1000000000
-[[routes]]
-prefix = "/api/v1/orders"
-methods = ["GET", "POST"]
-upstream = "http://127.0.0.1:$bare_port"
-module = "orders"
-scope = "orders:write"
+$(orders_route "$bare_port")
 CONF
 target/release/keygate --config "$work/keygate.toml" serve 2> "$work/requests.log" &
 keygate=$!

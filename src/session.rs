@@ -155,15 +155,25 @@ impl Signer {
         let mut token = String::with_capacity(self.header.len() + payload.len() * 4 / 3 + 90);
         token.push_str(&self.header);
         URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-        let signed = token.as_bytes();
-        let signature = match &self.key {
-            SigningKey::Hmac(key) => aws_lc_rs::hmac::sign(key, signed).as_ref().to_vec(),
-            SigningKey::Ed25519(pair) => pair.sign(signed).as_ref().to_vec(),
-        };
-        token.push('.');
-        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        // Each signature is owned by its own type (no copy of it), then encoded onto the token.
+        match &self.key {
+            SigningKey::Hmac(key) => {
+                let tag = aws_lc_rs::hmac::sign(key, token.as_bytes());
+                append_signature(&mut token, tag.as_ref());
+            }
+            SigningKey::Ed25519(pair) => {
+                let signature = pair.sign(token.as_bytes());
+                append_signature(&mut token, signature.as_ref());
+            }
+        }
         Some(token)
     }
+}
+
+/// The JWS's last part: `.` and the signature, base64url.
+fn append_signature(token: &mut String, signature: &[u8]) {
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, token);
 }
 
 impl KeyRing {
