@@ -84,7 +84,10 @@ impl App {
         let limiter = MemoryLimiter::new(seeds.clone());
         let shared: Arc<dyn RateLimiter> = match &config.rate_limit.url {
             LimiterUrl::Memory => Arc::new(limiter.clone()),
-            LimiterUrl::Redis(url) => Arc::new(RedisLimiter::new(url, config.rate_limit.ca_file.as_deref(), seeds)?),
+            LimiterUrl::Redis(url) => {
+                let (ca_file, timeout) = (config.rate_limit.ca_file.as_deref(), config.rate_limit.timeout());
+                Arc::new(RedisLimiter::new(url, ca_file, timeout, seeds)?)
+            }
         };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(

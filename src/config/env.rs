@@ -33,6 +33,7 @@ pub(super) const ENV_KEYS: &[(&str, &str, Kind)] = &[
     ("rate_limit", "limit", Kind::Integer),
     ("rate_limit", "window_seconds", Kind::Integer),
     ("rate_limit", "on_backend_error", Kind::Text),
+    ("rate_limit", "timeout_ms", Kind::Integer),
     ("rate_limit", "failed_auth_limit", Kind::Integer),
     ("rate_limit", "failed_auth_window_seconds", Kind::Integer),
     ("rate_limit", "ietf_headers", Kind::Boolean),

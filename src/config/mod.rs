@@ -183,6 +183,9 @@ pub struct RateLimitConfig {
     pub limit: u64,
     pub window_seconds: u64,
     pub on_backend_error: OnBackendError,
+    /// A shared limiter that has not answered within this counts as failed, and
+    /// `on_backend_error` decides. Bounds connecting too.
+    pub timeout_ms: u64,
     /// Failed authentications (invalid, revoked or expired keys) per client address and
     /// `failed_auth_window_seconds`; over it, 429. 0 (the default): no limit.
     pub failed_auth_limit: u64,
@@ -194,6 +197,12 @@ pub struct RateLimitConfig {
     pub ca_file: Option<String>,
 }
 
+impl RateLimitConfig {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
@@ -201,6 +210,7 @@ impl Default for RateLimitConfig {
             limit: 600,
             window_seconds: 60,
             on_backend_error: OnBackendError::Allow,
+            timeout_ms: 250,
             failed_auth_limit: 0,
             failed_auth_window_seconds: 60,
             ietf_headers: false,
@@ -521,6 +531,11 @@ mod tests {
         assert!(load("", &[("KEYGATE_RATE_LIMIT_LIMIT", "lots")]).unwrap_err().contains("KEYGATE_RATE_LIMIT_LIMIT"));
         assert!(load("", &[("KEYGATE_SERVER_LISTN", "x")]).unwrap_err().contains("KEYGATE_SERVER_LISTN"));
         assert!(load("[sessions]\nttl_seconds = 0\n", &[]).unwrap_err().contains("sessions.ttl_seconds"));
+        assert!(load("[rate_limit]\ntimeout_ms = 0\n", &[]).unwrap_err().contains("rate_limit.timeout_ms"));
+        assert_eq!(
+            load("", &[("KEYGATE_RATE_LIMIT_TIMEOUT_MS", "900")]).unwrap().rate_limit.timeout(),
+            std::time::Duration::from_millis(900)
+        );
         assert!(load("[store]\nurl = \"mysql://x\"\n", &[]).unwrap_err().contains("store.url"));
         assert!(load("[rate_limit]\nurl = \"memcached://x\"\n", &[]).unwrap_err().contains("rate_limit.url"));
         assert!(load("", &[("KEYGATE_RATE_LIMIT_URL", "redis://127.0.0.1:6379")]).is_ok());

@@ -16,6 +16,9 @@ impl Config {
         if !(1..=86_400).contains(&self.rate_limit.window_seconds) {
             return fail("rate_limit.window_seconds", "must be between 1 and 86400");
         }
+        if !(1..=10_000).contains(&self.rate_limit.timeout_ms) {
+            return fail("rate_limit.timeout_ms", "must be between 1 and 10000");
+        }
         if self.rate_limit.failed_auth_limit > 1_000_000_000 {
             return fail("rate_limit.failed_auth_limit", "must be between 0 (no limit) and 1000000000");
         }

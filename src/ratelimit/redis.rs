@@ -14,9 +14,6 @@ use super::{Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLi
 use crate::model::{Period, QuotaUsed};
 use crate::time::now_millis;
 
-/// A backend slower than this counts as failed (`rate_limit.on_backend_error` decides).
-const TIMEOUT: Duration = Duration::from_millis(250);
-
 /// Every budget of one request, decided in one step on Redis's clock (`TIME`). KEYS: one
 /// counter prefix per budget, all with the tenant's `{hash tag}` so that they share a cluster
 /// slot. ARGV, five per key: the limit; the period (a window's seconds, `day` or `month`, UTC
@@ -38,6 +35,9 @@ pub struct RedisLimiter {
     connections: Connections,
     script: Script,
     seeds: QuotaSeeds,
+    /// A backend slower than this counts as failed (`rate_limit.timeout_ms`;
+    /// `rate_limit.on_backend_error` decides).
+    timeout: Duration,
 }
 
 fn failed(error: impl std::fmt::Display) -> LimitError {
@@ -48,10 +48,10 @@ impl RedisLimiter {
     /// Prepares connections to `url` (`redis://host:port`, `rediss://` over TLS,
     /// `unix:///path`, `redis+cluster://host1:7000,host2:7000`); they are made on first use, so
     /// keygate starts even while Redis is down. `ca_file`: for TLS, the authorities to trust
-    /// instead of the system's.
-    pub fn new(url: &str, ca_file: Option<&str>, seeds: QuotaSeeds) -> Result<Self, LimitError> {
-        let connections = Connections::new(url, ca_file, TIMEOUT).map_err(failed)?;
-        let limiter = Self { connections, script: Script::new(SCRIPT), seeds };
+    /// instead of the system's. `timeout` bounds connecting and each answer.
+    pub fn new(url: &str, ca_file: Option<&str>, timeout: Duration, seeds: QuotaSeeds) -> Result<Self, LimitError> {
+        let connections = Connections::new(url, ca_file, timeout).map_err(failed)?;
+        let limiter = Self { connections, script: Script::new(SCRIPT), seeds, timeout };
         // A bad URL is refused here, at start-up, rather than on the first request.
         limiter.connections.get().map_err(failed)?;
         Ok(limiter)
@@ -101,7 +101,8 @@ impl RedisLimiter {
             invocation.arg(seed.map_or(-1, |count| count as i64));
         }
         let call = connection.invoke::<Vec<i64>>(&invocation);
-        let answer = tokio::time::timeout(TIMEOUT, call).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
+        let answer =
+            tokio::time::timeout(self.timeout, call).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         if answer.len() != 1 + 3 * asked.len() {
             return Err(failed("the limiter script answered in an unknown shape"));
         }
@@ -181,7 +182,7 @@ impl RateLimiter for RedisLimiter {
         let mut connection = self.connections.get().map_err(failed)?;
         let command = redis::cmd("GET").arg(format!("{prefix}:{end}")).to_owned();
         let get = connection.query::<Option<u64>>(&command);
-        let held = tokio::time::timeout(TIMEOUT, get).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
+        let held = tokio::time::timeout(self.timeout, get).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         let used = match held {
             Some(count) => count,
             None => self.seeds.count(of, start, end).await?,
@@ -193,7 +194,7 @@ impl RateLimiter for RedisLimiter {
         let mut connection = self.connections.get().map_err(failed)?;
         let command = redis::cmd("PING");
         let ping = connection.query::<String>(&command);
-        tokio::time::timeout(TIMEOUT, ping).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
+        tokio::time::timeout(self.timeout, ping).await.map_err(|_| failed("timed out"))?.map_err(failed)?;
         Ok(())
     }
 }

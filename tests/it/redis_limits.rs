@@ -22,6 +22,21 @@ async fn instance(store: &Arc<TestStore>, redis: &RedisServer, policy: OnBackend
     .await
 }
 
+/// An instance for counting exactly under concurrency: `deny`, so that a request let through
+/// uncounted cannot hide, and a limiter timeout a loaded debug build will not reach (the
+/// default 250 ms is for production's sub-millisecond answers); usage flushed each second.
+async fn exact_instance(store: &Arc<TestStore>, redis: &RedisServer) -> TestApp {
+    let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
+    spawn_in(Arc::clone(store), move |c| {
+        c.rate_limit.url = url.parse().unwrap();
+        c.rate_limit.ca_file = ca_file;
+        c.rate_limit.on_backend_error = OnBackendError::Deny;
+        c.rate_limit.timeout_ms = 5000;
+        c.usage.flush_seconds = 1;
+    })
+    .await
+}
+
 #[tokio::test]
 async fn headers_are_exact_and_a_raised_limit_applies_mid_window() {
     let redis = RedisServer::start();
@@ -57,14 +72,13 @@ async fn three_instances_on_one_redis_admit_exactly_the_limit() {
     let store = TestStore::new().await;
     let mut instances = Vec::new();
     for _ in 0..3 {
-        instances.push(instance(&store, &redis, OnBackendError::Deny).await);
+        instances.push(exact_instance(&store, &redis).await);
     }
     instances[0].create_tenant(serde_json::json!({ "id": "acme", "name": "Acme" })).await;
     let (_, secret) = instances[0].limited_key("acme", &["sessions:create"], 25).await;
 
     // Six clients side by side, two on each instance, 15 requests each: concurrent within and
-    // across instances, without 90 requests landing at once on a debug build (where one Redis
-    // answer could take longer than the limiter's 250 ms and be a 503 under `deny`).
+    // across instances, without 90 requests landing at once on a debug build.
     let clients = (0..6).map(|client| {
         let app = &instances[client % 3];
         let secret = secret.clone();
@@ -99,16 +113,7 @@ async fn a_tenant_quota_across_four_keys_and_two_instances_admits_exactly_its_li
     let store = TestStore::new().await;
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let (url, ca_file) = (redis.url.clone(), redis.ca_file.clone());
-        instances.push(
-            spawn_in(Arc::clone(&store), move |c| {
-                c.rate_limit.url = url.parse().unwrap();
-                c.rate_limit.ca_file = ca_file;
-                c.rate_limit.on_backend_error = OnBackendError::Deny;
-                c.usage.flush_seconds = 1;
-            })
-            .await,
-        );
+        instances.push(exact_instance(&store, &redis).await);
     }
     let quota = serde_json::json!({ "limit": 300, "period": "month" });
     instances[0].create_tenant(serde_json::json!({ "id": "acme", "name": "Acme", "quota": quota })).await;
