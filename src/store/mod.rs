@@ -124,7 +124,7 @@ pub enum Feed {
 /// The PostgreSQL channel on which every change's revision is announced at commit.
 pub const CHANGES_CHANNEL: &str = "keygate_changes";
 
-/// How many recent changes the feed keeps. An instance that falls further behind resyncs.
+/// How many recent changes the feed keeps at least. An instance that falls further behind resyncs.
 pub const FEED_RETENTION: i64 = 10_000;
 
 pub type Edit<'a, T> = &'a (dyn Fn(&mut T) + Send + Sync);

@@ -232,10 +232,12 @@ impl SqlStore {
         let row = dynamic(T::select(self.dialect().for_update())).bind(id.to_owned()).fetch_optional(&mut *tx).await?;
         let Some(row) = row else { return Ok(None) };
         let mut value = T::decode(&row)?;
-        let before = value.wire(&mut tx).await?;
+        // An edit changes the row only: what else its entry shows is read once.
+        let around = value.around(&mut tx).await?;
+        let before = value.wire(&around)?;
         edit(&mut value);
         value.write(&mut tx).await?;
-        let after = value.wire(&mut tx).await?;
+        let after = value.wire(&around)?;
         let revision = record_change(&mut tx, self.dialect(), T::KIND, id).await?;
         let entry = Entry {
             audit,
@@ -372,7 +374,8 @@ impl Store for SqlStore {
         }
         insert_key_rows(&mut tx, &[(key.clone(), *hash)]).await?;
         let revision = record_change(&mut tx, self.dialect(), ChangeKind::Key, &key.id).await?;
-        let after = Some(key_wire(&mut tx, key).await?);
+        // A new key has no earlier secrets to read.
+        let after = Some(audit::key_view_wire(key, Vec::new())?);
         append(
             &mut tx,
             revision,

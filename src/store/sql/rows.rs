@@ -93,8 +93,11 @@ pub(super) trait Stored: Sized + Send + Sync {
     async fn write(&self, tx: &mut sqlx::AnyConnection) -> Result<(), StoreError>;
     /// The tenant it belongs to, for its audit entries.
     fn tenant_id(&self) -> &str;
-    /// The wire object its audit entries show, read in `tx`.
-    async fn wire(&self, tx: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError>;
+    /// What its audit entries show beside the row (a key's live earlier secrets), read in `tx`.
+    type Around: Send + Sync;
+    async fn around(&self, tx: &mut sqlx::AnyConnection) -> Result<Self::Around, StoreError>;
+    /// The wire object its audit entries show.
+    fn wire(&self, around: &Self::Around) -> Result<serde_json::Value, StoreError>;
 }
 
 #[async_trait]
@@ -105,7 +108,13 @@ impl Stored for Tenant {
         &self.id
     }
 
-    async fn wire(&self, _: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError> {
+    type Around = ();
+
+    async fn around(&self, _: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn wire(&self, _: &()) -> Result<serde_json::Value, StoreError> {
         super::audit::wire(self)
     }
 
@@ -135,8 +144,15 @@ impl Stored for ApiKey {
         &self.tenant_id
     }
 
-    async fn wire(&self, tx: &mut sqlx::AnyConnection) -> Result<serde_json::Value, StoreError> {
-        key_wire(tx, self).await
+    type Around = Vec<RolledSecret>;
+
+    async fn around(&self, tx: &mut sqlx::AnyConnection) -> Result<Vec<RolledSecret>, StoreError> {
+        let rolled = live_rolled_on(tx, std::slice::from_ref(&self.id), now_millis()).await?;
+        Ok(rolled.into_iter().map(|(_, secret)| secret).collect())
+    }
+
+    fn wire(&self, rolled: &Vec<RolledSecret>) -> Result<serde_json::Value, StoreError> {
+        super::audit::key_view_wire(self, rolled.clone())
     }
 
     fn select(lock: &str) -> String {
@@ -326,6 +342,5 @@ pub(super) async fn key_wire(
     connection: &mut sqlx::AnyConnection,
     key: &ApiKey,
 ) -> Result<serde_json::Value, StoreError> {
-    let rolled = live_rolled_on(connection, std::slice::from_ref(&key.id), now_millis()).await?;
-    super::audit::key_view_wire(key, rolled.into_iter().map(|(_, secret)| secret).collect())
+    key.wire(&key.around(connection).await?)
 }
