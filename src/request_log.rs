@@ -60,12 +60,32 @@ pub(crate) fn log_request(
     request: Request,
     next: Next,
 ) -> impl Future<Output = Response> + use<> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let client = peer.map(|peer| trusted.client(peer, request.headers()));
-    logged(listener, client, request, next)
+    logged_around(listener, trusted, request, move |request| next.run(request))
 }
 
-async fn logged(listener: &'static str, client: Option<IpAddr>, mut request: Request, next: Next) -> Response {
+/// [`log_request`] around any call that answers the request: the public listener's, which runs
+/// it without a router's middleware (and the boxed future and service clone those cost).
+pub(crate) fn logged_around<F, R>(
+    listener: &'static str,
+    trusted: &TrustedProxies,
+    request: Request,
+    run: R,
+) -> impl Future<Output = Response> + use<F, R>
+where
+    F: Future<Output = Response>,
+    R: FnOnce(Request) -> F,
+{
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let client = peer.map(|peer| trusted.client(peer, request.headers()));
+    logged(listener, client, request, run)
+}
+
+async fn logged<F: Future<Output = Response>>(
+    listener: &'static str,
+    client: Option<IpAddr>,
+    mut request: Request,
+    run: impl FnOnce(Request) -> F,
+) -> Response {
     let id = next_request_id();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -79,7 +99,7 @@ async fn logged(listener: &'static str, client: Option<IpAddr>, mut request: Req
     if let Some(value) = &id {
         request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     }
-    let mut response = next.run(request).await;
+    let mut response = run(request).await;
     if let Some(value) = &id {
         response.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
     }

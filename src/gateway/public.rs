@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use tower::ServiceExt;
@@ -54,9 +54,9 @@ fn under_api(path: &str) -> bool {
     path == "/api/v1" || path.starts_with("/api/v1/")
 }
 
-pub(crate) async fn dispatch(State(state): State<Arc<PublicState>>, request: Request) -> Response {
+pub(crate) async fn dispatch(state: &PublicState, request: Request) -> Response {
     let started = std::time::Instant::now();
-    let routed = route(&state, request).await;
+    let routed = route(state, request).await;
     answered(&state.unmatched, routed, started)
 }
 

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
-use crate::request_log::log_request;
+use crate::request_log::logged_around;
 use crate::shutdown::Shutdown;
 use crate::store::Store;
 
@@ -89,10 +89,16 @@ impl PublicParts {
             draining: self.shutdown.draining.clone(),
         };
         let trusted = pipeline.trusted_proxies().clone();
-        Router::new()
-            .fallback(public::dispatch)
-            .with_state(Arc::new(state))
-            .layer(axum::middleware::from_fn(move |request, next| log_request("public", &trusted, request, next)))
+        let state = Arc::new(state);
+        // Steps 1 and 2 as one service: the router only hands every request to it.
+        let public = service_fn(move |request: Request| {
+            let state = Arc::clone(&state);
+            let answered = logged_around("public", &trusted, request, move |request| async move {
+                public::dispatch(&state, request).await
+            });
+            async move { Ok::<_, Infallible>(answered.await) }
+        });
+        Router::new().fallback_service(public)
     }
 
     /// The decision listener's router for `config` (SPEC §14): the same routes, each judged by
