@@ -11,6 +11,7 @@
 //! `keys` (streaming every key) and `listen` (PostgreSQL's `LISTEN`).
 
 mod audit;
+mod batch;
 mod bulk;
 mod dialect;
 mod feed;
