@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use keygate::config::Config;
 use keygate::model::KeyWithTenant;
+use keygate::secret::random_base62;
 use keygate::store::{Store, UsageBatch, UsageCount};
 use keygate::time::now_millis;
 use keygate::usage::{Outcome, UsageRecorder};
@@ -65,7 +66,10 @@ async fn main() {
                 });
             }
         }
-        store.record_usage(&UsageBatch { earlier: Vec::new(), counts }).await.expect("the store takes the history");
+        store
+            .record_usage(&UsageBatch { id: random_base62(22), earlier: Vec::new(), counts })
+            .await
+            .expect("the store takes the history");
     }
     let history_seconds = started.elapsed().as_secs_f64();
 
@@ -106,7 +110,7 @@ async fn main() {
         }
     }
     let rows = counts.len();
-    let batch = UsageBatch { earlier: Vec::new(), counts };
+    let batch = UsageBatch { id: random_base62(22), earlier: Vec::new(), counts };
     store.record_usage(&batch).await.expect("the store takes the tenant's month");
     println!(
         "{{\"keys\": {keys}, \"flushMs\": {{\"median\": {:.1}, \"max\": {:.1}, \"rounds\": [{}]}}, \"historyHours\": {HISTORY_HOURS}, \"historySeconds\": {history_seconds:.1}, \"tenantRows\": {rows}, \"tenantKeys\": {}}}",

@@ -183,6 +183,9 @@ pub struct BulkEntry {
 /// `lastUsedAt` is kept), and the `lastUsedAt` of earlier secrets (by hash).
 #[derive(Debug, Default)]
 pub struct UsageBatch {
+    /// Drawn by the instance for this part of a flush and kept for its retries: the store
+    /// writes a batch of one id once, however often it is sent (a retry after a lost answer).
+    pub id: String,
     pub earlier: Vec<(SecretHash, Millis)>,
     /// One per key, hour and outcome.
     pub counts: Vec<UsageCount>,
@@ -298,8 +301,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every hash key `id` can be presented with, ended earlier secrets included.
     async fn key_hashes(&self, id: &str) -> Result<Vec<SecretHash>, StoreError>;
     /// Write-behind of what an instance counted (SPEC §13), in one transaction: `lastUsedAt`
-    /// never moves back; request counts add to the stored ones. Costs in proportion to the
-    /// batch, never to the keys stored.
+    /// never moves back; request counts add to the stored ones, once for a batch's id however
+    /// often it is sent. Costs in proportion to the batch, never to the keys stored.
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError>;
     /// How many [`Store::record_usage`] writes a flush runs side by side, each with a part of
     /// its batch: 1 where one writer at a time is all there can be.

@@ -4,7 +4,9 @@
 //! shard's counts, merges them by key, and writes them in one transaction, each count with its
 //! latest request, which is the key's `lastUsedAt` ([`Store::record_usage`]). A flush costs in
 //! proportion to the keys used since the last one.
-//! What a failed write held is kept and merged into the next; SIGTERM flushes before exit.
+//! A part whose write failed is kept with the id it was sent under and sent again as it was,
+//! before anything newer: its answer may have been lost after its commit, and the store writes
+//! an id once, so a count is never written twice. SIGTERM flushes before exit.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use futures_util::future::join_all;
 
 use super::Outcome;
 use crate::model::KeyWithTenant;
-use crate::secret::SecretHash;
+use crate::secret::{SecretHash, random_base62};
 use crate::store::{Store, UsageBatch, UsageCount};
 use crate::time::Millis;
 
@@ -35,8 +37,15 @@ type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Clone)]
 pub struct UsageRecorder {
     shards: Arc<[Shard]>,
-    /// What a failed write held, for the next flush.
-    unwritten: Arc<Mutex<Pending>>,
+    /// Parts whose write failed, for the next flush: at most one a write lane, since nothing
+    /// newer is written until they are.
+    unwritten: Arc<Mutex<Vec<Part>>>,
+}
+
+/// Counts sent to the store in one batch, under an id of their own.
+struct Part {
+    id: String,
+    pending: Pending,
 }
 
 /// Padded to its own cache lines, so threads counting side by side do not share one.
@@ -146,10 +155,17 @@ impl UsageRecorder {
         lock(&self.shards[index].0)
     }
 
-    /// Writes what is pending, merged from every shard. On a store error a part is kept, whole,
-    /// for the next flush and `false` is answered; counts are never lost but to `kill -9`.
+    /// Writes what is pending, merged from every shard, in parts. A part whose write fails is
+    /// kept, whole and with its id, and `false` is answered; the next flush sends it again
+    /// first, and takes newer counts only once it is written. Counts are never lost but to
+    /// `kill -9`, and never written twice.
     pub async fn flush(&self, store: &dyn Store) -> bool {
-        let mut merged = std::mem::take(&mut *lock(&self.unwritten));
+        let retries = std::mem::take(&mut *lock(&self.unwritten));
+        if !retries.is_empty() && !self.write(store, retries).await {
+            // Newer counts wait in the shards, merged by key, however long the store is away.
+            return false;
+        }
+        let mut merged = Pending::default();
         for shard in self.shards.iter() {
             let mut taken = std::mem::take(&mut *lock(&shard.0));
             // The smaller map goes into the larger: one busy thread's 50,000 keys are not
@@ -163,19 +179,21 @@ impl UsageRecorder {
             return true;
         }
         // A store that takes several writes at once gets the batch in parts, by tenant, side by
-        // side: each part one transaction, kept whole for the next flush if it fails.
+        // side: each part one transaction.
         let parts = merged.split(store.usage_write_lanes());
-        let batches: Vec<UsageBatch> = parts.iter().map(Pending::batch).collect();
+        self.write(store, parts.into_iter().map(|pending| Part { id: random_base62(22), pending }).collect()).await
+    }
+
+    /// Writes `parts` side by side; keeps those that fail for the next flush.
+    async fn write(&self, store: &dyn Store, parts: Vec<Part>) -> bool {
+        let batches: Vec<UsageBatch> = parts.iter().map(|part| part.pending.batch(&part.id)).collect();
         let written = join_all(batches.iter().map(|batch| store.record_usage(batch))).await;
         let mut all = true;
         for (part, result) in parts.into_iter().zip(written) {
             if let Err(error) = result {
                 all = false;
-                tracing::warn!(%error, keys = part.keys.len(), "could not write usage counts; will retry");
-                let mut unwritten = lock(&self.unwritten);
-                let mut part = part;
-                part.absorb(std::mem::take(&mut *unwritten));
-                *unwritten = part;
+                tracing::warn!(%error, keys = part.pending.keys.len(), "could not write usage counts; will retry");
+                lock(&self.unwritten).push(part);
             }
         }
         all
@@ -219,7 +237,7 @@ impl UsageRecorder {
 const FINAL_FLUSH_PAUSES: [Duration; 4] =
     [Duration::from_millis(50), Duration::from_millis(150), Duration::from_millis(400), Duration::from_millis(900)];
 
-fn lock(mutex: &Mutex<Pending>) -> MutexGuard<'_, Pending> {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -282,8 +300,9 @@ impl Pending {
         parts
     }
 
-    fn batch(&self) -> UsageBatch {
+    fn batch(&self, id: &str) -> UsageBatch {
         let mut batch = UsageBatch {
+            id: id.to_owned(),
             earlier: self.earlier.iter().map(|(hash, used)| (*hash, used.last)).collect(),
             counts: Vec::with_capacity(self.keys.len()),
         };

@@ -220,6 +220,35 @@ async fn two_instances_add_up_exactly_and_a_graceful_stop_writes_what_was_counte
     assert!(seen.body["data"]["lastUsedAt"].is_string(), "lastUsedAt is written with the counts");
 }
 
+/// A part of a flush sent again under its id — its first answer lost after its commit, as when
+/// a connection breaks at shutdown — is written once; a part of another id adds.
+#[tokio::test]
+async fn a_flush_part_sent_again_under_its_id_is_counted_once() {
+    let (app, _upstream) = spawn_gateway(counting).await;
+    app.create_tenant(json!({ "id": "acme", "name": "Acme" })).await;
+    let (key, _) = app.limited_key("acme", &[], 100).await;
+    let id = key["id"].as_str().unwrap().to_owned();
+    let now = now_seconds() * 1000;
+    let count = keygate::store::UsageCount {
+        key_id: id.clone(),
+        tenant_id: "acme".into(),
+        hour_start: now - now.rem_euclid(HOUR * 1000),
+        outcome: "OK",
+        requests: 3,
+        last_used_at: now,
+    };
+    let part = keygate::store::UsageBatch { id: "part-1".into(), earlier: Vec::new(), counts: vec![count] };
+    for _ in 0..3 {
+        app.store.record_usage(&part).await.unwrap();
+    }
+    let path = format!("/admin/v1/keys/{id}/usage?{}", around_now("hour"));
+    assert_eq!(total(&app.admin_request(Method::GET, &path, None).await.body), 3, "the part, once");
+    let tenant = format!("/admin/v1/tenants/acme/usage?{}", around_now("hour"));
+    assert_eq!(total(&app.admin_request(Method::GET, &tenant, None).await.body), 3, "and once in the tenant's");
+    app.store.record_usage(&keygate::store::UsageBatch { id: "part-2".into(), ..part }).await.unwrap();
+    assert_eq!(total(&app.admin_request(Method::GET, &path, None).await.body), 6, "another part adds");
+}
+
 #[tokio::test]
 async fn a_deleted_key_s_usage_stays_in_its_tenant_s() {
     let (app, _upstream) = spawn_gateway(counting).await;
@@ -356,7 +385,8 @@ async fn a_closed_hour_is_folded_and_a_late_count_for_it_opens_it_again() {
         requests: 2,
         last_used_at: late,
     };
-    second.store.record_usage(&keygate::store::UsageBatch { earlier: Vec::new(), counts: vec![count] }).await.unwrap();
+    let batch = keygate::store::UsageBatch { id: "late".into(), earlier: Vec::new(), counts: vec![count] };
+    second.store.record_usage(&batch).await.unwrap();
     assert_eq!(folded_at(&store, hour * 1000).await, None, "the late count opens the hour");
     let seen = second.admin_request(Method::GET, &format!("/admin/v1/keys/{id}"), None).await.body;
     assert_eq!(last_used(&seen).timestamp_millis(), late, "lastUsedAt is the late count's");

@@ -69,7 +69,7 @@ async fn counted(store: &Arc<dyn Store>, key_id: &str, outcome: &'static str, re
         requests,
         last_used_at: now,
     };
-    let batch = UsageBatch { earlier: Vec::new(), counts: vec![count] };
+    let batch = UsageBatch { id: crate::secret::random_base62(22), earlier: Vec::new(), counts: vec![count] };
     store.record_usage(&batch).await.unwrap();
 }
 

@@ -70,12 +70,14 @@ impl Dialect {
                 ("changes", include_str!("../../../migrations/sqlite/0002_changes.sql")),
                 ("key_lifecycle", include_str!("../../../migrations/sqlite/0003_key_lifecycle.sql")),
                 ("quotas_and_usage", include_str!("../../../migrations/sqlite/0004_quotas_and_usage.sql")),
+                ("usage_flushes", include_str!("../../../migrations/sqlite/0005_usage_flushes.sql")),
             ],
             Self::Postgres => [
                 ("init", include_str!("../../../migrations/postgres/0001_init.sql")),
                 ("changes", include_str!("../../../migrations/postgres/0002_changes.sql")),
                 ("key_lifecycle", include_str!("../../../migrations/postgres/0003_key_lifecycle.sql")),
                 ("quotas_and_usage", include_str!("../../../migrations/postgres/0004_quotas_and_usage.sql")),
+                ("usage_flushes", include_str!("../../../migrations/postgres/0005_usage_flushes.sql")),
             ],
         };
         let migrations = scripts.into_iter().zip(1..).map(|((name, sql), version)| {

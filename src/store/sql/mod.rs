@@ -505,6 +505,10 @@ impl Store for SqlStore {
     async fn record_usage(&self, batch: &UsageBatch) -> Result<(), StoreError> {
         usage::list_hours(&self.pool, batch).await?;
         let (_turn, mut tx) = self.begin_write().await?;
+        if !usage::first_time(&mut tx, &batch.id).await? {
+            // Written by an earlier try whose answer was lost.
+            return Ok(());
+        }
         usage::record(&mut tx, self.dialect(), batch).await?;
         tx.commit().await?;
         Ok(())

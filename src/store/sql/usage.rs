@@ -108,6 +108,27 @@ fn count_cell(requests: u64) -> i64 {
     i64::try_from(requests).unwrap_or(i64::MAX)
 }
 
+/// How long a flush's id is kept: its retries come within seconds.
+const FLUSH_IDS_KEPT: Millis = 2 * 24 * HOUR;
+
+/// Records flush part `id` in `tx`, and drops the ids past [`FLUSH_IDS_KEPT`]; false when `id`
+/// was recorded already (its counts are written). On PostgreSQL a try still in flight holds
+/// the id's index entry, so this waits for it to end and then answers as it did.
+pub(super) async fn first_time(tx: &mut sqlx::AnyConnection, id: &str) -> Result<bool, StoreError> {
+    let now = now_millis();
+    let recorded =
+        sqlx::query("INSERT INTO usage_flushes (id, written_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    if recorded.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM usage_flushes WHERE written_at < $1").bind(now - FLUSH_IDS_KEPT).execute(&mut *tx).await?;
+    Ok(true)
+}
+
 /// Lists the batch's hours in `usage_hours` (one or two: this hour, and the last at its turn),
 /// each in a statement of its own before the flush's transaction: the flushes of every
 /// instance, and the parts of one flush written side by side, insert the same hour's row, and
