@@ -10,13 +10,37 @@ use super::{ADMIN_TOKEN, TestStore};
 
 /// A running `keygate serve`.
 pub struct Served {
-    pub child: Child,
+    pub child: KeygateChild,
     /// `host:port` of the public listener.
     pub public: String,
     /// `host:port` of the admin listener.
     pub admin: String,
     /// The lines it logs after the one saying where it listens.
     pub logged: Receiver<String>,
+}
+
+/// A keygate child process, killed when dropped: a test that ends, or fails, without stopping
+/// it does not leave it running.
+pub struct KeygateChild(Child);
+
+impl std::ops::Deref for KeygateChild {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KeygateChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KeygateChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Writes `{name}.toml` in the store's folder: both listeners on port 0, the admin token, the
@@ -64,7 +88,7 @@ pub fn serve(config: &Path, env: &[(&str, String)]) -> Served {
     let line: serde_json::Value = serde_json::from_str(&listening).unwrap();
     let public = line["fields"]["public"].as_str().unwrap().to_owned();
     let admin = line["fields"]["admin"].as_str().unwrap_or_default().to_owned();
-    Served { child, public, admin, logged }
+    Served { child: KeygateChild(child), public, admin, logged }
 }
 
 /// Sends `signal` (`TERM`, `HUP`, …) to `child`.
