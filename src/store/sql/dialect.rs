@@ -6,6 +6,13 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::config::StoreUrl;
 
+/// The type of a column unpacked from JSON ([`Dialect::json_rows`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum JsonColumn {
+    Text,
+    Integer,
+}
+
 /// What differs between the engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
@@ -60,6 +67,26 @@ impl Dialect {
         match self {
             Self::Sqlite => "MAX",
             Self::Postgres => "GREATEST",
+        }
+    }
+
+    /// A `SELECT` of the rows of a JSON array of arrays bound as `$1`, the inner arrays'
+    /// elements named `columns` in order: how one statement takes a whole batch.
+    pub(super) fn json_rows(self, columns: &[(&str, JsonColumn)]) -> String {
+        let picked: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(at, (name, kind))| match (self, kind) {
+                (Self::Sqlite, _) => format!("value ->> {at} AS {name}"),
+                (Self::Postgres, JsonColumn::Text) => format!("e ->> {at} AS {name}"),
+                (Self::Postgres, JsonColumn::Integer) => format!("(e ->> {at})::bigint AS {name}"),
+            })
+            .collect();
+        match self {
+            // `jsonb_each`: each inner array comes as JSONB, which `->>` reads as it is; from
+            // `json_each` it would come as text, to be parsed again for each of its elements.
+            Self::Sqlite => format!("SELECT {} FROM jsonb_each($1)", picked.join(", ")),
+            Self::Postgres => format!("SELECT {} FROM jsonb_array_elements($1::jsonb) AS e", picked.join(", ")),
         }
     }
 

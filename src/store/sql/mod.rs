@@ -11,7 +11,6 @@
 //! `keys` (streaming every key) and `listen` (PostgreSQL's `LISTEN`).
 
 mod audit;
-mod batch;
 mod bulk;
 mod dialect;
 mod feed;

@@ -1,7 +1,8 @@
 //! Usage write-behind and reads (SPEC §13): request counts per hour, key and outcome (with the
 //! latest request of each), and per hour, tenant and outcome. A flush is a few statements
-//! whatever its size: each takes thousands of rows bound as a few values ([`batch`]), so the
-//! cost is the rows, never a statement per row. The hour leads both tables' primary keys (the migration says why), and
+//! whatever its size: each takes its rows as one JSON array bound as a single value, which the
+//! engine unpacks (`jsonb_each`, or `jsonb_array_elements`), so the cost is the rows, never a
+//! statement per row. The hour leads both tables' primary keys (the migration says why), and
 //! `usage_hours` lists the hours there are: a read over a range probes each of them.
 //!
 //! A key's `lastUsedAt` is the greatest of `api_keys.last_used_at` and its rows in the hours
@@ -10,8 +11,7 @@
 
 use sqlx::Row;
 
-use super::batch::{self, Cell, Column};
-use super::dialect::Dialect;
+use super::dialect::{Dialect, JsonColumn};
 use super::rows::dynamic;
 use crate::store::{StoreError, UsageBatch, UsageCount, UsageOf, UsageRow, UsageSelect};
 use crate::time::{Millis, now_millis};
@@ -49,17 +49,14 @@ pub(super) async fn record(
     let mut hours: Vec<Millis> = counts.iter().map(|c| c.hour_start).collect();
     hours.dedup();
     reopen_hours(tx, &hours).await?;
-    let columns = batch::select(
-        dialect,
-        &[
-            ("hour_start", Column::Integer),
-            ("tenant_id", Column::Text),
-            ("key_id", Column::Text),
-            ("outcome", Column::Text),
-            ("requests", Column::Integer),
-            ("last_used_at", Column::Integer),
-        ],
-    );
+    let columns = dialect.json_rows(&[
+        ("hour_start", JsonColumn::Integer),
+        ("tenant_id", JsonColumn::Text),
+        ("key_id", JsonColumn::Text),
+        ("outcome", JsonColumn::Text),
+        ("requests", JsonColumn::Integer),
+        ("last_used_at", JsonColumn::Integer),
+    ]);
     // `WHERE true`: SQLite's parser needs it between a SELECT and ON CONFLICT.
     let sql = format!(
         "INSERT INTO usage_counts (hour_start, tenant_id, key_id, outcome, requests, last_used_at) \
@@ -68,44 +65,21 @@ pub(super) async fn record(
          requests = usage_counts.requests + excluded.requests, \
          last_used_at = {greatest}(usage_counts.last_used_at, excluded.last_used_at)"
     );
-    let rows = counts.iter().map(|c| {
-        [
-            Cell::Integer(c.hour_start),
-            Cell::Text(&c.tenant_id),
-            Cell::Text(&c.key_id),
-            Cell::Text(c.outcome),
-            Cell::Integer(count_cell(c.requests)),
-            Cell::Integer(c.last_used_at),
-        ]
-    });
-    let rows: Vec<_> = rows.collect();
-    batch::execute_in_chunks(tx, dialect, &sql, &rows, ROWS_A_STATEMENT).await?;
-    let columns = batch::select(
-        dialect,
-        &[
-            ("hour_start", Column::Integer),
-            ("tenant_id", Column::Text),
-            ("outcome", Column::Text),
-            ("requests", Column::Integer),
-        ],
-    );
+    let rows: Vec<_> =
+        counts.iter().map(|c| (c.hour_start, &c.tenant_id, &c.key_id, c.outcome, c.requests, c.last_used_at)).collect();
+    execute_in_chunks(tx, &sql, &rows).await?;
+    let columns = dialect.json_rows(&[
+        ("hour_start", JsonColumn::Integer),
+        ("tenant_id", JsonColumn::Text),
+        ("outcome", JsonColumn::Text),
+        ("requests", JsonColumn::Integer),
+    ]);
     let sql = format!(
         "INSERT INTO tenant_usage_counts (hour_start, tenant_id, outcome, requests) \
          SELECT hour_start, tenant_id, outcome, requests FROM ({columns}) AS u WHERE true \
          ON CONFLICT (hour_start, tenant_id, outcome) DO UPDATE SET requests = tenant_usage_counts.requests + excluded.requests"
     );
-    let totals: Vec<_> = tenant_totals(&counts)
-        .into_iter()
-        .map(|(hour, tenant, outcome, requests)| {
-            [Cell::Integer(hour), Cell::Text(tenant), Cell::Text(outcome), Cell::Integer(count_cell(requests))]
-        })
-        .collect();
-    batch::execute_in_chunks(tx, dialect, &sql, &totals, ROWS_A_STATEMENT).await
-}
-
-/// A request count as the BIGINT column holds it (no count comes near 2^63).
-fn count_cell(requests: u64) -> i64 {
-    i64::try_from(requests).unwrap_or(i64::MAX)
+    execute_in_chunks(tx, &sql, &tenant_totals(&counts)).await
 }
 
 /// How long a flush's id is kept: its retries come within seconds.
@@ -156,6 +130,21 @@ async fn reopen_hours(tx: &mut sqlx::AnyConnection, hours: &[Millis]) -> Result<
             .bind(hour)
             .execute(&mut *tx)
             .await?;
+    }
+    Ok(())
+}
+
+/// `sql` run once per `ROWS_A_STATEMENT` of `rows`, each chunk bound as `$1`: the JSON array of
+/// arrays the statement unpacks, serialised straight from the tuples.
+async fn execute_in_chunks<T: serde::Serialize>(
+    tx: &mut sqlx::AnyConnection,
+    sql: &str,
+    rows: &[T],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_A_STATEMENT) {
+        let text =
+            serde_json::to_string(chunk).map_err(|error| StoreError::Unavailable(format!("usage rows: {error}")))?;
+        dynamic(sql.to_owned()).bind(text).execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -242,7 +231,7 @@ pub(super) async fn fold(store: &super::SqlStore) -> Result<u64, StoreError> {
     let sql = format!(
         "UPDATE api_keys SET last_used_at = {greatest}(COALESCE(api_keys.last_used_at, 0), u.at) \
          FROM ({}) AS u WHERE api_keys.id = u.key_id",
-        batch::select(dialect, &[("key_id", Column::Text), ("at", Column::Integer)])
+        dialect.json_rows(&[("key_id", JsonColumn::Text), ("at", JsonColumn::Integer)])
     );
     let mut kept = 0;
     for hour in hours {
@@ -265,9 +254,10 @@ pub(super) async fn fold(store: &super::SqlStore) -> Result<u64, StoreError> {
         .map(|row| Ok((row.try_get("key_id")?, row.try_get("at")?)))
         .collect::<Result<_, StoreError>>()?;
         for chunk in latest.chunks(KEYS_A_FOLD) {
+            let text =
+                serde_json::to_string(chunk).map_err(|error| StoreError::Unavailable(format!("last uses: {error}")))?;
             let (_turn, mut tx) = store.begin_write().await?;
-            let rows: Vec<_> = chunk.iter().map(|(key_id, at)| [Cell::Text(key_id), Cell::Integer(*at)]).collect();
-            batch::execute_in_chunks(&mut tx, dialect, &sql, &rows, KEYS_A_FOLD).await?;
+            dynamic(sql.clone()).bind(text).execute(&mut *tx).await?;
             tx.commit().await?;
         }
         sqlx::query("UPDATE usage_hours SET folded_at = $1 WHERE hour_start = $2 AND folded_at = $3")
