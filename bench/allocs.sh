@@ -5,9 +5,12 @@
 # those seconds included). The probes slow keygate down several times over: the counts are the
 # figure, not the rates. Release build of this tree, or
 # CANDIDATE_BIN; BASELINE_BIN adds an older build, measured the same way right after.
+# MEASURE=cpu counts the process's CPU time instead (perf's task-clock, no probes: at full
+# speed), ROUNDS times over, the builds in turn.
 #
 #   bench/allocs.sh
 #   BASELINE_BIN=/tmp/keygate-old bench/allocs.sh
+#   MEASURE=cpu ROUNDS=2 BASELINE_BIN=/tmp/keygate-old bench/allocs.sh
 #
 # Needs root (uprobes), perf (Debian's linux-perf), wrk and curl; installs what is missing.
 set -euo pipefail
@@ -19,9 +22,11 @@ cargo build --release --quiet --bin keygate --example bare_server
 start_work
 
 libc=$(ldd target/release/keygate | awk '/libc\.so\.6/ { print $3 }')
-for probe in malloc realloc calloc; do
-  perf probe -q -x "$libc" -a "$probe" 2> /dev/null || true
-done
+if [ "${MEASURE:-allocations}" != cpu ]; then
+  for probe in malloc realloc calloc; do
+    perf probe -q -x "$libc" -a "$probe" 2> /dev/null || true
+  done
+fi
 trap 'perf probe -q -d "probe_libc:*" 2> /dev/null || true; for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null || true; done; rm -rf "$work"' EXIT
 
 bare_port=$(free_port)
@@ -42,6 +47,7 @@ measure() {
   local bin=$1 name=$2 port admin secret pid
   port=$(free_port)
   admin=$(free_port)
+  rm -rf "${work:?}/$name"
   mkdir -p "$work/$name"
   cat > "$work/$name/keygate.toml" << CONF
 [server]
@@ -72,7 +78,7 @@ CONF
     "401|/api/v1/orders|not-a-key|"; do
     IFS='|' read -r label path key origin <<< "$scenario"
     # Counted over wrk's whole run, so that wrk's own count is the number of requests.
-    perf stat -x, -e probe_libc:malloc,probe_libc:realloc,probe_libc:calloc -p "$pid" 2> "$work/stat" &
+    perf stat -x, -e "$events" -p "$pid" 2> "$work/stat" &
     perf_pid=$!
     sleep 0.5
     SECRET=$key ORIGIN=$origin wrk -t2 -c64 -d4s -s "$work/post.lua" "http://127.0.0.1:$port$path" > "$work/wrk.out"
@@ -86,6 +92,10 @@ CONF
     python3 - "$name" "$label" "$requests" "$work/stat" << 'PY'
 import sys
 name, label, requests, stat = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+clock = [float(line.split(",")[0]) for line in open(stat) if ",task-clock" in line]
+if clock:
+    print(f"  {name:<9} {label:<13} {clock[0] * 1000 / requests:6.1f} µs of CPU a request ({requests} requests)")
+    sys.exit()
 counts = {line.split(",")[2].split(":")[1]: int(line.split(",")[0]) for line in open(stat) if "probe_libc" in line}
 total = sum(counts.values()) / requests
 parts = ", ".join(f"{probe} {count / requests:.1f}" for probe, count in counts.items())
@@ -95,6 +105,13 @@ PY
   kill "$pid"
 }
 
-measure "${CANDIDATE_BIN:-target/release/keygate}" keygate
-[ -n "${BASELINE_BIN:-}" ] && measure "$BASELINE_BIN" baseline
+if [ "${MEASURE:-allocations}" = cpu ]; then
+  events=task-clock
+else
+  events=probe_libc:malloc,probe_libc:realloc,probe_libc:calloc
+fi
+for _ in $(seq "${ROUNDS:-1}"); do
+  measure "${CANDIDATE_BIN:-target/release/keygate}" keygate
+  if [ -n "${BASELINE_BIN:-}" ]; then measure "$BASELINE_BIN" baseline; fi
+done
 exit 0

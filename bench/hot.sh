@@ -8,6 +8,9 @@
 #   - keygate: `keygate serve` with its default request log on, a route to the bare server;
 #   - keygate on Redis: the same, its rate limiter on a redis-server of its own; also with a
 #     key quota and a tenant quota beside the window (SPEC §13), decided in the same script.
+#   - HTTP/2 through TLS: h2load (Debian's nghttp2-client) as HTTP/2 clients, several streams
+#     each, against keygate's TLS listener (HTTP/2 by ALPN) and against the first nginx's
+#     `listen ... ssl http2` on the same certificate, both in front of the bare server;
 #   - nginx auth_request: a second nginx, docs/proxies/nginx.conf as documented (with
 #     keep-alive upstreams), asking keygate's decision listener about each request before its
 #     proxy_pass to the bare server (SPEC §14); and POST /v1/verify on that listener, beside
@@ -19,6 +22,7 @@
 #
 #   bench/hot.sh                         # 3 rounds of 8 s, 64 connections
 #   ROUNDS=5 SECONDS_EACH=10 CONNECTIONS=256 bench/hot.sh
+#   H2_CLIENTS=16 H2_STREAMS=4 bench/hot.sh      # HTTP/2: connections, and streams on each
 #   BASELINE_BIN=/tmp/keygate-old bench/hot.sh   # an older build, side by side
 #   CANDIDATE_BIN=/tmp/keygate-new bench/hot.sh   # a build other than this tree's
 set -euo pipefail
@@ -27,10 +31,14 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 SECONDS_EACH=${SECONDS_EACH:-8}
 CONNECTIONS=${CONNECTIONS:-64}
+# HTTP/2: 16 connections of 4 streams each, as many requests in flight as wrk's 64.
+H2_CLIENTS=${H2_CLIENTS:-16}
+H2_STREAMS=${H2_STREAMS:-4}
 
 source bench/lib.sh
-need wrk curl redis-server
+need wrk curl redis-server openssl
 command -v nginx > /dev/null || [ -x /usr/sbin/nginx ] || install_missing nginx-light
+command -v h2load > /dev/null || install_missing nghttp2-client
 
 cargo build --release --quiet --bin keygate --example bare_server
 work=$(mktemp -d)
@@ -43,6 +51,10 @@ trap cleanup EXIT
 
 bare_port=$(free_port)
 nginx_port=$(free_port)
+nginx_tls_port=$(free_port)
+# One certificate for both TLS listeners.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls-key.pem" -out "$work/tls-cert.pem" 2> /dev/null
 target/release/examples/bare_server "127.0.0.1:$bare_port" &
 pids+=($!)
 redis_port=$(free_port)
@@ -65,18 +77,32 @@ http {
       proxy_set_header Connection "";
     }
   }
+  server {
+    listen 127.0.0.1:$nginx_tls_port ssl http2;
+    # Not the default 1,000 requests a connection: h2load does not reconnect after a GOAWAY.
+    keepalive_requests 100000000;
+    ssl_certificate $work/tls-cert.pem;
+    ssl_certificate_key $work/tls-key.pem;
+    location / {
+      proxy_pass http://bare;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 }
 CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
 # start_keygate BINARY NAME [LIMITER_URL [quotas]]: a keygate from BINARY with its own store, a
-# route to the bare server and its request log on; prints "port key limited-key session", and
+# route to the bare server and its request log on (with TLS=1, its public listener on TLS); prints "port key limited-key session", and
 # with `quotas` (SPEC §13, builds that have them) also "quota-key metered-keys": a key with a
 # key quota and a tenant quota beside its window (all far from full), and four keys of a tenant
 # allowed 1,000 requests a day between them (comma-separated).
 start_keygate() {
   local bin=$1 name=$2 limiter=${3:-memory://} quotas=${4:-} port admin decision secret limited session quota= metered=
+  local public=http
+  [ "${TLS:-}" = 1 ] && public=https
   port=$(free_port)
   admin=$(free_port)
   decision=$(free_port)
@@ -89,6 +115,7 @@ listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
 $([ "${DECISIONS:-}" = 1 ] && echo "decision_listen = \"127.0.0.1:$decision\"")
 admin_token = "bench-admin-token-0123456789"
+$([ "${TLS:-}" = 1 ] && printf 'tls_cert_file = "%s"\ntls_key_file = "%s"' "$work/tls-cert.pem" "$work/tls-key.pem")
 [store]
 url = "sqlite://$work/$name/keygate.db"
 [rate_limit]
@@ -99,7 +126,7 @@ CONF
   export KEYGATE_CONFIG=$work/$name/keygate.toml
   "$bin" serve 2> "$work/$name/requests.log" &
   echo $! >> "$work/pids"
-  until curl -s -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.05; done
+  until curl -sk -o /dev/null "$public://127.0.0.1:$port/healthz"; do sleep 0.05; done
   # Through the admin API, which every measured build serves alike.
   admin_post() {
     curl -sf -X POST -H "Authorization: Bearer bench-admin-token-0123456789" -H "Content-Type: application/json" \
@@ -113,8 +140,8 @@ CONF
   limited=$(admin_post /admin/v1/tenants/bench/keys \
     '{"name": "limited", "scopes": ["orders:write"], "rateLimit": {"limit": 1000, "windowSeconds": 86400}}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
-  session=$(curl -s -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
-    "http://127.0.0.1:$port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
+  session=$(curl -sk -X POST -H "Authorization: Bearer $secret" -H "Origin: https://bench.example" \
+    "$public://127.0.0.1:$port/api/v1/sessions" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["sessionToken"])')
   if [ "$quotas" = quotas ]; then
     local month='{"limit": 1000000000000, "period": "month"}' key_body
     admin_post /admin/v1/tenants "{\"id\": \"quota\", \"name\": \"Quota\", \"modules\": [\"orders\"], \"quota\": $month}" > /dev/null
@@ -160,6 +187,7 @@ status=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Beare
 [ "$status" = 200 ] || { echo "nginx auth_request answered $status, not 200" >&2; exit 1; }
 curl -s -X POST "http://127.0.0.1:$decision_port/v1/verify" -d "{\"key\": \"$secret\", \"path\": \"/api/v1/orders\", \"method\": \"POST\"}" |
   grep -q '"valid":true' || { echo "POST /v1/verify did not find the key valid" >&2; exit 1; }
+read -r tls_port tls_secret _ < <(TLS=1 start_keygate "$keygate_bin" tls)
 read -r redis_kg_port redis_secret redis_limited _ redis_quota redis_metered < <(start_keygate "$keygate_bin" redis \
   "redis://127.0.0.1:$redis_port" quotas)
 
@@ -187,6 +215,7 @@ LUA
 
 # NAME|METHOD|URL|KEY|ORIGIN|SESSION|EXPECTED[|BODY]: EXPECTED is 2xx (every answer), or
 # LIMIT:N (over all rounds exactly N answers are 2xx, the rest 429); BODY replaces the POST's.
+# METHOD H2GET: a GET by h2load over HTTP/2 through TLS, every answer 2xx.
 keygate=http://127.0.0.1:$keygate_port
 on_redis=http://127.0.0.1:$redis_kg_port
 verify_body="{\"key\": \"$secret\", \"method\": \"POST\", \"path\": \"/api/v1/orders\"}"
@@ -197,6 +226,8 @@ scenarios=(
   "keygate verify|POST|http://127.0.0.1:$decision_port/v1/verify||||2xx|$verify_body"
   "keygate guarded POST|POST|$keygate/api/v1/orders|$secret|||2xx"
   "keygate guarded GET|GET|$keygate/api/v1/orders|$secret|||2xx"
+  "nginx h2 GET|H2GET|https://127.0.0.1:$nginx_tls_port/api/v1/orders||||2xx"
+  "keygate h2 guarded GET|H2GET|https://127.0.0.1:$tls_port/api/v1/orders|$tls_secret|||2xx"
   "keygate mint|POST|$keygate/api/v1/sessions|$secret|https://bench.example||2xx"
   "keygate browser write|POST|$keygate/api/v1/orders|$secret|https://bench.example|$session|2xx"
   "keygate 401|POST|$keygate/api/v1/orders|kg_not_a_key|||401"
@@ -220,6 +251,24 @@ declare -A results passed
 for round in $(seq "$ROUNDS"); do
   for entry in "${scenarios[@]}"; do
     IFS='|' read -r name method url key origin session expected body <<< "$entry"
+    if [ "$method" = H2GET ]; then
+      # h2load has no percentiles: its mean and its slowest request stand in for p50 and p99.
+      out=$(h2load -t2 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D"$SECONDS_EACH" ${key:+-H "authorization: Bearer $key"} "$url")
+      rps=$(awk '/^finished in/ { print $4 }' <<< "$out")
+      read -r mean max < <(awk '/^time for request:/ { print $6, $5 }' <<< "$out")
+      # Every answer 2xx; no request errored but some of those in flight when the time was up
+      # (h2load ends its sessions then, and counts a few of their streams as errored).
+      read -r ok others < <(awk '/^status codes:/ { print $3, $5 + $7 + $9 }' <<< "$out")
+      errored=$(awk '/^requests:/ { print $12 }' <<< "$out")
+      if [ "${ok:-0}" = 0 ] || [ "$others" != 0 ] || [ "$errored" -gt $((H2_CLIENTS * H2_STREAMS)) ]; then
+        echo "$name: not every answer was 2xx:" >&2
+        grep -E '^(requests|status codes):' <<< "$out" >&2
+        exit 1
+      fi
+      results[$name]+="$rps $(to_ms <<< "$mean") $(to_ms <<< "$max");"
+      echo "  round $round  $name: $rps req/s, mean $(to_ms <<< "$mean") ms, max $(to_ms <<< "$max") ms"
+      continue
+    fi
     out=$(METHOD=$method SECRET=$key ORIGIN=$origin SESSION=$session BODY=$body wrk -t2 -c"$CONNECTIONS" \
       -d"${SECONDS_EACH}s" --latency -s "$work/post.lua" "$url")
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<< "$out")
@@ -243,7 +292,8 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 for entry in "${scenarios[@]}"; do
-  IFS='|' read -r name _ _ _ _ _ expected <<< "$entry"
+  IFS='|' read -r name method _ _ _ _ expected <<< "$entry"
+  [ "$method" = H2GET ] && continue
   case $expected in
     LIMIT:*)
       [ "${passed[$name]}" = "${expected#LIMIT:}" ] || {
@@ -265,12 +315,14 @@ for name, rounds in raw.items():
 print("\nmedians of $ROUNDS rounds, $CONNECTIONS connections:")
 for name in sys.argv[1:]:
     rps, p50, p99 = medians[name]
-    print(f"  {name:24} {rps:10.0f} req/s   p50 {p50:6.2f} ms   p99 {p99:6.2f} ms")
+    typical, slow = ("mean", "max") if " h2 " in f" {name} " else ("p50", "p99")
+    print(f"  {name:24} {rps:10.0f} req/s   {typical} {p50:6.2f} ms   {slow} {p99:6.2f} ms")
 ratio = lambda a, b: medians[a][0] / medians[b][0]
 print(f"\n  keygate mint / bare           {ratio('keygate mint', 'bare'):.2f}   (target >= 0.8)")
 print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):.2f}   (target >= 1.0)")
 print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate guarded POST'):.2f}   (target >= 0.9)")
 print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
+print(f"  HTTP/2 TLS guarded GET / nginx {ratio('keygate h2 guarded GET', 'nginx h2 GET'):.2f}   (target >= 0.8)")
 print(f"  Redis / in-process limiter    {ratio('redis guarded POST', 'keygate guarded POST'):.2f}   (target >= 0.7)")
 print(f"  Redis, quotas / window alone  {ratio('redis with quotas', 'redis guarded POST'):.2f}   (target >= 0.9)")
 print(f"  nginx auth_request / nginx    {ratio('nginx auth_request', 'nginx'):.2f}   (target >= 0.8)")
