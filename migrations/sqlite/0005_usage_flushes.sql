@@ -2,7 +2,7 @@
 -- the transaction that writes its counts records the id first. A part whose answer was lost
 -- (a dropped connection, a runtime ending at shutdown: its commit done or not) is retried with
 -- the same id, and a retry that finds the id recorded writes nothing: counted once, not twice.
--- Ids are kept two days (each flush drops older ones); a part is retried within seconds.
+-- Ids are kept two days (the hourly fold drops older ones); a part is retried within seconds.
 CREATE TABLE usage_flushes (
     id         TEXT PRIMARY KEY,
     written_at BIGINT NOT NULL

@@ -85,22 +85,30 @@ pub(super) async fn record(
 /// How long a flush's id is kept: its retries come within seconds.
 const FLUSH_IDS_KEPT: Millis = 2 * 24 * HOUR;
 
-/// Records flush part `id` in `tx`, and drops the ids past [`FLUSH_IDS_KEPT`]; false when `id`
-/// was recorded already (its counts are written). On PostgreSQL a try still in flight holds
-/// the id's index entry, so this waits for it to end and then answers as it did.
+/// Records flush part `id` in `tx`; false when `id` was recorded already (its counts are
+/// written). On PostgreSQL a try still in flight holds the id's index entry, so this waits for
+/// it to end and then answers as it did.
 pub(super) async fn first_time(tx: &mut sqlx::AnyConnection, id: &str) -> Result<bool, StoreError> {
-    let now = now_millis();
     let recorded =
         sqlx::query("INSERT INTO usage_flushes (id, written_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
-            .bind(now)
+            .bind(now_millis())
             .execute(&mut *tx)
             .await?;
-    if recorded.rows_affected() == 0 {
-        return Ok(false);
-    }
-    sqlx::query("DELETE FROM usage_flushes WHERE written_at < $1").bind(now - FLUSH_IDS_KEPT).execute(&mut *tx).await?;
-    Ok(true)
+    Ok(recorded.rows_affected() > 0)
+}
+
+/// Drops the flush ids past [`FLUSH_IDS_KEPT`]. Hourly, with the fold, rather than in each
+/// flush: the parts of a flush written side by side would delete the same old ids, and each
+/// would wait for the one before it to commit.
+async fn forget_old_flushes(store: &super::SqlStore) -> Result<(), StoreError> {
+    let (_turn, mut tx) = store.begin_write().await?;
+    sqlx::query("DELETE FROM usage_flushes WHERE written_at < $1")
+        .bind(now_millis() - FLUSH_IDS_KEPT)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Lists the batch's hours in `usage_hours` (one or two: this hour, and the last at its turn),
@@ -218,6 +226,7 @@ pub(super) async fn read(
 /// transaction, and the mark made `folded_at` if no late flush took it off meanwhile. Every
 /// instance folds: a second fold of an hour writes what the first did (the greatest wins).
 pub(super) async fn fold(store: &super::SqlStore) -> Result<u64, StoreError> {
+    forget_old_flushes(store).await?;
     let (pool, dialect) = (&store.pool, store.dialect());
     let this_hour = now_millis() - now_millis().rem_euclid(HOUR);
     // Marked and not finished: a fold that stopped halfway (its writes are repeated harmlessly).
