@@ -1,7 +1,6 @@
 //! Building keygate from a configuration and serving it. Listeners are bound by the caller
 //! (port 0 works), so tests and the CLI start keygate the same way.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,46 +8,32 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::Method;
 use axum::http::header::ACCESS_CONTROL_REQUEST_METHOD;
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use crate::admin::Admin;
-use crate::admin::tokens::AdminTokens;
 use crate::cache::KeyCache;
 use crate::config::{Config, LimiterUrl};
 use crate::cors;
-use crate::edge::limits::ConnectionLimits;
-use crate::edge::listener::{self, RouterSet, Routing};
 use crate::feed::StoreWatch;
 use crate::gateway::stack::PublicParts;
+#[cfg(feature = "gateway")]
 use crate::gateway::websocket::OpenSockets;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
-use crate::ratelimit::{MemoryLimiter, QuotaSeeds, RateLimiter, RedisLimiter};
-use crate::reload::Reloader;
+use crate::ratelimit::{MemoryLimiter, QuotaSeeds, RateLimiter};
 use crate::session::Sessions;
 use crate::shutdown::ShutdownSwitch;
 use crate::store::{self, Store};
 use crate::time::now_millis;
 use crate::usage::UsageRecorder;
 
+#[cfg(feature = "gateway")]
+mod serving;
+#[cfg(feature = "gateway")]
+pub use serving::Listeners;
+
 pub type StartError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The listeners of an [`App`]: public; admin when an admin token is set; decision when
-/// `server.decision_listen` is set.
-pub struct Listeners {
-    pub public: TcpListener,
-    pub admin: Option<TcpListener>,
-    pub decision: Option<TcpListener>,
-}
-
-impl Listeners {
-    /// Just a public listener.
-    pub fn public(public: TcpListener) -> Self {
-        Self { public, admin: None, decision: None }
-    }
-}
 
 pub struct App {
     pub config: Config,
@@ -56,8 +41,10 @@ pub struct App {
     pub pipeline: Arc<Pipeline>,
     pub admin: Arc<Admin>,
     /// The admin tokens in force: a reload replaces them.
-    admin_tokens: AdminTokens,
+    #[cfg(feature = "gateway")]
+    admin_tokens: crate::admin::tokens::AdminTokens,
     /// The open WebSockets, judged again at every change they depend on.
+    #[cfg(feature = "gateway")]
     sockets: Arc<OpenSockets>,
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
@@ -84,10 +71,14 @@ impl App {
         let limiter = MemoryLimiter::new(seeds.clone());
         let shared: Arc<dyn RateLimiter> = match &config.rate_limit.url {
             LimiterUrl::Memory => Arc::new(limiter.clone()),
+            #[cfg(feature = "redis")]
             LimiterUrl::Redis(url) => {
                 let (ca_file, timeout) = (config.rate_limit.ca_file.as_deref(), config.rate_limit.timeout());
-                Arc::new(RedisLimiter::new(url, ca_file, timeout, seeds)?)
+                Arc::new(crate::ratelimit::RedisLimiter::new(url, ca_file, timeout, seeds)?)
             }
+            // Refused at load (`crate::config`): never reached.
+            #[cfg(not(feature = "redis"))]
+            LimiterUrl::Redis(_) => return Err("rate_limit.url: built without Redis".into()),
         };
         let usage = UsageRecorder::default();
         let pipeline = Arc::new(Pipeline::new(
@@ -101,32 +92,27 @@ impl App {
         ));
         let admin = Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch)));
         let admin = Arc::new(admin.with_quotas(shared));
+        #[cfg(feature = "gateway")]
         let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
+        #[cfg(feature = "gateway")]
         watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn crate::feed::FeedListener>));
-        let admin_tokens = AdminTokens::of(&config);
+        #[cfg(feature = "gateway")]
+        let admin_tokens = crate::admin::tokens::AdminTokens::of(&config);
         let shutdown = ShutdownSwitch::default();
-        Ok(Self { config, store, pipeline, admin, admin_tokens, sockets, watch, limiter, usage, shutdown })
-    }
-
-    /// Binds the configured listeners; the admin one only when an admin token is set.
-    /// A failure names the address and its setting.
-    pub async fn bind(&self) -> Result<Listeners, StartError> {
-        let bind = |address: std::net::SocketAddr, setting: &'static str| async move {
-            TcpListener::bind(address).await.map_err(|error| format!("cannot listen on {address} ({setting}): {error}"))
-        };
-        let public = bind(self.config.server.listen, "server.listen").await?;
-        let admin = match self.config.has_admin_tokens() {
-            true => Some(bind(self.config.server.admin_listen, "server.admin_listen").await?),
-            false => {
-                tracing::warn!("no server.admin_token or admin.tokens configured: the admin listener is not started");
-                None
-            }
-        };
-        let decision = match self.config.server.decision_listen {
-            Some(address) => Some(bind(address, "server.decision_listen").await?),
-            None => None,
-        };
-        Ok(Listeners { public, admin, decision })
+        Ok(Self {
+            config,
+            store,
+            pipeline,
+            admin,
+            #[cfg(feature = "gateway")]
+            admin_tokens,
+            #[cfg(feature = "gateway")]
+            sockets,
+            watch,
+            limiter,
+            usage,
+            shutdown,
+        })
     }
 
     /// The pipeline as a tower layer for one route of an axum application.
@@ -177,24 +163,10 @@ impl App {
             pipeline: Arc::clone(&self.pipeline),
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
+            #[cfg(feature = "gateway")]
             sockets: Arc::clone(&self.sockets),
             shutdown: self.shutdown.watch(),
         }
-    }
-
-    /// The public routers, one per serving thread; with `decisions`, the decision listener's
-    /// router; and what swaps a reloaded configuration into them.
-    fn routing(&self, decisions: bool) -> Result<Routings, StartError> {
-        let parts = self.public_parts();
-        let threads = listener::serving_threads(&self.config);
-        let routers = Arc::new(RouterSet::new(threads, parts.maker(&self.config)?));
-        // On serving threads of its own, as the public listener's: a decision is a request's
-        // whole pipeline, and on the work-stealing runtime its wake-ups cost more than it does.
-        let decision = decisions.then(|| Arc::new(RouterSet::new(threads, || parts.decision_router(&self.config))));
-        let decision_routing = decision.as_ref().map(|set| set.routing());
-        let reloader =
-            Reloader::new(parts, Arc::clone(&routers), decision, self.admin_tokens.clone(), self.config.clone());
-        Ok(Routings { public: routers, decision: decision_routing, reloader: Arc::new(reloader) })
     }
 
     /// Starts the background work: noticing store changes made elsewhere, sweeping rate-limit
@@ -204,88 +176,13 @@ impl App {
         let stopped = self.shutdown.stopped();
         self.watch.spawn(stopped.clone());
         self.limiter.spawn_sweeper(stopped.clone());
+        #[cfg(feature = "gateway")]
         crate::metrics::spawn_upkeep(stopped.clone());
         let every = Duration::from_secs(self.config.usage.flush_seconds);
         let flusher = self.usage.spawn_flusher(Arc::clone(&self.store), every, stopped.clone());
         spawn_hourly_upkeep(Arc::clone(&self.store), &self.config, stopped.clone());
         Background { stop: self.shutdown.clone(), flusher }
     }
-
-    /// Serves until `shutdown` completes and `server.shutdown_delay_ms` has passed (draining:
-    /// `/readyz` fails, connections close after their current request), then closes the
-    /// listeners, finishes in-flight requests, writes pending `lastUsedAt` times, and returns.
-    pub async fn serve(
-        self,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), StartError> {
-        self.serve_reloading(listeners, shutdown, |_| {}).await
-    }
-
-    /// [`App::serve`], handing `reloading` what swaps a reloaded configuration in (the binary
-    /// reloads on SIGHUP) once the routers are made.
-    pub async fn serve_reloading(
-        self,
-        listeners: Listeners,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        reloading: impl FnOnce(Arc<Reloader>),
-    ) -> Result<(), StartError> {
-        let Listeners { public, admin, decision } = listeners;
-        let Routings { public: routers, decision: decision_routing, reloader } = self.routing(decision.is_some())?;
-        reloading(reloader);
-        let background = self.start_background();
-        self.shutdown.spawn_sequence(shutdown, Duration::from_millis(self.config.server.shutdown_delay_ms));
-        let shutdown = self.shutdown.watch();
-        let limits = ConnectionLimits::from_config(&self.config);
-        let server = &self.config.server;
-        let tls = |(setting, cert, key): (_, Option<&str>, Option<&str>)| -> Result<_, StartError> {
-            let (Some(cert), Some(key)) = (cert, key) else { return Ok(None) };
-            let certificate =
-                Arc::new(crate::edge::tls::ReloadingCertificate::load(setting, cert.as_ref(), key.as_ref())?);
-            certificate.spawn_watcher(self.shutdown.stopped());
-            Ok(Some(certificate.acceptor()?))
-        };
-        let [public_certificate, admin_certificate] = server.listener_certificates();
-        let public_tls = tls(public_certificate)?;
-        let upgraded = Some(self.sockets.drain_handle());
-        let public_server =
-            listener::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
-        let admin_server = async {
-            let Some(admin_listener) = admin.filter(|_| self.config.has_admin_tokens()) else { return Ok(()) };
-            let admin_tls = tls(admin_certificate)?;
-            let router = crate::admin::api::router(
-                Arc::clone(&self.admin),
-                self.admin_tokens.clone(),
-                self.config.sessions.algorithm,
-                self.pipeline.trusted_proxies().clone(),
-            );
-            // On the runtime that owns the store's connections: admin requests are few.
-            let routing = Routing::Caller(tokio::sync::watch::Sender::new(router).subscribe());
-            listener::serve("admin", admin_listener, routing, limits, admin_tls, shutdown.clone(), None).await?;
-            Ok::<(), StartError>(())
-        };
-        let decision_server = async {
-            let (Some(decision_listener), Some(routing)) = (decision, decision_routing) else { return Ok(()) };
-            // Plain HTTP: the listener is for a proxy or an application beside keygate (SPEC §14).
-            listener::serve("decision", decision_listener, routing, limits, None, shutdown.clone(), None).await?;
-            Ok::<(), StartError>(())
-        };
-        let (public_result, admin_result, decision_result) = tokio::join!(public_server, admin_server, decision_server);
-        public_result?;
-        admin_result?;
-        decision_result?;
-        background.stop().await;
-        self.store.close().await;
-        Ok(())
-    }
-}
-
-/// What [`App::serve_reloading`] serves its listeners with, and what swaps a reloaded
-/// configuration in.
-struct Routings {
-    public: Arc<RouterSet>,
-    decision: Option<Routing>,
-    reloader: Arc<Reloader>,
 }
 
 /// The background work of an [`App`]; see [`App::start_background`].

@@ -93,6 +93,7 @@ pub mod app;
 #[doc(hidden)]
 pub mod audit;
 #[doc(hidden)]
+#[cfg(feature = "gateway")]
 pub mod edge;
 #[doc(hidden)]
 pub mod error;
@@ -103,10 +104,12 @@ pub mod paths;
 #[doc(hidden)]
 pub mod pipeline;
 #[doc(hidden)]
+#[cfg(feature = "gateway")]
 pub mod quickstart;
 #[doc(hidden)]
 pub mod ratelimit;
 #[doc(hidden)]
+#[cfg(feature = "gateway")]
 pub mod reload;
 #[doc(hidden)]
 pub mod secret;
@@ -121,6 +124,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod time;
 #[doc(hidden)]
+#[cfg(feature = "tls")]
 pub mod tls;
 #[doc(hidden)]
 pub mod usage;
@@ -128,6 +132,7 @@ pub mod usage;
 // Reached by nothing outside the crate.
 mod cache;
 mod cors;
+#[cfg(feature = "gateway")]
 mod decision;
 mod feed;
 mod gateway;

@@ -1,22 +1,39 @@
-//! Prometheus metrics, rendered at `GET /metrics` on the admin listener. The recorder is
-//! process-wide (the `metrics` facade has one), installed on first use.
+//! keygate's metrics, on the `metrics` facade. With the gateway, Prometheus's recorder is
+//! installed on first use and rendered at `GET /metrics` on the admin listener; the layer alone
+//! installs none, and its series go to the recorder the application installed, if any (the
+//! facade has one a process).
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use metrics::{Counter, Histogram};
+#[cfg(feature = "gateway")]
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::config::OnBackendError;
 use crate::error::ErrorCode;
 
+#[cfg(feature = "gateway")]
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+#[cfg(feature = "gateway")]
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Installs the recorder once; `None` if another recorder was installed first.
-pub(crate) fn install() -> Option<&'static PrometheusHandle> {
-    let handle = HANDLE
+/// Registers keygate's series once, with the gateway's Prometheus recorder installed first.
+pub(crate) fn install() {
+    #[cfg(feature = "gateway")]
+    prometheus();
+    // Whichever recorder is in now gets these.
+    HOT.get_or_init(|| {
+        describe();
+        HotCounters::register()
+    });
+}
+
+/// Installs Prometheus's recorder once; `None` if another recorder was installed first.
+#[cfg(feature = "gateway")]
+fn prometheus() -> Option<&'static PrometheusHandle> {
+    HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full("keygate_request_duration_seconds".to_owned()), LATENCY_BUCKETS)
@@ -26,13 +43,7 @@ pub(crate) fn install() -> Option<&'static PrometheusHandle> {
             metrics::set_global_recorder(recorder).ok()?;
             Some(handle)
         })
-        .as_ref();
-    // Whichever recorder is in now gets these.
-    HOT.get_or_init(|| {
-        describe();
-        HotCounters::register()
-    });
-    handle
+        .as_ref()
 }
 
 /// The `# HELP` line of each series.
@@ -91,8 +102,9 @@ impl HotCounters {
 
 /// Drains buffered histogram samples every few seconds until `shutdown` fires. Without it the
 /// samples of a never-scraped instance would pile up in memory.
+#[cfg(feature = "gateway")]
 pub(crate) fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
-    let Some(handle) = install() else { return };
+    let Some(handle) = prometheus() else { return };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
@@ -105,8 +117,10 @@ pub(crate) fn spawn_upkeep(mut shutdown: tokio::sync::watch::Receiver<bool>) {
 }
 
 /// The text exposition of every metric.
+#[cfg(feature = "gateway")]
 pub(crate) fn render() -> String {
-    match install() {
+    install();
+    match prometheus() {
         Some(handle) => {
             handle.run_upkeep();
             handle.render()
@@ -184,6 +198,7 @@ pub(crate) fn session_minted() {
 }
 
 /// An upstream failure: `timeout`, `unavailable` or `too_large`.
+#[cfg(feature = "gateway")]
 pub(crate) fn upstream_error(kind: &'static str) {
     metrics::counter!("keygate_upstream_errors_total", "kind" => kind).increment(1);
 }
@@ -210,23 +225,28 @@ pub(crate) fn notification_reconnect() {
 }
 
 /// A connection closed at once because its listener was at `server.max_connections`.
+#[cfg(feature = "gateway")]
 pub(crate) fn connection_refused(listener: &'static str) {
     metrics::counter!("keygate_connections_refused_total", "listener" => listener).increment(1);
 }
 
 /// A WebSocket handshake refused because `cap` (`instance` or `key`) had no place left.
+#[cfg(feature = "gateway")]
 pub(crate) fn websocket_refused(cap: &'static str) {
     metrics::counter!("keygate_websockets_refused_total", "cap" => cap).increment(1);
 }
 
 /// An open WebSocket closed by keygate because its handshake would be refused now.
+#[cfg(feature = "gateway")]
 pub(crate) fn websocket_closed(code: &'static str) {
     metrics::counter!("keygate_websockets_closed_total", "code" => code).increment(1);
 }
 
 /// Counts one open connection of a listener for as long as it lives.
+#[cfg(feature = "gateway")]
 pub(crate) struct OpenConnection(metrics::Gauge);
 
+#[cfg(feature = "gateway")]
 impl OpenConnection {
     pub(crate) fn new(listener: &'static str) -> Self {
         let gauge = metrics::gauge!("keygate_connections_open", "listener" => listener);
@@ -235,6 +255,7 @@ impl OpenConnection {
     }
 }
 
+#[cfg(feature = "gateway")]
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.decrement(1.0);

@@ -31,7 +31,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn new(
+    pub(crate) fn new(
         parts: PublicParts,
         routers: Arc<RouterSet>,
         decisions: Option<Arc<RouterSet>>,

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request};
+#[cfg(feature = "gateway")]
 use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, header};
@@ -53,7 +54,9 @@ fn next_request_id() -> Option<HeaderValue> {
 /// The path is logged without its query string, which could carry anything. The client is the
 /// address keygate trusts: the peer, or what a trusted proxy forwarded for.
 /// Called from the middleware's closure, which holds `trusted`: decided before the future
-/// is made, the address costs no clone of the list per request.
+/// is made, the address costs no clone of the list per request. (The admin and the decision
+/// listener's middleware: the gateway's.)
+#[cfg(feature = "gateway")]
 pub(crate) fn log_request(
     listener: &'static str,
     trusted: &TrustedProxies,

@@ -1,9 +1,12 @@
 //! Administration (SPEC §8): the operations on tenants and keys, shared by the admin HTTP API
 //! and the CLI so both validate and answer alike. Bodies arrive as JSON bytes.
 
+#[cfg(feature = "gateway")]
 pub mod api;
+#[cfg(feature = "gateway")]
 mod console;
 pub mod fields;
+#[cfg(feature = "gateway")]
 pub mod tokens;
 mod usage;
 

@@ -4,7 +4,10 @@
 //! setting has a default, so no file is needed. An unknown key or a bad value stops start-up
 //! with a message naming the key. `redact.rs` keeps secrets out of what is printed.
 
+mod built;
 mod env;
+// Without TLS, every setting naming a file is refused by `built` first.
+#[cfg(feature = "tls")]
 mod files;
 mod redact;
 mod validate;
@@ -395,6 +398,8 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| ConfigError(format!("{}: {}", e.path(), e.inner().message())))?;
         config.validate()?;
+        config.check_built()?;
+        #[cfg(feature = "tls")]
         config.check_files()?;
         Ok(config)
     }
@@ -457,6 +462,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "gateway")]
     fn a_route_an_earlier_one_takes_every_request_of_is_refused_naming_both() {
         let route = |prefix: &str, methods: &str| {
             format!("[[routes]]\nprefix = \"{prefix}\"\nmethods = {methods}\nupstream = \"http://127.0.0.1:9\"\n")
@@ -493,6 +499,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "gateway")]
     fn debug_output_shows_neither_token() {
         let text = "[server]\nadmin_token = \"admin-0123456789abcdef\"\ndecision_listen = \"127.0.0.1:8082\"\n\
                     decision_token = \"decide-0123456789abcdef\"\n";
@@ -518,6 +525,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "gateway", feature = "redis", feature = "postgres"))]
     fn unknown_keys_and_bad_values_name_the_key() {
         assert!(load("[server]\nlisten_addr = \"x\"\n", &[]).unwrap_err().contains("listen_addr"));
         assert!(load("[serverx]\n", &[]).unwrap_err().contains("serverx"));
@@ -577,6 +585,39 @@ mod tests {
         assert!(lower.contains("routes[0].methods"), "{lower}");
         assert!(lower.contains("\"POST\""), "the message names the method meant: {lower}");
         assert!(load(&methods("[\"PURGE\", \"GET\"]"), &[]).is_ok(), "extension methods stay allowed");
+    }
+
+    /// The layer alone (`default-features = false`): what needs a part it lacks is refused.
+    #[test]
+    #[cfg(not(any(feature = "gateway", feature = "redis", feature = "postgres", feature = "tls")))]
+    fn a_setting_this_build_lacks_is_refused_naming_its_feature() {
+        let refused = [
+            (
+                "[store]\nurl = \"postgres://kg@localhost/kg\"\n",
+                "store.url: needs keygate built with its `postgres` feature",
+            ),
+            (
+                "[rate_limit]\nurl = \"redis://127.0.0.1:6379\"\n",
+                "rate_limit.url: needs keygate built with its `redis` feature",
+            ),
+            (
+                "[[routes]]\nprefix = \"/v2\"\nmethods = [\"GET\"]\nupstream = \"http://127.0.0.1:3000\"\n",
+                "routes: needs keygate built with its `gateway` feature",
+            ),
+            (
+                "[server]\ndecision_listen = \"127.0.0.1:8082\"\n",
+                "server.decision_listen: needs keygate built with its `gateway`",
+            ),
+            (
+                "[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n",
+                "server.tls_cert_file: needs keygate built",
+            ),
+        ];
+        for (text, said) in refused {
+            let error = load(text, &[]).unwrap_err();
+            assert!(error.contains(said) && error.contains("(this build has: none)"), "{text}: {error}");
+        }
+        assert!(load("[store]\nurl = \"sqlite::memory:\"\n[rate_limit]\nlimit = 5\n", &[]).is_ok());
     }
 
     #[test]

@@ -4,8 +4,10 @@
 //! rules they route by are in [`crate::paths`]. WebSocket handshakes are judged like any
 //! request, then relayed and judged again at every change they depend on ([`websocket`]).
 
+#[cfg(feature = "gateway")]
 pub(crate) mod proxy;
 pub(crate) mod public;
 pub(crate) mod routes;
 pub(crate) mod stack;
+#[cfg(feature = "gateway")]
 pub(crate) mod websocket;

@@ -14,6 +14,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use tower::ServiceExt;
 
 use super::routes::{Resolution, Route, allowed_at, methods_at, resolve};
+#[cfg(feature = "gateway")]
 use super::websocket;
 use crate::cors;
 use crate::error::{ApiError, ErrorCode, data_response};
@@ -123,6 +124,7 @@ pub(crate) fn configured(table: &RouteTable, request: &mut Request) -> Result<Ha
     let (path, method) = (request.uri().path(), request.method());
     match resolve(&table.routes, path, method) {
         Resolution::Found(index) => {
+            #[cfg(feature = "gateway")]
             if method == Method::GET && websocket::is_upgrade(request.headers()) {
                 // Before the pipeline: a page's credentials may be protocol entries.
                 if let Some(marker) = websocket::take_credentials(request.headers_mut()) {

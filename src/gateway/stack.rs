@@ -17,13 +17,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
+#[cfg(feature = "gateway")]
+use axum::response::IntoResponse;
+use axum::response::Response;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, service_fn};
 
+#[cfg(feature = "gateway")]
 use super::proxy::Proxy;
 use super::public::{self, Handler, PublicState, RouteTable};
-use super::routes::{Route, Upstream};
+use super::routes::Route;
+#[cfg(feature = "gateway")]
+use super::routes::Upstream;
+#[cfg(feature = "gateway")]
 use super::websocket::OpenSockets;
 use crate::config::Config;
 use crate::layer::RequireKey;
@@ -35,19 +41,21 @@ use crate::store::Store;
 
 /// What the public listener's routers are made of, besides the configuration.
 #[derive(Clone)]
-pub struct PublicParts {
-    pub pipeline: Arc<Pipeline>,
-    pub preflight: Arc<PreflightIndex>,
-    pub store: Arc<dyn Store>,
-    pub sockets: Arc<OpenSockets>,
+pub(crate) struct PublicParts {
+    pub(crate) pipeline: Arc<Pipeline>,
+    pub(crate) preflight: Arc<PreflightIndex>,
+    pub(crate) store: Arc<dyn Store>,
+    #[cfg(feature = "gateway")]
+    pub(crate) sockets: Arc<OpenSockets>,
     /// Readiness fails once draining; upgraded connections drain once stopped.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl PublicParts {
     /// Makes public routers for `config`: they share everything but their upstream connection
     /// pool, so that each serving thread has its own.
-    pub fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
+    #[cfg(feature = "gateway")]
+    pub(crate) fn maker(&self, config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
         let routes: Vec<Route> = config.routes.iter().map(Route::from_config).collect();
         let tls = crate::tls::upstream_client_config(config.proxy.ca_file.as_deref())?;
         // Open WebSockets are judged against the routes from now on.
@@ -60,22 +68,36 @@ impl PublicParts {
                 Arc::clone(&parts.sockets),
                 parts.shutdown.stopped.clone(),
             ));
-            parts.router(routes.clone(), &proxy)
+            let handlers = routes.iter().map(|route| parts.forwarding(route, &proxy)).collect();
+            parts.router(routes.clone(), handlers)
         })
     }
 
-    fn router(&self, routes: Vec<Route>, proxy: &Arc<Proxy>) -> Router {
+    /// Without the gateway, keygate's own paths only: configured routes, which forward or
+    /// decide, are refused at load (`crate::config`).
+    #[cfg(not(feature = "gateway"))]
+    pub(crate) fn maker(&self, _config: &Config) -> Result<impl Fn() -> Router + use<>, String> {
+        let parts = self.clone();
+        Ok(move || parts.router(Vec::new(), Vec::new()))
+    }
+
+    /// A configured route's service: the pipeline around the proxy to its upstream.
+    #[cfg(feature = "gateway")]
+    fn forwarding(&self, route: &Route, proxy: &Arc<Proxy>) -> Handler {
+        match &route.upstream {
+            Some(upstream) => {
+                guarded(&self.pipeline, route.policy.clone(), forward(proxy, upstream, route.forward_meta))
+            }
+            // Judged for another proxy only: the gateway has nowhere to send it.
+            None => BoxCloneSyncService::new(service_fn(|_: Request| async {
+                Ok::<_, Infallible>(public::no_route().into_response())
+            })),
+        }
+    }
+
+    /// The router of `routes`, `handlers[i]` serving `routes[i]`, after keygate's own paths.
+    fn router(&self, routes: Vec<Route>, handlers: Vec<Handler>) -> Router {
         let pipeline = &self.pipeline;
-        let handlers = routes
-            .iter()
-            .map(|route| match &route.upstream {
-                Some(upstream) => guarded(pipeline, route.policy.clone(), forward(proxy, upstream, route.forward_meta)),
-                // Judged for another proxy only: the gateway has nowhere to send it.
-                None => BoxCloneSyncService::new(service_fn(|_: Request| async {
-                    Ok::<_, Infallible>(public::no_route().into_response())
-                })),
-            })
-            .collect();
         let sessions = Arc::clone(pipeline.sessions());
         let mint = service_fn(move |request: Request| {
             let sessions = Arc::clone(&sessions);
@@ -103,7 +125,8 @@ impl PublicParts {
 
     /// The decision listener's router for `config` (SPEC §14): the same routes, each judged by
     /// the same pipeline layer around an answer for the asking proxy instead of the proxy.
-    pub fn decision_router(&self, config: &Config) -> Router {
+    #[cfg(feature = "gateway")]
+    pub(crate) fn decision_router(&self, config: &Config) -> Router {
         let routes: Vec<Route> = config.routes.iter().map(Route::from_config).collect();
         let handlers = routes
             .iter()
@@ -128,6 +151,7 @@ where
 }
 
 /// The proxy to a route's upstream.
+#[cfg(feature = "gateway")]
 fn forward(
     proxy: &Arc<Proxy>,
     upstream: &Upstream,

@@ -6,6 +6,7 @@
 mod budget;
 mod failed_auth;
 mod memory;
+#[cfg(feature = "redis")]
 mod redis;
 mod seeds;
 mod window;
@@ -17,6 +18,7 @@ use crate::model::{Period, QuotaPlan, QuotaUsed, RateLimit};
 pub use budget::{Budget, BudgetName, Standing, Verdict, decide, ietf_headers};
 pub use failed_auth::FailedAuthentications;
 pub use memory::MemoryLimiter;
+#[cfg(feature = "redis")]
 pub use redis::RedisLimiter;
 pub use seeds::QuotaSeeds;
 pub use window::{Quota, window_end};

@@ -29,7 +29,7 @@ use crate::time::Millis;
 /// The headers a judgement reads besides `keys.headers`: the session token and the origin.
 const JUDGED_HEADERS: [&str; 2] = [SESSION_TOKEN_HEADER, "origin"];
 
-pub struct OpenSockets {
+pub(crate) struct OpenSockets {
     slots: Arc<Semaphore>,
     max: u32,
     max_per_key: usize,
@@ -117,7 +117,7 @@ pub(super) enum Verdict {
 }
 
 impl OpenSockets {
-    pub fn new(config: &Config, pipeline: Arc<Pipeline>) -> Arc<Self> {
+    pub(crate) fn new(config: &Config, pipeline: Arc<Pipeline>) -> Arc<Self> {
         let max = config.proxy.max_websockets;
         Arc::new(Self {
             slots: Arc::new(Semaphore::new(max as usize)),
@@ -137,13 +137,13 @@ impl OpenSockets {
     }
 
     /// Puts `routes` in force, and has every open WebSocket judged against them.
-    pub fn set_routes(&self, routes: Vec<Route>) {
+    pub(crate) fn set_routes(&self, routes: Vec<Route>) {
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes.into();
         self.everything_changed();
     }
 
     /// The places of upgraded connections, for shutdown's drain to wait for.
-    pub fn drain_handle(&self) -> AlsoDrain {
+    pub(crate) fn drain_handle(&self) -> AlsoDrain {
         AlsoDrain { permits: Arc::clone(&self.slots), count: self.max }
     }
 

@@ -13,7 +13,9 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation, TlsCertificates};
+#[cfg(feature = "tls")]
+use redis::TlsCertificates;
+use redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
 
 /// Where the limiter's counters live.
 enum Target {
@@ -58,32 +60,43 @@ fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, String>> {
     Some(Ok(nodes.iter().map(|node| format!("{scheme}://{credentials}{node}")).collect()))
 }
 
+/// The authorities `ca_file` names, trusted instead of the system's for `rediss://`.
+#[cfg(feature = "tls")]
+fn authorities(ca_file: Option<&str>) -> Result<Option<TlsCertificates>, String> {
+    let Some(file) = ca_file else { return Ok(None) };
+    let root_cert = std::fs::read(file).map_err(|e| format!("rate_limit.ca_file {file}: {e}"))?;
+    Ok(Some(TlsCertificates { client_tls: None, root_cert: Some(root_cert) }))
+}
+
 impl Connections {
     /// `timeout` bounds connecting and each answer; `ca_file`, for TLS, the authorities to
     /// trust instead of the system's.
     pub(super) fn new(url: &str, ca_file: Option<&str>, timeout: Duration) -> Result<Self, String> {
-        let certificates = match ca_file {
-            None => None,
-            Some(file) => {
-                let root_cert = std::fs::read(file).map_err(|e| format!("rate_limit.ca_file {file}: {e}"))?;
-                Some(TlsCertificates { client_tls: None, root_cert: Some(root_cert) })
-            }
-        };
+        #[cfg(feature = "tls")]
+        let certificates = authorities(ca_file)?;
+        // Without TLS, `rate_limit.ca_file` and `rediss://` are refused at load (`crate::config`).
+        #[cfg(not(feature = "tls"))]
+        let _ = ca_file;
         let target = match cluster_nodes(url) {
             Some(nodes) => {
-                let mut builder = ClusterClientBuilder::new(nodes?).retries(1);
-                if let Some(certificates) = certificates {
-                    builder = builder.certs(certificates);
-                }
+                let builder = ClusterClientBuilder::new(nodes?).retries(1);
+                #[cfg(feature = "tls")]
+                let builder = match certificates {
+                    Some(certificates) => builder.certs(certificates),
+                    None => builder,
+                };
                 let client = builder.build().map_err(|e| e.to_string())?;
                 let config = ClusterConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout);
                 Target::Cluster { client, config }
             }
             None => {
+                #[cfg(feature = "tls")]
                 let client = match certificates {
                     None => redis::Client::open(url),
                     Some(certificates) => redis::Client::build_with_tls(url, certificates),
                 };
+                #[cfg(not(feature = "tls"))]
+                let client = redis::Client::open(url);
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))

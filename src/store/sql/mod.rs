@@ -15,6 +15,7 @@ mod bulk;
 mod dialect;
 mod feed;
 mod keys;
+#[cfg(feature = "postgres")]
 mod listen;
 mod rows;
 mod secrets;
@@ -260,7 +261,11 @@ impl Store for SqlStore {
 
     async fn listen(&self) -> Result<Box<dyn ChangeNotices>, StoreError> {
         match &self.url {
+            #[cfg(feature = "postgres")]
             StoreUrl::Postgres(url) => Ok(Box::new(listen::PgNotices::connect(url).await?)),
+            // Refused at load (`crate::config`): never reached.
+            #[cfg(not(feature = "postgres"))]
+            StoreUrl::Postgres(_) => Err(StoreError::Unavailable("built without PostgreSQL".to_owned())),
             StoreUrl::Sqlite(_) => Err(StoreError::Unavailable("SQLite sends no change notices".to_owned())),
         }
     }
