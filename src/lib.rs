@@ -33,38 +33,58 @@
 //! # }
 //! ```
 //!
+//! # Features
+//!
+//! The default build is the gateway (the `keygate` binary's library) with everything. An
+//! axum application that wants only the layer takes
+//! `keygate = { version = "0.1", default-features = false }`: the SQLite store, the
+//! in-process limiter, sessions, origins, scopes and standing, and nothing else. Each feature
+//! adds one part:
+//!
+//! | feature | adds |
+//! | --- | --- |
+//! | `postgres` | the PostgreSQL store (`store.url = "postgres://…"`) |
+//! | `redis` | the shared limiter on Redis or Redis Cluster (`rate_limit.url = "redis://…"`) |
+//! | `tls` | TLS clients: `rediss://`, PostgreSQL's `sslmode`, `https://` upstreams |
+//! | `gateway` | the reverse proxy, WebSockets, the public, admin and decision listeners, the admin API and console, Prometheus metrics (implies `tls`) |
+//! | `cli` | the `keygate` command (implies `gateway`) |
+//!
+//! A setting that needs a part the build lacks is refused when the configuration loads, naming
+//! the setting and the feature. Without `gateway`, keygate installs no metrics recorder: its
+//! series go to whichever recorder the application installed on the `metrics` facade.
+//!
 //! # Layout
 //!
 //! The root re-exports the front door above. The modules an application may name are public;
 //! the ones the binary (`src/main.rs`, `src/cli/`), the tests, benches and fuzz targets reach
 //! are public but hidden from these documents (not an API); the rest are private.
 //!
-//! - [`pipeline`]: the checks of SPEC §2, in order, shared by every entry point; [`layer`]: the
+//! - `pipeline`: the checks of SPEC §2, in order, shared by every entry point; [`layer`]: the
 //!   pipeline as a tower layer, for axum applications and the gateway alike.
-//! - [`secret`], [`origin`], [`scope`], [`model`]: domain types that parse, never validate later.
-//! - [`session`]: minting and checking browser session tokens (JWT), signing keys, JWKS.
-//! - [`ratelimit`]: fixed-window limiting behind a trait: in process, or on Redis; the
+//! - `secret`, [`origin`], [`scope`], [`model`]: domain types that parse, never validate later.
+//! - `session`: minting and checking browser session tokens (JWT), signing keys, JWKS.
+//! - `ratelimit`: fixed-window limiting behind a trait: in process, or on Redis; the
 //!   failed-authentication limit.
-//! - [`store`]: persistence behind a narrow trait, on SQLite or PostgreSQL.
+//! - `store`: persistence behind a narrow trait, on SQLite or PostgreSQL.
 //! - `cache`, `preflight`, `feed`: what keeps the hot path off the store, and the change feed
-//!   that keeps it current; [`usage`]: requests counted per key and hour (and `lastUsedAt`),
+//!   that keeps it current; `usage`: requests counted per key and hour (and `lastUsedAt`),
 //!   written behind, and the usage queries.
-//! - [`edge`]: accepting connections, their caps, deadlines and TLS, for both listeners;
-//!   [`shutdown`]: its sequence.
+//! - `edge`: accepting connections, their caps, deadlines and TLS, for both listeners;
+//!   `shutdown`: its sequence.
 //! - `gateway`: the public listener's route stack, the reverse proxy and WebSockets;
-//!   [`paths`]: the one normal form of a request path, and prefix matching; `cors`: CORS
+//!   `paths`: the one normal form of a request path, and prefix matching; `cors`: CORS
 //!   headers and preflight.
-//! - [`admin`]: tenant and key administration, shared by the admin API ([`admin::api`]) and
+//! - `admin`: tenant and key administration, shared by the admin API (`admin::api`) and
 //!   the CLI; `audit`: the audit log's entries, written by the store with each change.
 //! - `request_log`: one line per request; [`logging`]: where log lines go (buffered);
-//!   `metrics`: Prometheus metrics; [`openapi`]: the API documents.
-//! - [`config`]: TOML + environment configuration; [`reload`]: applying a changed one (SIGHUP);
-//!   [`app`]: wiring and serving.
-//! - [`quickstart`]: the one-command demo; [`seed`]: many tenants and keys at once, for load
+//!   `metrics`: Prometheus metrics; `openapi`: the API documents.
+//! - [`config`]: TOML + environment configuration; `reload`: applying a changed one (SIGHUP);
+//!   `app`: wiring and serving.
+//! - `quickstart`: the one-command demo; `seed`: many tenants and keys at once, for load
 //!   tests (`keygate seed`).
-//! - [`error`]: the one table of wire error codes and the error envelope.
-//! - `trusted`: trusted proxies, and the client address they make; [`tls`]: TLS clients
-//!   (rustls); [`time`]: the clock and RFC 3339.
+//! - `error`: the one table of wire error codes and the error envelope.
+//! - `trusted`: trusted proxies, and the client address they make; `tls`: TLS clients
+//!   (rustls); `time`: the clock and RFC 3339.
 
 #![warn(unreachable_pub)]
 

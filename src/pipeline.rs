@@ -30,7 +30,22 @@ use crate::usage::{Tally, UsageRecorder};
 
 pub const SESSION_TOKEN_HEADER: &str = "x-session-token";
 
-/// What a route demands of a request.
+/// What a route demands of a request: a scope, a module the tenant must have, and whether it
+/// writes (a browser write needs a session). Built from [`Policy::scope`]:
+///
+/// ```
+/// use keygate::Policy;
+///
+/// // Needs `orders:read`, and the tenant's `orders` module.
+/// let read = Policy::scope("orders:read")?.with_module("orders");
+/// assert_eq!(read.module.as_deref(), Some("orders"));
+/// // A POST that only reads (a search, say): no session needed from a browser.
+/// let search = Policy::scope("orders:read")?.with_write(false);
+/// assert_eq!(search.write, Some(false));
+/// // A scope is checked when the policy is made.
+/// assert!(Policy::scope("orders write").is_err());
+/// # Ok::<(), &'static str>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// Names the route in metrics (its prefix, or `sessions`).
@@ -41,10 +56,13 @@ pub struct Policy {
     /// method, see [`is_read`].
     pub write: Option<bool>,
     /// `POST /api/v1/sessions`: needs a browser origin, and skips steps 7 and 8.
+    #[doc(hidden)]
     pub mints_session: bool,
 }
 
 impl Policy {
+    /// `POST /api/v1/sessions`'s own (keygate's route, not an application's).
+    #[doc(hidden)]
     pub fn create_session() -> Self {
         Self {
             label: "sessions".to_owned(),
@@ -57,6 +75,7 @@ impl Policy {
     }
 
     /// `POST /v1/verify` without a path (SPEC §14): no route's demands, steps 1–7 and 9.
+    #[doc(hidden)]
     pub fn verify() -> Self {
         Self { label: "verify".to_owned(), ..Self::default() }
     }

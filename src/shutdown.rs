@@ -7,8 +7,8 @@
 //!    what the kernel has already queued, then close; open WebSockets are sent a close frame;
 //!    background work (the change feed, the sweepers) stops.
 //! 3. **Drained.** In-flight requests and upgraded connections finish, for at most
-//!    `server.shutdown_grace_ms` ([`crate::edge`] waits for their permits); then pending
-//!    `lastUsedAt` times are written and the store is closed ([`crate::app::App::serve`]).
+//!    `server.shutdown_grace_ms` (`crate::edge` waits for their permits); then pending
+//!    `lastUsedAt` times are written and the store is closed (`App::serve`).
 //!
 //! [`ShutdownSwitch`] is the sending side, owned by the app; [`Shutdown`] is what the listeners,
 //! their connections, the public routes and the relays watch.

@@ -1,6 +1,6 @@
 //! Step 4 (SPEC §5, §13): fixed windows of `windowSeconds`, aligned to multiples of the window
 //! since the Unix epoch so that every instance and backend agrees on when a window ends, and
-//! quotas by UTC calendar day and month, decided together ([`budget`]). The in-process backend
+//! quotas by UTC calendar day and month, decided together (`budget`). The in-process backend
 //! is the embedded default; Redis is the shared one.
 
 mod budget;

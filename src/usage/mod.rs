@@ -1,7 +1,7 @@
 //! Usage (SPEC §13): every request that passed steps 1–3 counted for its key, per UTC hour, by
 //! outcome, with the key's `lastUsedAt` — in memory on the request path, written behind in one
-//! batched write per `usage.flush_seconds` ([`recorder`]); and the usage queries of the admin
-//! API and the CLI ([`query`]).
+//! batched write per `usage.flush_seconds` (`recorder`); and the usage queries of the admin
+//! API and the CLI (`query`).
 
 mod query;
 mod recorder;

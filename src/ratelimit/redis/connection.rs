@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+#[cfg(feature = "tls")]
+use redis::TlsCertificates;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
-#[cfg(feature = "tls")]
-use redis::TlsCertificates;
 use redis::{Cmd, FromRedisValue, RedisResult, ScriptInvocation};
 
 /// Where the limiter's counters live.
