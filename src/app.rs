@@ -16,8 +16,6 @@ use crate::config::{Config, LimiterUrl};
 use crate::cors;
 use crate::feed::StoreWatch;
 use crate::gateway::stack::PublicParts;
-#[cfg(feature = "gateway")]
-use crate::gateway::websocket::OpenSockets;
 use crate::layer::RequireKey;
 use crate::pipeline::{Pipeline, Policy};
 use crate::preflight::PreflightIndex;
@@ -40,12 +38,9 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub pipeline: Arc<Pipeline>,
     pub admin: Arc<Admin>,
-    /// The admin tokens in force: a reload replaces them.
+    /// What only the gateway's listeners use: admin tokens, open WebSockets.
     #[cfg(feature = "gateway")]
-    admin_tokens: crate::admin::tokens::AdminTokens,
-    /// The open WebSockets, judged again at every change they depend on.
-    #[cfg(feature = "gateway")]
-    sockets: Arc<OpenSockets>,
+    gateway: serving::GatewayState,
     watch: Arc<StoreWatch>,
     limiter: MemoryLimiter,
     usage: UsageRecorder,
@@ -93,11 +88,7 @@ impl App {
         let admin = Admin::new(Arc::clone(&store), config.keys.prefix.clone(), Some(Arc::clone(&watch)));
         let admin = Arc::new(admin.with_quotas(shared));
         #[cfg(feature = "gateway")]
-        let sockets = OpenSockets::new(&config, Arc::clone(&pipeline));
-        #[cfg(feature = "gateway")]
-        watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn crate::feed::FeedListener>));
-        #[cfg(feature = "gateway")]
-        let admin_tokens = crate::admin::tokens::AdminTokens::of(&config);
+        let gateway = serving::GatewayState::new(&config, &pipeline, &watch);
         let shutdown = ShutdownSwitch::default();
         Ok(Self {
             config,
@@ -105,9 +96,7 @@ impl App {
             pipeline,
             admin,
             #[cfg(feature = "gateway")]
-            admin_tokens,
-            #[cfg(feature = "gateway")]
-            sockets,
+            gateway,
             watch,
             limiter,
             usage,
@@ -164,7 +153,7 @@ impl App {
             preflight: Arc::clone(&self.watch.preflight),
             store: Arc::clone(&self.store),
             #[cfg(feature = "gateway")]
-            sockets: Arc::clone(&self.sockets),
+            sockets: Arc::clone(&self.gateway.sockets),
             shutdown: self.shutdown.watch(),
         }
     }

@@ -8,9 +8,31 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use super::{App, StartError};
+use crate::admin::tokens::AdminTokens;
+use crate::config::Config;
 use crate::edge::limits::ConnectionLimits;
 use crate::edge::listener::{self, RouterSet, Routing};
+use crate::feed::{FeedListener, StoreWatch};
+use crate::gateway::websocket::OpenSockets;
+use crate::pipeline::Pipeline;
 use crate::reload::Reloader;
+
+/// What an [`App`] holds for its listeners only.
+pub(super) struct GatewayState {
+    /// The admin tokens in force: a reload replaces them.
+    admin_tokens: AdminTokens,
+    /// The open WebSockets, judged again at every change they depend on.
+    pub(super) sockets: Arc<OpenSockets>,
+}
+
+impl GatewayState {
+    /// The open WebSockets hear every change `watch` applies.
+    pub(super) fn new(config: &Config, pipeline: &Arc<Pipeline>, watch: &StoreWatch) -> Self {
+        let sockets = OpenSockets::new(config, Arc::clone(pipeline));
+        watch.set_listener(&(Arc::clone(&sockets) as Arc<dyn FeedListener>));
+        Self { admin_tokens: AdminTokens::of(config), sockets }
+    }
+}
 
 /// The listeners of an [`App`]: public; admin when an admin token is set; decision when
 /// `server.decision_listen` is set.
@@ -59,8 +81,13 @@ impl App {
         // whole pipeline, and on the work-stealing runtime its wake-ups cost more than it does.
         let decision = decisions.then(|| Arc::new(RouterSet::new(threads, || parts.decision_router(&self.config))));
         let decision_routing = decision.as_ref().map(|set| set.routing());
-        let reloader =
-            Reloader::new(parts, Arc::clone(&routers), decision, self.admin_tokens.clone(), self.config.clone());
+        let reloader = Reloader::new(
+            parts,
+            Arc::clone(&routers),
+            decision,
+            self.gateway.admin_tokens.clone(),
+            self.config.clone(),
+        );
         Ok(Routings { public: routers, decision: decision_routing, reloader: Arc::new(reloader) })
     }
 
@@ -100,7 +127,7 @@ impl App {
         };
         let [public_certificate, admin_certificate] = server.listener_certificates();
         let public_tls = tls(public_certificate)?;
-        let upgraded = Some(self.sockets.drain_handle());
+        let upgraded = Some(self.gateway.sockets.drain_handle());
         let public_server =
             listener::serve("public", public, routers.routing(), limits, public_tls, shutdown.clone(), upgraded);
         let admin_server = async {
@@ -108,7 +135,7 @@ impl App {
             let admin_tls = tls(admin_certificate)?;
             let router = crate::admin::api::router(
                 Arc::clone(&self.admin),
-                self.admin_tokens.clone(),
+                self.gateway.admin_tokens.clone(),
                 self.config.sessions.algorithm,
                 self.pipeline.trusted_proxies().clone(),
             );
