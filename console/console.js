@@ -437,7 +437,8 @@ function toggled(buttonLabel, build) {
   return [button, holder];
 }
 
-/** A secret shown once, with a `Copy` button: gone at the next render of any page. */
+/** A secret shown once, with a `Copy` button, on the page it was made from: gone at that
+ * page's next render. */
 function secretPanel(flash) {
   const id = nextId("secret");
   const secret = h("input", { id, type: "text", readonly: true, value: flash.secret, class: "secret", spellcheck: "false" });
@@ -462,10 +463,22 @@ function secretPanel(flash) {
   );
 }
 
+/** The flash for `target`, taken: one made for another page (an operator who moved on while
+ * a key was being made) waits for that page, so its secret is still shown once. */
 function takeFlash(target) {
-  const flash = state.flash && state.flash.target === target ? state.flash : null;
+  if (!state.flash || state.flash.target !== target) return null;
+  const flash = state.flash;
   state.flash = null;
   return flash;
+}
+
+/** After a change made on the page `hash`, draws it again and announces `message`, unless the
+ * operator has moved on meanwhile: redrawing the page they moved to would wipe what they are
+ * typing there. */
+async function redraw(hash, message) {
+  if (location.hash !== hash) return;
+  await render();
+  if (message) announce(message);
 }
 
 async function tenantsPage(query) {
@@ -511,16 +524,17 @@ function findKeyForm() {
 
 // An edit form that PATCHes only the fields the operator changed.
 function editForm(title, fields, current, toBody, path, saved) {
+  const here = location.hash;
   return form(title, fields, "Save", async (v) => {
     const body = changes(toBody(v), current);
     if (!Object.keys(body).length) throw new Error("Nothing to save: no field was changed.");
     await api("PATCH", path, body);
-    await render();
-    announce(saved);
+    await redraw(here, saved);
   });
 }
 
 async function tenantPage(path) {
+  const here = location.hash;
   const id = decodeURIComponent(path);
   const tenant = (await api("GET", `/admin/v1/tenants/${enc(id)}`)).data;
   const keys = await api("GET", `/admin/v1/tenants/${enc(id)}/keys?limit=100`);
@@ -530,7 +544,7 @@ async function tenantPage(path) {
     form("New key", keyFields(), "Create key", async (v) => {
       const created = await api("POST", `/admin/v1/tenants/${enc(id)}/keys`, present(keyBody(v)));
       state.flash = { target: `tenant:${id}`, title: `Key ${created.data.name} created`, secret: created.data.secret };
-      await render();
+      await redraw(here);
     }),
   );
   const keyRows = keys.data.map((key) => [
@@ -544,6 +558,7 @@ async function tenantPage(path) {
   const remove = actionButton("Delete", async () => {
     if (!(await confirmAction(`Delete tenant ${tenant.id}?`, "The tenant is deleted for good. keygate refuses while it still has keys.", "Delete"))) return;
     await api("DELETE", `/admin/v1/tenants/${enc(id)}`);
+    if (location.hash !== here) return;
     announce(`Tenant ${id} deleted.`);
     location.hash = "#/tenants";
   }, { class: "danger" });
@@ -575,6 +590,7 @@ async function tenantPage(path) {
 }
 
 async function keyPage(path) {
+  const here = location.hash;
   const id = decodeURIComponent(path);
   const key = (await api("GET", `/admin/v1/keys/${enc(id)}`)).data;
   const flash = takeFlash(`key:${id}`);
@@ -582,17 +598,17 @@ async function keyPage(path) {
   const roll = form("Roll key", [field("Overlap seconds", "overlapSeconds", input("3600", { inputmode: "numeric" }), "How long the current secret keeps working beside the new one: 0 to 2592000 (30 days).")], "Roll", async (v) => {
     const rolled = await api("POST", `/admin/v1/keys/${enc(id)}/roll`, { overlapSeconds: number(v.overlapSeconds) });
     state.flash = { target: `key:${id}`, title: `Key ${rolled.data.name} rolled`, secret: rolled.data.secret };
-    await render();
+    await redraw(here);
   });
   const revoke = actionButton("Revoke", async () => {
     if (!(await confirmAction(`Revoke ${key.name}?`, "Its every secret is refused from now on, on every instance. This cannot be undone.", "Revoke"))) return;
     await api("POST", `/admin/v1/keys/${enc(id)}/revoke`);
-    await render();
-    announce("Key revoked.");
+    await redraw(here, "Key revoked.");
   }, { class: "danger" });
   const remove = actionButton("Delete", async () => {
     if (!(await confirmAction(`Delete ${key.name}?`, "The key is deleted for good: each of its secrets is refused from now on, and it leaves every list. Its audit entries stay.", "Delete"))) return;
     await api("DELETE", `/admin/v1/keys/${enc(id)}`);
+    if (location.hash !== here) return;
     announce(`Key ${key.name} deleted.`);
     location.hash = `#/tenants/${enc(key.tenantId)}`;
   }, { class: "danger" });
@@ -625,11 +641,11 @@ async function keyPage(path) {
 }
 
 async function signingKeysPage() {
+  const here = location.hash;
   const keys = await api("GET", "/admin/v1/signing-keys");
   const rotate = actionButton("Rotate", async () => {
     await api("POST", "/admin/v1/signing-keys");
-    await render();
-    announce("A new signing key signs from now on; the earlier ones still verify.");
+    await redraw(here, "A new signing key signs from now on; the earlier ones still verify.");
   }, { class: "primary" });
   const rows = keys.data.map((key) => [
     h("code", { text: key.kid }),
@@ -642,8 +658,7 @@ async function signingKeysPage() {
       : actionButton("Retire", async () => {
           if (!(await confirmAction(`Retire ${key.kid}?`, "Sessions it signed are refused from now on.", "Retire"))) return;
           await api("POST", `/admin/v1/signing-keys/${enc(key.kid)}/retire`);
-          await render();
-          announce(`${key.kid} retired.`);
+          await redraw(here, `${key.kid} retired.`);
         }),
   ]);
   return [

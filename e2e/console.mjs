@@ -110,20 +110,58 @@ try {
   out.secretFieldsAfterReload = await label("Secret").count();
   out.secretInPageAfterReload = (await page.content()).includes(secret);
 
-  // A second key, for the read token to try rolling and revoking; a third to delete.
-  for (const name of ["mobile", "old-integration"]) {
+  // A second key, for the read token to try rolling and revoking.
+  const newKey = async (name) => {
     await button("New key").click();
     created = form("New key");
     await label("Name", created).fill(name);
     await label("Scopes", created).fill("orders:read");
     await button("Create key", created).click();
-    await label("Secret").waitFor();
+  };
+  await newKey("mobile");
+  await page.getByText("Key mobile created", { exact: true }).waitFor();
+  await drawn();
+
+  // A third, to delete, made while the operator moves on: its answer, held back until they are
+  // typing on the page they moved to, neither redraws that page nor loses the secret, which
+  // waits for the tenant's page.
+  const keysOfAcme = /\/admin\/v1\/tenants\/acme\/keys$/;
+  let release;
+  const held = new Promise((resolve) => (release = resolve));
+  await page.route(keysOfAcme, async (route) => {
+    if (route.request().method() === "POST") await held;
+    await route.continue();
+  });
+  await newKey("old-integration");
+  await page.getByRole("link", { name: "web", exact: true }).click();
+  await h1("web");
+  let edit = form("Edit key");
+  await label("Allowed origins", edit).fill("https://app.example.com not-an-origin");
+  await page.evaluate(() => {
+    window.walkRedraws = 0;
+    new MutationObserver(() => window.walkRedraws++).observe(document.getElementById("main"), { childList: true });
+  });
+  const answered = page.waitForResponse((response) => keysOfAcme.test(response.url()) && response.request().method() === "POST");
+  release();
+  await answered;
+  await page.unroute(keysOfAcme);
+  await page.waitForTimeout(500);
+  out.whileElsewhere = {
+    redraws: await page.evaluate(() => window.walkRedraws),
+    typed: await label("Allowed origins", edit).inputValue(),
+  };
+  await page.getByRole("link", { name: "acme", exact: true }).first().click();
+  await h1("Acme Corp");
+  const panel = page.locator(".secret-panel");
+  if (await panel.count()) {
+    out.whileElsewhere.title = await text(panel.locator("h2"));
+    out.whileElsewhere.secret = await label("Secret").inputValue();
   }
 
   // Edit a key: a bad origin is named beside its field; metadata saved.
   await page.getByRole("link", { name: "web", exact: true }).click();
   await h1("web");
-  let edit = form("Edit key");
+  edit = form("Edit key");
   await label("Allowed origins", edit).fill("https://app.example.com not-an-origin");
   await button("Save", edit).click();
   out.badOrigin = await fieldError(edit, "allowedOrigins");

@@ -122,6 +122,15 @@ async fn an_operator_runs_a_customer_s_keys_from_the_console_and_a_read_token_ch
     assert_eq!(seen["secretInPageAfterReload"], false);
     assert!(seen["keySummaryAfterEdit"].as_str().unwrap().contains("https://app.example.com"));
 
+    // A key made while the operator moved on: the page they moved to was not redrawn under
+    // their typing, and the secret waited for the tenant's page.
+    let elsewhere = &seen["whileElsewhere"];
+    assert_eq!(elsewhere["redraws"], 0, "{elsewhere}");
+    assert_eq!(elsewhere["typed"], "https://app.example.com not-an-origin");
+    assert_eq!(elsewhere["title"], "Key old-integration created");
+    let late = elsewhere["secret"].as_str().unwrap_or("");
+    assert!(late.starts_with("kg_") && late != secret, "{late}");
+
     // Rolled with an overlap: both secrets work; revoked: both refused.
     assert_eq!(seen["rolledSecretDiffers"], true);
     assert_eq!(
