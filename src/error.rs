@@ -197,9 +197,49 @@ pub(crate) fn number_value(number: impl itoa::Integer) -> HeaderValue {
     HeaderValue::from_str(digits.format(number)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// The header value's kinds whose number repeats from one request to the next.
+#[derive(Clone, Copy)]
+pub(crate) enum Repeating {
+    /// `X-RateLimit-Limit`: most keys share a few limits.
+    Limit,
+    /// `X-RateLimit-Reset`: the same window end for every request of a window.
+    Reset,
+}
+
+/// [`number_value`], remembered per thread for the last number of each [`Repeating`] kind: a
+/// repeat is a reference count, not an allocation.
+pub(crate) fn repeating_number_value(kind: Repeating, number: impl Into<i128>) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<[Option<(i128, HeaderValue)>; 2]> = const { std::cell::RefCell::new([None, None]) };
+    }
+    let number = number.into();
+    LAST.with_borrow_mut(|last| {
+        let slot = &mut last[kind as usize];
+        match slot {
+            Some((held, value)) if *held == number => value.clone(),
+            _ => slot.insert((number, number_value(number))).1.clone(),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remembered_number_is_the_number_asked_for() {
+        for (kind, number) in [
+            (Repeating::Limit, 100_i64),
+            (Repeating::Limit, 100),
+            (Repeating::Reset, 100),
+            (Repeating::Limit, 7),
+            (Repeating::Reset, 1_800_000_000),
+            (Repeating::Limit, 100),
+        ] {
+            assert_eq!(repeating_number_value(kind, number), number_value(number));
+        }
+        assert_eq!(repeating_number_value(Repeating::Limit, u64::MAX), u64::MAX.to_string().as_str());
+    }
 
     #[test]
     fn codes_are_unique_and_statuses_match_their_family() {

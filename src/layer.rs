@@ -27,7 +27,7 @@ use crate::error::{ApiError, Detail, ErrorCode};
 use crate::metrics::RouteMetrics;
 use crate::paths::normalize;
 use crate::pipeline::{Decision, Pipeline, Policy};
-use crate::request_log::LoggedIdentity;
+use crate::request_log::LogNotes;
 
 pub use crate::pipeline::Principal;
 
@@ -119,7 +119,7 @@ where
 fn finish(decision: &Decision, response: &mut Response) {
     decision.decorate(response.headers_mut());
     if let Some(record) = &decision.identity {
-        response.extensions_mut().insert(LoggedIdentity(Arc::clone(record)));
+        LogNotes::of(response.extensions_mut()).identity = Some(Arc::clone(record));
     }
 }
 

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 
 use crate::cache::Lookup;
 use crate::config::{Config, KeyHeader, OnBackendError};
-use crate::error::{ApiError, ErrorCode, number_value};
+use crate::error::{ApiError, ErrorCode, Repeating, number_value, repeating_number_value};
 use crate::feed::StoreWatch;
 use crate::model::{KeyState, KeyWithTenant, RateLimit, Subscription, TenantStatus};
 use crate::origin::Origin;
@@ -639,9 +639,9 @@ impl Decision {
         const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
         const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
         if let Some(quota) = &self.quota {
-            headers.insert(LIMIT, number_value(quota.limit));
+            headers.insert(LIMIT, repeating_number_value(Repeating::Limit, quota.limit));
             headers.insert(REMAINING, number_value(quota.remaining));
-            headers.insert(RESET, number_value(quota.reset));
+            headers.insert(RESET, repeating_number_value(Repeating::Reset, quota.reset));
         }
         if let Some((policy, left)) = &self.ietf {
             const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

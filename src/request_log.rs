@@ -17,12 +17,24 @@ use crate::model::KeyWithTenant;
 use crate::secret::random_base62;
 use crate::trusted::TrustedProxies;
 
-/// Who the request was for, once known; put into response extensions by the layer.
-#[derive(Debug, Clone)]
-pub(crate) struct LoggedIdentity(pub Arc<KeyWithTenant>);
+/// What a response's log line says beyond the response itself, in one response extension
+/// (one allocation, where each its own took one more): filled by the layer and the proxy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LogNotes {
+    /// Who the request was for, once known (the layer).
+    pub identity: Option<Arc<KeyWithTenant>>,
+    /// What the upstream answered (the proxy).
+    pub upstream: Option<LoggedUpstream>,
+}
 
-/// What the upstream answered, and how long it took to send its response head; put into
-/// response extensions by the proxy.
+impl LogNotes {
+    /// The notes in a response's `extensions`, made empty on first use.
+    pub(crate) fn of(extensions: &mut http::Extensions) -> &mut Self {
+        extensions.get_or_insert_default()
+    }
+}
+
+/// What the upstream answered, and how long it took to send its response head.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LoggedUpstream {
     pub status: u16,
@@ -108,8 +120,9 @@ async fn logged<F: Future<Output = Response>>(
     }
     let request_id = id.as_ref().and_then(|value| value.to_str().ok());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
-    let identity = response.extensions().get::<LoggedIdentity>();
-    let upstream = response.extensions().get::<LoggedUpstream>();
+    let notes = response.extensions().get::<LogNotes>();
+    let identity = notes.and_then(|notes| notes.identity.as_deref());
+    let upstream = notes.and_then(|notes| notes.upstream);
     tracing::info!(
         target: crate::logging::REQUEST_LOG_TARGET,
         listener,
@@ -120,8 +133,8 @@ async fn logged<F: Future<Output = Response>>(
         user_agent,
         status = response.status().as_u16(),
         code,
-        tenant = identity.map(|i| i.0.tenant.id.as_str()),
-        key_id = identity.map(|i| i.0.key.id.as_str()),
+        tenant = identity.map(|i| i.tenant.id.as_str()),
+        key_id = identity.map(|i| i.key.id.as_str()),
         upstream_status = upstream.map(|u| u.status),
         upstream_us = upstream.map(|u| u.elapsed.as_micros() as u64),
         elapsed_us = started.elapsed().as_micros() as u64,

@@ -55,14 +55,15 @@ fn base62_from(n: usize, mut fill: impl FnMut(&mut [u8; 64])) -> String {
     out
 }
 
-fn checksum(body: &str) -> String {
+/// The checksum's base-62 digits, on the stack: every request with a key checks one.
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body.as_bytes());
     let mut digits = [b'0'; CHECKSUM_LEN];
     for digit in digits.iter_mut().rev() {
         *digit = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    String::from_utf8_lossy(&digits).into_owned()
+    digits
 }
 
 /// The SHA-256 of a secret: what the store keeps and the cache is keyed by.
@@ -87,8 +88,10 @@ impl std::fmt::Debug for NewSecret {
 }
 
 pub fn generate_secret(prefix: &str) -> NewSecret {
-    let body = format!("{prefix}_{}", random_base62(RANDOM_LEN));
-    let secret = format!("{body}{}", checksum(&body));
+    let mut secret = format!("{prefix}_{}", random_base62(RANDOM_LEN));
+    let sum = checksum(&secret);
+    // Base-62 digits are ASCII.
+    secret.extend(sum.map(char::from));
     NewSecret {
         hash: hash_secret(&secret),
         prefix: secret[..prefix.len() + 1 + DISPLAY_RANDOM_CHARS].to_owned(),
@@ -106,7 +109,7 @@ pub fn is_well_formed(prefix: &str, candidate: &str) -> bool {
         return false;
     }
     let (body, sum) = candidate.split_at(candidate.len() - CHECKSUM_LEN);
-    checksum(body) == sum
+    checksum(body) == sum.as_bytes()
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::error::{ApiError, Detail, ErrorCode, data_response};
 use crate::gateway::public;
 use crate::layer::normalize_request_path;
 use crate::pipeline::{Principal, SESSION_TOKEN_HEADER};
-use crate::request_log::LoggedIdentity;
+use crate::request_log::LogNotes;
 
 /// The largest body read: every body the document allows fits (its fields are at most 12,800
 /// ASCII characters, each at most 2 bytes in JSON), so a valid question is never 413.
@@ -146,8 +146,8 @@ async fn translated(judged: Response) -> Response {
         }
     }
     // For the request log: whose request it was, and how it ended.
-    if let Some(identity) = parts.extensions.get::<LoggedIdentity>() {
-        response.extensions_mut().insert(identity.clone());
+    if let Some(notes) = parts.extensions.get::<LogNotes>() {
+        response.extensions_mut().insert(notes.clone());
     }
     if let Some(code) = parts.extensions.get::<ErrorCode>() {
         response.extensions_mut().insert(*code);

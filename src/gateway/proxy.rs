@@ -24,7 +24,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket::{self, OpenSockets, RelaySettings};
 use crate::pipeline::Principal;
-use crate::request_log::LoggedUpstream;
+use crate::request_log::{LogNotes, LoggedUpstream};
 use crate::trusted::TrustedProxies;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those a `Connection`
@@ -185,18 +185,21 @@ impl Proxy {
             .get(header::HOST)
             .cloned()
             .or_else(|| parts.uri.authority().and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()));
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = http::Uri::builder()
-            .scheme(upstream.scheme.clone())
-            .authority(upstream.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| ApiError::internal())?;
+        // The request's own path and query, shared rather than copied.
+        let mut target = http::uri::Parts::default();
+        target.scheme = Some(upstream.scheme.clone());
+        target.authority = Some(upstream.authority.clone());
+        target.path_and_query =
+            Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+        parts.uri = http::Uri::from_parts(target).map_err(|_| ApiError::internal())?;
         // The upstream client speaks HTTP/1.1, whatever the client spoke to keygate; the answer
         // goes back in the client's own version, whatever the upstream spoke (an HTTP/1.0
         // upstream would otherwise take the client's keep-alive away).
         let client_version = std::mem::replace(&mut parts.version, http::Version::HTTP_11);
         self.rewrite_headers(&mut parts.headers, peer, request_host);
+        if let Some(host) = &upstream.host {
+            parts.headers.insert(header::HOST, host.clone());
+        }
         identity_headers(&mut parts.headers, &principal, forward_meta);
         if websocket.is_some() {
             // Hop-by-hop, but this hop is to be upgraded too.
@@ -220,7 +223,8 @@ impl Proxy {
         };
         let (mut parts, body) = response.into_parts();
         parts.version = client_version;
-        parts.extensions.insert(LoggedUpstream { status: parts.status.as_u16(), elapsed: sent.elapsed() });
+        LogNotes::of(&mut parts.extensions).upstream =
+            Some(LoggedUpstream { status: parts.status.as_u16(), elapsed: sent.elapsed() });
         // Hop-by-hop headers go; so do the upstream's CORS headers: keygate alone decides
         // what a browser may read.
         keep_end_to_end(&mut parts.headers, |name| name.starts_with("access-control-"));
@@ -244,13 +248,15 @@ impl Proxy {
             headers.insert(X_REQUEST_ID, request_id);
         }
 
-        let peer_text = peer.map(|ip| ip.to_string()).unwrap_or_default();
-        let forwarded_for = match client_forwarded_for.as_ref().and_then(|v| v.to_str().ok()) {
-            Some(chain) if from_trusted_proxy && !peer_text.is_empty() => format!("{chain}, {peer_text}"),
-            _ => peer_text,
-        };
-        if !forwarded_for.is_empty() {
-            set(headers, X_FORWARDED_FOR, &forwarded_for);
+        if let Some(ip) = peer {
+            let chain = client_forwarded_for.as_ref().and_then(|v| v.to_str().ok()).filter(|_| from_trusted_proxy);
+            let forwarded_for = match chain {
+                Some(chain) => HeaderValue::from_str(&format!("{chain}, {ip}")).ok(),
+                None => ip_value(ip),
+            };
+            if let Some(value) = forwarded_for {
+                headers.insert(X_FORWARDED_FOR, value);
+            }
         }
         let proto = client_proto.filter(|_| from_trusted_proxy).unwrap_or_else(|| self.own_proto.clone());
         headers.insert(X_FORWARDED_PROTO, proto);
@@ -280,10 +286,16 @@ pub(crate) fn identity_headers(headers: &mut HeaderMap, principal: &Principal, f
     headers.insert(X_KEYGATE_CHANNEL, HeaderValue::from_static(principal.channel.as_str()));
 }
 
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
+/// An address as a header value, written on the stack: the value's own copy is the one
+/// allocation (every forwarded request carries its client's address).
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    // The longest address, an IPv4-mapped IPv6 one, is 45 characters.
+    let mut text = [0u8; 48];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{ip}").ok()?;
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&text[..written]).ok()
 }
 
 /// Keeps only end-to-end headers — dropping the hop-by-hop ones and every header the

@@ -29,6 +29,21 @@ pub(crate) struct Route {
 pub(crate) struct Upstream {
     pub scheme: http::uri::Scheme,
     pub authority: http::uri::Authority,
+    /// The `Host` the upstream is sent, made once: its host, and its port unless it is the
+    /// scheme's default — what hyper's client would otherwise write on every request.
+    pub host: Option<http::HeaderValue>,
+}
+
+impl Upstream {
+    fn new(scheme: http::uri::Scheme, authority: http::uri::Authority) -> Self {
+        let default_port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => format!("{}:{port}", authority.host()),
+            _ => authority.host().to_owned(),
+        };
+        // A parsed authority's host is always a valid value; were it not, hyper writes its own.
+        Self { scheme, authority, host: http::HeaderValue::try_from(host).ok() }
+    }
 }
 
 pub(crate) enum Resolution {
@@ -48,10 +63,7 @@ impl Route {
         Self {
             prefix: config.prefix.clone(),
             methods: config.methods.iter().map(|method| method.0.clone()).collect(),
-            upstream: config
-                .upstream
-                .as_ref()
-                .map(|url| Upstream { scheme: url.scheme.clone(), authority: url.authority.clone() }),
+            upstream: config.upstream.as_ref().map(|url| Upstream::new(url.scheme.clone(), url.authority.clone())),
             forward_meta: config.forward_meta,
             policy: Policy {
                 label: config.prefix.clone(),
@@ -135,6 +147,21 @@ pub(crate) fn allowed_at(routes: &[Route], path: &str) -> Vec<Method> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_sent_upstream_drops_only_the_scheme_s_default_port() {
+        let host = |url: &str| {
+            let url: http::Uri = url.parse().unwrap();
+            let upstream = Upstream::new(url.scheme().unwrap().clone(), url.authority().unwrap().clone());
+            upstream.host.unwrap().to_str().unwrap().to_owned()
+        };
+        assert_eq!(host("http://orders.internal"), "orders.internal");
+        assert_eq!(host("http://orders.internal:80"), "orders.internal");
+        assert_eq!(host("https://orders.internal:443"), "orders.internal");
+        assert_eq!(host("https://orders.internal:80"), "orders.internal:80");
+        assert_eq!(host("http://127.0.0.1:3000"), "127.0.0.1:3000");
+        assert_eq!(host("http://[::1]:8080"), "[::1]:8080");
+    }
 
     fn route(prefix: &str, methods: &[&str]) -> Route {
         Route::from_config(&RouteConfig {

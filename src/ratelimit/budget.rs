@@ -52,6 +52,9 @@ pub struct Standing {
     pub period_seconds: i64,
 }
 
+/// A request's budgets, or what is made of each: a window and up to two quotas, inline.
+pub type UpToThree<T> = smallvec::SmallVec<[T; 3]>;
+
 /// The decision over every budget of one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -59,8 +62,9 @@ pub struct Verdict {
     /// The headline for `X-RateLimit-*`; on a refusal its `retry_after` waits for the reset of
     /// the budget that refused (the latest, when several have no room).
     pub quota: Quota,
-    /// Every budget, in the order given: window, key quota, tenant quota.
-    pub budgets: Vec<Standing>,
+    /// Every budget, in the order given: window, key quota, tenant quota (at most three, so
+    /// held inline: a verdict is made for every judged request).
+    pub budgets: UpToThree<Standing>,
     /// On a refusal, the budget whose reset `Retry-After` waits for.
     pub refused_by: Option<BudgetName>,
 }
@@ -68,7 +72,7 @@ pub struct Verdict {
 /// Decides a request against `budgets` (at least one: the window) at `now`.
 pub fn decide(budgets: &[Budget], now: Millis) -> Verdict {
     let allowed = budgets.iter().all(|budget| budget.count_before < budget.limit);
-    let standings: Vec<Standing> = budgets
+    let standings: UpToThree<Standing> = budgets
         .iter()
         .map(|budget| {
             let count = if allowed { budget.count_before + 1 } else { budget.count_before };

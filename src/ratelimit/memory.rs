@@ -14,7 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use foldhash::fast::RandomState;
 
-use super::{Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLimiter, Verdict, decide, window_end};
+use super::{
+    Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLimiter, UpToThree, Verdict, decide, window_end,
+};
 use crate::model::{Period, QuotaUsed};
 use crate::time::{Millis, now_millis};
 
@@ -197,7 +199,7 @@ fn decide_in(
     let window_end = window_end(budgets.window, now);
     let window = key.window.filter(|w| w.end == window_end).unwrap_or(Counter { end: window_end, count: 0 });
     let window = key.window.insert(window);
-    let mut counters: Vec<(Budget, &mut Counter)> = Vec::with_capacity(3);
+    let mut counters: UpToThree<(Budget, &mut Counter)> = UpToThree::new();
     let seconds = budgets.window.window_seconds as i64;
     let window_budget = |counter: &Counter| Budget {
         name: BudgetName::Window,
@@ -245,7 +247,7 @@ fn decide_in(
     if unseeded.key || unseeded.tenant {
         return Err(unseeded);
     }
-    let list: Vec<Budget> = counters.iter().map(|(budget, _)| *budget).collect();
+    let list: UpToThree<Budget> = counters.iter().map(|(budget, _)| *budget).collect();
     let verdict = decide(&list, now);
     if verdict.allowed {
         for (_, counter) in counters {

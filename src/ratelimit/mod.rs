@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use crate::model::{Period, QuotaPlan, QuotaUsed, RateLimit};
 
-pub use budget::{Budget, BudgetName, Standing, Verdict, decide, ietf_headers};
+pub use budget::{Budget, BudgetName, Standing, UpToThree, Verdict, decide, ietf_headers};
 pub use failed_auth::FailedAuthentications;
 pub use memory::MemoryLimiter;
 #[cfg(feature = "redis")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLimiter, Verdict, decide};
+use super::{Budget, BudgetName, Budgets, LimitError, QuotaOf, QuotaSeeds, RateLimiter, UpToThree, Verdict, decide};
 use crate::model::{Period, QuotaUsed};
 use crate::time::now_millis;
 
@@ -151,7 +151,7 @@ impl RedisLimiter {
             }
         }
         let now_ms = answer[0];
-        let list: Vec<Budget> = asked
+        let list: UpToThree<Budget> = asked
             .iter()
             .enumerate()
             .map(|(i, budget)| Budget {

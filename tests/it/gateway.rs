@@ -82,6 +82,7 @@ async fn x_forwarded_headers_are_kept_only_from_a_trusted_proxy() {
     assert_eq!(received.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
     assert_eq!(received.header("x-forwarded-host"), Some("api.example.com"));
     assert_eq!(received.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(received.header("host"), Some(upstream.authority.as_str()), "the upstream's own host and port");
 }
 
 #[tokio::test]
