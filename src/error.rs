@@ -197,6 +197,17 @@ pub(crate) fn number_value(number: impl itoa::Integer) -> HeaderValue {
     HeaderValue::from_str(digits.format(number)).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// `text` as a header value, written in `N` bytes on the stack and copied once, into the value:
+/// `None` when it does not fit or is not a valid value.
+pub(crate) fn formatted_value<const N: usize>(text: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    let mut bytes = [0u8; N];
+    let mut cursor = std::io::Cursor::new(&mut bytes[..]);
+    cursor.write_fmt(text).ok()?;
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&bytes[..written]).ok()
+}
+
 /// The header value's kinds whose number repeats from one request to the next.
 #[derive(Clone, Copy)]
 pub(crate) enum Repeating {
@@ -225,6 +236,15 @@ pub(crate) fn repeating_number_value(kind: Repeating, number: impl Into<i128>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_formatted_value_is_its_text_or_none_when_it_does_not_fit() {
+        let ip: std::net::IpAddr = "::ffff:255.255.255.255".parse().unwrap();
+        assert_eq!(formatted_value::<48>(format_args!("{ip}")).unwrap(), "::ffff:255.255.255.255");
+        assert_eq!(formatted_value::<4>(format_args!("{}", 1234)).unwrap(), "1234");
+        assert!(formatted_value::<4>(format_args!("{}", 12345)).is_none());
+        assert!(formatted_value::<8>(format_args!("a\nb")).is_none(), "not a valid value");
+    }
 
     #[test]
     fn a_remembered_number_is_the_number_asked_for() {

@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http::{HeaderValue, header};
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, formatted_value};
 use crate::model::KeyWithTenant;
 use crate::secret::random_base62;
 use crate::trusted::TrustedProxies;
@@ -50,16 +50,11 @@ const USER_AGENT_CHARS: usize = 200;
 /// then a counter. Cheaper than drawing randomness per request, and ids of one process sort.
 /// Written on the stack and copied once, into the header value the line also logs.
 fn next_request_id() -> Option<HeaderValue> {
-    use std::io::Write as _;
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| random_base62(12));
     // 12 base62 characters and at most 16 hex digits.
-    let mut id = [0u8; 28];
-    let mut cursor = std::io::Cursor::new(&mut id[..]);
-    write!(cursor, "{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed)).ok()?;
-    let written = cursor.position() as usize;
-    HeaderValue::from_bytes(&id[..written]).ok()
+    formatted_value::<28>(format_args!("{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed)))
 }
 
 /// Assigns a request id, runs the request, stamps the id on the response and logs the line.

@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, formatted_value};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket::{self, OpenSockets, RelaySettings};
 use crate::pipeline::Principal;
@@ -252,7 +252,8 @@ impl Proxy {
             let chain = client_forwarded_for.as_ref().and_then(|v| v.to_str().ok()).filter(|_| from_trusted_proxy);
             let forwarded_for = match chain {
                 Some(chain) => HeaderValue::from_str(&format!("{chain}, {ip}")).ok(),
-                None => ip_value(ip),
+                // The longest address, an IPv4-mapped IPv6 one, is 45 characters.
+                None => formatted_value::<48>(format_args!("{ip}")),
             };
             if let Some(value) = forwarded_for {
                 headers.insert(X_FORWARDED_FOR, value);
@@ -284,18 +285,6 @@ pub(crate) fn identity_headers(headers: &mut HeaderMap, principal: &Principal, f
         set(X_KEYGATE_META, &values.meta);
     }
     headers.insert(X_KEYGATE_CHANNEL, HeaderValue::from_static(principal.channel.as_str()));
-}
-
-/// An address as a header value, written on the stack: the value's own copy is the one
-/// allocation (every forwarded request carries its client's address).
-fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
-    use std::io::Write;
-    // The longest address, an IPv4-mapped IPv6 one, is 45 characters.
-    let mut text = [0u8; 48];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    write!(cursor, "{ip}").ok()?;
-    let written = cursor.position() as usize;
-    HeaderValue::from_bytes(&text[..written]).ok()
 }
 
 /// Keeps only end-to-end headers — dropping the hop-by-hop ones and every header the
