@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Heap allocations a request (issue "Hot path, second round"): glibc's malloc, realloc and
 # calloc counted by perf's uprobes on the keygate process over the whole of a wrk run of one
-# scenario, divided by the requests wrk made (connection set-up and the background work of
+# scenario (a guarded POST, a session mint, a 401, and POST /v1/verify on the decision listener), divided by the requests wrk made (connection set-up and the background work of
 # those seconds included). The probes slow keygate down several times over: the counts are the
 # figure, not the rates. Release build of this tree, or
 # CANDIDATE_BIN; BASELINE_BIN adds an older build, measured the same way right after.
@@ -39,20 +39,24 @@ wrk.body = '{"item":"tea","qty":12345}'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("SECRET")
 if os.getenv("ORIGIN") ~= "" then wrk.headers["Origin"] = os.getenv("ORIGIN") end
+if os.getenv("SECRET") == "" then wrk.headers["Authorization"] = nil end
+if os.getenv("BODY") ~= "" then wrk.body = os.getenv("BODY") end
 LUA
 
 # measure BINARY NAME: starts keygate from BINARY and prints its allocations a request for each
 # scenario.
 measure() {
-  local bin=$1 name=$2 port admin secret pid
+  local bin=$1 name=$2 port admin decision secret pid
   port=$(free_port)
   admin=$(free_port)
+  decision=$(free_port)
   rm -rf "${work:?}/$name"
   mkdir -p "$work/$name"
   cat > "$work/$name/keygate.toml" << CONF
 [server]
 listen = "127.0.0.1:$port"
 admin_listen = "127.0.0.1:$admin"
+decision_listen = "127.0.0.1:$decision"
 admin_token = "bench-admin-token-0123456789"
 [store]
 url = "sqlite://$work/$name/keygate.db"
@@ -73,15 +77,17 @@ CONF
   secret=$(admin_post /admin/v1/tenants/bench/keys \
     '{"name": "bench", "scopes": ["orders:write", "sessions:create"], "allowedOrigins": ["https://bench.example"]}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["secret"])')
-  local scenario label path key origin perf_pid requests
-  for scenario in "guarded POST|/api/v1/orders|$secret|" "mint|/api/v1/sessions|$secret|https://bench.example" \
-    "401|/api/v1/orders|not-a-key|"; do
-    IFS='|' read -r label path key origin <<< "$scenario"
+  local scenario label url key origin body perf_pid requests keygate=http://127.0.0.1:$port
+  local verify="{\"key\": \"$secret\", \"method\": \"POST\", \"path\": \"/api/v1/orders\"}"
+  for scenario in "guarded POST|$keygate/api/v1/orders|$secret|" \
+    "mint|$keygate/api/v1/sessions|$secret|https://bench.example" "401|$keygate/api/v1/orders|not-a-key|" \
+    "verify|http://127.0.0.1:$decision/v1/verify|||$verify"; do
+    IFS='|' read -r label url key origin body <<< "$scenario"
     # Counted over wrk's whole run, so that wrk's own count is the number of requests.
     perf stat -x, -e "$events" -p "$pid" 2> "$work/stat" &
     perf_pid=$!
     sleep 0.5
-    SECRET=$key ORIGIN=$origin wrk -t2 -c64 -d4s -s "$work/post.lua" "http://127.0.0.1:$port$path" > "$work/wrk.out"
+    SECRET=$key ORIGIN=$origin BODY=$body wrk -t2 -c64 -d4s -s "$work/post.lua" "$url" > "$work/wrk.out"
     kill -INT "$perf_pid"
     wait "$perf_pid" || true
     requests=$(awk '/requests in/ { print $1 }' "$work/wrk.out")

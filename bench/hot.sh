@@ -25,6 +25,7 @@
 #   H2_CLIENTS=16 H2_STREAMS=4 bench/hot.sh      # HTTP/2: connections, and streams on each
 #   BASELINE_BIN=/tmp/keygate-old bench/hot.sh   # an older build, side by side
 #   CANDIDATE_BIN=/tmp/keygate-new bench/hot.sh   # a build other than this tree's
+#   ONLY='verify|401' bench/hot.sh               # only the scenarios whose names match
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -239,13 +240,24 @@ scenarios=(
 )
 # BASELINE_BIN: another build of keygate (say, the last release), measured in the same rounds.
 if [ -n "${BASELINE_BIN:-}" ]; then
-  read -r base_port base_secret _ base_session _ < <(start_keygate "$BASELINE_BIN" baseline)
+  read -r base_port base_secret _ base_session _ < <(DECISIONS=1 start_keygate "$BASELINE_BIN" baseline)
   base=http://127.0.0.1:$base_port
+  base_decision=http://127.0.0.1:$(cat "$work/baseline/decision_port")
+  base_verify_body="{\"key\": \"$base_secret\", \"method\": \"POST\", \"path\": \"/api/v1/orders\"}"
   scenarios+=(
     "baseline guarded POST|POST|$base/api/v1/orders|$base_secret|||2xx"
     "baseline mint|POST|$base/api/v1/sessions|$base_secret|https://bench.example||2xx"
     "baseline browser write|POST|$base/api/v1/orders|$base_secret|https://bench.example|$base_session|2xx"
+    "baseline verify|POST|$base_decision/v1/verify||||2xx|$base_verify_body"
+    "baseline 401|POST|$base/api/v1/orders|kg_not_a_key|||401"
   )
+fi
+if [ -n "${ONLY:-}" ]; then
+  chosen=()
+  for entry in "${scenarios[@]}"; do
+    if grep -Eq -- "$ONLY" <<< "${entry%%|*}"; then chosen+=("$entry"); fi
+  done
+  scenarios=("${chosen[@]}")
 fi
 declare -A results passed
 for round in $(seq "$ROUNDS"); do
@@ -317,18 +329,23 @@ for name in sys.argv[1:]:
     rps, p50, p99 = medians[name]
     typical, slow = ("mean", "max") if " h2 " in f" {name} " else ("p50", "p99")
     print(f"  {name:24} {rps:10.0f} req/s   {typical} {p50:6.2f} ms   {slow} {p99:6.2f} ms")
-ratio = lambda a, b: medians[a][0] / medians[b][0]
-print(f"\n  keygate mint / bare           {ratio('keygate mint', 'bare'):.2f}   (target >= 0.8)")
-print(f"  keygate guarded POST / nginx  {ratio('keygate guarded POST', 'nginx'):.2f}   (target >= 1.0)")
-print(f"  browser write / guarded POST  {ratio('keygate browser write', 'keygate guarded POST'):.2f}   (target >= 0.9)")
-print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
-print(f"  HTTP/2 TLS guarded GET / nginx {ratio('keygate h2 guarded GET', 'nginx h2 GET'):.2f}   (target >= 0.8)")
-print(f"  Redis / in-process limiter    {ratio('redis guarded POST', 'keygate guarded POST'):.2f}   (target >= 0.7)")
-print(f"  Redis, quotas / window alone  {ratio('redis with quotas', 'redis guarded POST'):.2f}   (target >= 0.9)")
-print(f"  nginx auth_request / nginx    {ratio('nginx auth_request', 'nginx'):.2f}   (target >= 0.8)")
-print(f"  keygate guarded POST / nginx auth_request {ratio('keygate guarded POST', 'nginx auth_request'):.2f}")
-print(f"  verify / keygate 401          {ratio('keygate verify', 'keygate 401'):.2f}   (target >= 0.9)")
-for scenario in ("guarded POST", "mint", "browser write"):
-    if "baseline " + scenario in medians:
-        print(f"  {scenario} / baseline's {'':14}"[:30] + f" {ratio('keygate ' + scenario, 'baseline ' + scenario):.2f}")
+def ratio(line, a, b, target=""):
+    # Only the ratios whose two scenarios ran (all of them, unless ONLY chose some).
+    if a in medians and b in medians:
+        print(f"  {line:<30}{medians[a][0] / medians[b][0]:.2f}" + (f"   (target {target})" if target else ""))
+print()
+ratio("keygate mint / bare", "keygate mint", "bare", ">= 0.8")
+ratio("keygate guarded POST / nginx", "keygate guarded POST", "nginx", ">= 1.0")
+ratio("browser write / guarded POST", "keygate browser write", "keygate guarded POST", ">= 0.9")
+if "keygate guarded POST" in medians and "nginx" in medians:
+    print(f"  p99 keygate guarded - nginx   {medians['keygate guarded POST'][2] - medians['nginx'][2]:+.2f} ms (target within 1 ms)")
+ratio("HTTP/2 TLS guarded GET / nginx", "keygate h2 guarded GET", "nginx h2 GET", ">= 0.8")
+ratio("Redis / in-process limiter", "redis guarded POST", "keygate guarded POST", ">= 0.7")
+ratio("Redis, quotas / window alone", "redis with quotas", "redis guarded POST", ">= 0.9")
+ratio("nginx auth_request / nginx", "nginx auth_request", "nginx", ">= 0.8")
+ratio("guarded POST / auth_request", "keygate guarded POST", "nginx auth_request")
+ratio("verify / keygate 401", "keygate verify", "keygate 401", ">= 0.9")
+ratio("baseline verify / its 401", "baseline verify", "baseline 401")
+for scenario in ("guarded POST", "mint", "browser write", "verify", "401"):
+    ratio(f"{scenario} / baseline's", "keygate " + scenario, "baseline " + scenario)
 PY

@@ -2,6 +2,7 @@
 //! against (SPEC §4). Both are parsed once into a normalised form — lower-case scheme and
 //! host, default port dropped — so matching is a plain comparison.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -23,21 +24,22 @@ impl fmt::Display for OriginError {
     }
 }
 
-struct Parts {
+struct Parts<'a> {
     scheme: &'static str,
-    host: String,
+    /// Lower-case: borrowed from the input when it already is, as browsers send it.
+    host: Cow<'a, str>,
     port: Option<u16>,
     wildcard: bool,
 }
 
-fn parse_parts(raw: &str, allow_wildcard: bool) -> Result<Parts, OriginError> {
+fn parse_parts(raw: &str, allow_wildcard: bool) -> Result<Parts<'_>, OriginError> {
     if raw.eq_ignore_ascii_case("null") {
         return Err(OriginError("the null origin is never allowed"));
     }
     let (scheme, rest) = raw.split_once("://").ok_or(OriginError("must look like https://host[:port]"))?;
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
-        "https" => "https",
-        "http" => "http",
+    let scheme = match scheme {
+        _ if scheme.eq_ignore_ascii_case("https") => "https",
+        _ if scheme.eq_ignore_ascii_case("http") => "http",
         _ => return Err(OriginError("scheme must be http or https")),
     };
     if rest.contains(['/', '?', '#']) {
@@ -47,10 +49,9 @@ fn parse_parts(raw: &str, allow_wildcard: bool) -> Result<Parts, OriginError> {
         return Err(OriginError("an origin has no user info"));
     }
     let (host, port) = split_host_port(rest)?;
-    let host = host.to_ascii_lowercase();
     let (wildcard, name) = match host.strip_prefix("*.") {
         Some(base) if allow_wildcard => (true, base),
-        _ => (false, host.as_str()),
+        _ => (false, host),
     };
     if name.contains('*') {
         return Err(OriginError("a wildcard is only allowed as the first label, as in https://*.example.com"));
@@ -63,7 +64,11 @@ fn parse_parts(raw: &str, allow_wildcard: bool) -> Result<Parts, OriginError> {
     }
     let default_port = if scheme == "https" { 443 } else { 80 };
     let port = port.filter(|&p| p != default_port);
-    Ok(Parts { scheme, host: name.to_owned(), port, wildcard })
+    let host = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(name.to_ascii_lowercase()),
+        false => Cow::Borrowed(name),
+    };
+    Ok(Parts { scheme, host, port, wildcard })
 }
 
 fn split_host_port(rest: &str) -> Result<(&str, Option<u16>), OriginError> {
@@ -116,11 +121,19 @@ fn is_dns_name(host: &str) -> bool {
         && !host.rsplit('.').next().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// `scheme://host[:port]`, in one allocation of its size.
 fn serialize(scheme: &str, host: &str, port: Option<u16>) -> String {
-    match port {
-        Some(port) => format!("{scheme}://{host}:{port}"),
-        None => format!("{scheme}://{host}"),
+    let mut digits = itoa::Buffer::new();
+    let port = port.map(|port| digits.format(port));
+    let mut text = String::with_capacity(scheme.len() + 3 + host.len() + port.map_or(0, |p| 1 + p.len()));
+    text.push_str(scheme);
+    text.push_str("://");
+    text.push_str(host);
+    if let Some(port) = port {
+        text.push(':');
+        text.push_str(port);
     }
+    text
 }
 
 impl Origin {
@@ -182,7 +195,7 @@ impl OriginPattern {
                 "a wildcard directly under a public suffix (like *.com or *.co.uk) is not allowed",
             ));
         }
-        Ok(Self::Wildcard { scheme: parts.scheme, base: parts.host, port: parts.port })
+        Ok(Self::Wildcard { scheme: parts.scheme, base: parts.host.into_owned(), port: parts.port })
     }
 
     pub fn matches(&self, origin: &Origin) -> bool {

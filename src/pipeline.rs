@@ -631,17 +631,18 @@ fn check_scope(record: &KeyWithTenant, policy: &Policy) -> Result<(), ApiError> 
     }
 }
 
+pub(crate) const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+pub(crate) const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+pub(crate) const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
 impl Decision {
     /// Adds the headers every answer to this request carries: `X-RateLimit-*` once steps 1–3
     /// passed, CORS when the origin is on the key's allowlist.
     pub fn decorate(&self, headers: &mut HeaderMap) {
-        const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-        const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-        const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
         if let Some(quota) = &self.quota {
-            headers.insert(LIMIT, repeating_number_value(Repeating::Limit, quota.limit));
-            headers.insert(REMAINING, number_value(quota.remaining));
-            headers.insert(RESET, repeating_number_value(Repeating::Reset, quota.reset));
+            headers.insert(X_RATELIMIT_LIMIT, repeating_number_value(Repeating::Limit, quota.limit));
+            headers.insert(X_RATELIMIT_REMAINING, number_value(quota.remaining));
+            headers.insert(X_RATELIMIT_RESET, repeating_number_value(Repeating::Reset, quota.reset));
         }
         if let Some((policy, left)) = &self.ietf {
             const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -42,6 +42,8 @@ pub(crate) struct LoggedUpstream {
 }
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The name made once: inserting by `&str` parses and checks the name on every call.
+const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The most of a `User-Agent` a log line keeps.
 const USER_AGENT_CHARS: usize = 200;
@@ -107,11 +109,11 @@ async fn logged<F: Future<Output = Response>>(
     let started = std::time::Instant::now();
     // Made once: stamped on the request (the upstream sees it) and on the response.
     if let Some(value) = &id {
-        request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+        request.headers_mut().insert(REQUEST_ID, value.clone());
     }
     let mut response = run(request).await;
     if let Some(value) = &id {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+        response.headers_mut().insert(REQUEST_ID, value.clone());
     }
     let request_id = id.as_ref().and_then(|value| value.to_str().ok());
     let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());

@@ -23,8 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode};
 use subtle::ConstantTimeEq;
@@ -37,7 +36,7 @@ use crate::gateway::proxy::identity_headers;
 use crate::gateway::public::{self, Handler, RouteTable};
 use crate::metrics::RouteMetrics;
 use crate::pipeline::Principal;
-use crate::request_log::log_request;
+use crate::request_log::logged_around;
 
 pub(crate) const DECISION_TOKEN_HEADER: &str = "x-keygate-decision-token";
 
@@ -63,20 +62,23 @@ enum Asked {
 /// The decision listener's router over `table` (the configured routes, each around [`allow`]).
 pub(crate) fn router(table: RouteTable, unrouted: Handler, token: Option<String>) -> Router {
     let trusted = table.pipeline.trusted_proxies().clone();
-    let state = DecisionState { table, unrouted, unmatched: RouteMetrics::new("unmatched") };
+    let state = Arc::new(DecisionState { table, unrouted, unmatched: RouteMetrics::new("unmatched") });
     let token = token.map(|token| Arc::new(token_digest(token.as_bytes())));
-    Router::new()
-        .fallback(dispatch)
-        .with_state(Arc::new(state))
-        .layer(axum::middleware::from_fn(move |request, next| log_request("decision", &trusted, request, next)))
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let token = token.clone();
-            async move {
-                let envelope_in_header = request.headers().contains_key(ERROR_IN_HEADER);
-                let response = next.run(turned_back(request, token.as_deref())).await;
-                if envelope_in_header { with_envelope_in_header(response).await } else { response }
-            }
-        }))
+    // Turned back, logged and answered as one service, as the public listener's: the router only
+    // hands every request to it, without a middleware's boxed future and service clone.
+    let decide = service_fn(move |request: Request| {
+        let state = Arc::clone(&state);
+        let envelope_in_header = request.headers().contains_key(ERROR_IN_HEADER);
+        let request = turned_back(request, token.as_deref());
+        let answered =
+            logged_around("decision", &trusted, request, move |request| async move { dispatch(&state, request).await });
+        async move {
+            let response = answered.await;
+            let response = if envelope_in_header { with_envelope_in_header(response).await } else { response };
+            Ok::<_, Infallible>(response)
+        }
+    });
+    Router::new().fallback_service(decide)
 }
 
 /// Asked for by a proxy that drops a decision's body (nginx's `auth_request`): a refusal's
@@ -121,13 +123,13 @@ fn turned_back(mut request: Request, token: Option<&[u8; 32]>) -> Request {
     request
 }
 
-async fn dispatch(State(state): State<Arc<DecisionState>>, request: Request) -> Response {
+async fn dispatch(state: &DecisionState, request: Request) -> Response {
     let started = Instant::now();
     let routed = match request.extensions().get::<Asked>().cloned() {
         Some(Asked::Refused(refusal)) => Err(refusal.into_response()),
         Some(Asked::WrongMethod) => Err(public::method_not_allowed(&original::FORWARD_AUTH_METHODS)),
         Some(Asked::Original) => judge(&state.table, request).await,
-        None => own_path(&state, request).await,
+        None => own_path(state, request).await,
     };
     public::answered(&state.unmatched, routed, started)
 }

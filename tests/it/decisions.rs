@@ -392,6 +392,7 @@ async fn verify_refuses_a_bad_body_naming_each_field() {
         (json!({ "key": secret, "method": "G E T", "path": "relative" }), vec!["method", "path"]),
         (json!({ "key": secret, "method": "M".repeat(33), "path": "/api/v1/caf\u{e9}" }), vec!["method", "path"]),
         (json!([secret]), vec![""]),
+        (json!({ "key": secret, "origin": null, "sessionToken": null }), vec!["origin", "sessionToken"]),
     ] {
         let seen = verify(&app, &body).await;
         seen.assert_error(400, "VALIDATION_ERROR");
@@ -409,6 +410,15 @@ async fn verify_refuses_a_bad_body_naming_each_field() {
         .assert_error(413, "PAYLOAD_TOO_LARGE");
     let seen = verify(&app, &json!({ "key": secret })).await;
     assert_eq!(seen.body["data"]["rateLimit"]["remaining"], 9, "the refused bodies counted nothing");
+    // Read alike whatever the JSON's spelling: escapes, a repeated field (the last one counts).
+    for (body, remaining) in [
+        (format!(r#"{{"key": "{secret}", "method": "\u0047ET"}}"#), 8),
+        (format!(r#"{{"key": "kg_none", "key": "{secret}"}}"#), 7),
+    ] {
+        let seen = Seen::from(app.client.post(&url).body(body.clone()).send().await.unwrap()).await;
+        assert_eq!(seen.body["data"]["valid"], true, "{body}: {}", seen.body);
+        assert_eq!(seen.body["data"]["rateLimit"]["remaining"], remaining, "{body}");
+    }
 }
 
 /// The decision listener serves its own part of the OpenAPI document.
