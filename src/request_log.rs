@@ -63,8 +63,8 @@ fn next_request_id() -> Option<HeaderValue> {
 /// The path is logged without its query string, which could carry anything. The client is the
 /// address keygate trusts: the peer, or what a trusted proxy forwarded for.
 /// Called from the middleware's closure, which holds `trusted`: decided before the future
-/// is made, the address costs no clone of the list per request. (The admin and the decision
-/// listener's middleware: the gateway's.)
+/// is made, the address costs no clone of the list per request. (The admin listener's
+/// middleware: the gateway's.)
 #[cfg(feature = "gateway")]
 pub(crate) fn log_request(
     listener: &'static str,
@@ -75,8 +75,9 @@ pub(crate) fn log_request(
     logged_around(listener, trusted, request, move |request| next.run(request))
 }
 
-/// [`log_request`] around any call that answers the request: the public listener's, which runs
-/// it without a router's middleware (and the boxed future and service clone those cost).
+/// [`log_request`] around any call that answers the request: the public and decision
+/// listeners', which run it without a router's middleware (and the boxed future and service
+/// clone those cost).
 pub(crate) fn logged_around<F, R>(
     listener: &'static str,
     trusted: &TrustedProxies,
