@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Heap allocations a request (issue "Hot path, second round"): glibc's malloc, realloc and
 # calloc counted by perf's uprobes on the keygate process over the whole of a wrk run of one
-# scenario (a guarded POST, a session mint, a 401, and POST /v1/verify on the decision listener), divided by the requests wrk made (connection set-up and the background work of
+# scenario (a guarded POST, a session mint, a 401, and POST /v1/verify on the decision
+# listener), divided by the requests wrk made (connection set-up and the background work of
 # those seconds included). The probes slow keygate down several times over: the counts are the
 # figure, not the rates. Release build of this tree, or
 # CANDIDATE_BIN; BASELINE_BIN adds an older build, measured the same way right after.

@@ -37,10 +37,12 @@ fn parse_parts(raw: &str, allow_wildcard: bool) -> Result<Parts<'_>, OriginError
         return Err(OriginError("the null origin is never allowed"));
     }
     let (scheme, rest) = raw.split_once("://").ok_or(OriginError("must look like https://host[:port]"))?;
-    let scheme = match scheme {
-        _ if scheme.eq_ignore_ascii_case("https") => "https",
-        _ if scheme.eq_ignore_ascii_case("http") => "http",
-        _ => return Err(OriginError("scheme must be http or https")),
+    let scheme = if scheme.eq_ignore_ascii_case("https") {
+        "https"
+    } else if scheme.eq_ignore_ascii_case("http") {
+        "http"
+    } else {
+        return Err(OriginError("scheme must be http or https"));
     };
     if rest.contains(['/', '?', '#']) {
         return Err(OriginError("an origin has no path, query or fragment"));

@@ -43,7 +43,7 @@ pub(crate) struct LoggedUpstream {
 
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 /// The name made once: inserting by `&str` parses and checks the name on every call.
-const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
+pub(crate) const REQUEST_ID: http::HeaderName = http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// The most of a `User-Agent` a log line keeps.
 const USER_AGENT_CHARS: usize = 200;

@@ -22,6 +22,7 @@ use tower::ServiceExt;
 use super::DecisionState;
 use crate::admin::fields::{Fields, parsed};
 use crate::error::{ApiError, Detail, ErrorCode, data_response};
+use crate::gateway::proxy::X_FORWARDED_FOR;
 use crate::gateway::public;
 use crate::layer::normalize_request_path;
 use crate::model::Meta;
@@ -33,8 +34,7 @@ use crate::scope::Scope;
 /// ASCII characters, each at most 2 bytes in JSON), so a valid question is never 413.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 const FIELDS: &[&str] = &["key", "origin", "sessionToken", "method", "path"];
-// Names made once: a lookup or insert by `&str` parses and checks the name on every call.
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+// Made once: a lookup or insert by `&str` parses and checks the name on every call.
 const SESSION_TOKEN: HeaderName = HeaderName::from_static(SESSION_TOKEN_HEADER);
 
 pub(super) async fn answer(state: &DecisionState, request: Request) -> Response {
@@ -146,14 +146,8 @@ impl<'a> Question<'a> {
             key: Cow::Borrowed(body.key),
             origin: checked(body.origin, 2048)?,
             token: checked(body.session_token, 8192)?,
-            method: match body.method {
-                Some(method) => Some(http_method(method).ok()?),
-                None => None,
-            },
-            path: match body.path {
-                Some(path) => Some(target(path).ok()?),
-                None => None,
-            },
+            method: body.method.map(http_method).transpose().ok()?,
+            path: body.path.map(target).transpose().ok()?,
         })
     }
 

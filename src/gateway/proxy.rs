@@ -24,7 +24,7 @@ use crate::error::{ApiError, ErrorCode, formatted_value};
 use crate::gateway::routes::Upstream;
 use crate::gateway::websocket::{self, OpenSockets, RelaySettings};
 use crate::pipeline::Principal;
-use crate::request_log::{LogNotes, LoggedUpstream};
+use crate::request_log::{LogNotes, LoggedUpstream, REQUEST_ID};
 use crate::trusted::TrustedProxies;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those a `Connection`
@@ -72,10 +72,9 @@ const X_KEYGATE_KEY: HeaderName = HeaderName::from_static("x-keygate-key");
 const X_KEYGATE_SCOPES: HeaderName = HeaderName::from_static("x-keygate-scopes");
 const X_KEYGATE_CHANNEL: HeaderName = HeaderName::from_static("x-keygate-channel");
 const X_KEYGATE_META: HeaderName = HeaderName::from_static("x-keygate-meta");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::request_log::REQUEST_ID_HEADER);
 
 pub(crate) struct Proxy {
     client: Client<HttpsConnector<HttpConnector>, Body>,
@@ -241,11 +240,11 @@ impl Proxy {
         let client_proto = headers.get(X_FORWARDED_PROTO).cloned();
         let client_host = headers.get(X_FORWARDED_HOST).cloned();
         // Set by keygate before the request got here; a client's `Connection` must not name it away.
-        let request_id = headers.get(X_REQUEST_ID).cloned();
+        let request_id = headers.get(REQUEST_ID).cloned();
 
         keep_end_to_end(headers, |name| !is_forwardable(name) || self.key_headers.iter().any(|h| h == name));
         if let Some(request_id) = request_id {
-            headers.insert(X_REQUEST_ID, request_id);
+            headers.insert(REQUEST_ID, request_id);
         }
 
         if let Some(ip) = peer {
