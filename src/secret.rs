@@ -11,7 +11,7 @@ const RANDOM_LEN: usize = 40;
 /// Base62 of a CRC32 fits in six characters (62^6 > 2^32).
 const CHECKSUM_LEN: usize = 6;
 /// Random characters shown in a key's display `prefix`.
-const DISPLAY_RANDOM_CHARS: usize = 6;
+pub const DISPLAY_RANDOM_CHARS: usize = 6;
 
 /// `n` base62 characters from the OS CSPRNG, without modulo bias.
 pub fn random_base62(n: usize) -> String {

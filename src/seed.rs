@@ -13,11 +13,11 @@ use crate::audit::{Audit, AuditAction};
 use crate::model::{ApiKey, KeyView, RolledSecret, Subscription, Tenant, TenantStatus};
 use crate::origin::OriginPattern;
 use crate::scope::Scope;
-use crate::secret::{generate_secret, hash_secret, random_base62};
+use crate::secret::{DISPLAY_RANDOM_CHARS, SecretHash, generate_secret, hash_secret, random_base62};
 use crate::store::{Bulk, BulkEarlier, BulkEntry, Store, StoreError};
 use crate::time::{Millis, now_millis};
 
-/// Keys written per transaction.
+/// Keys written per batch (all batches are one transaction).
 const BATCH: usize = 10_000;
 /// How long a seeded earlier secret stays live: 30 days.
 const OVERLAP: Millis = 30 * 86_400_000;
@@ -50,9 +50,13 @@ pub struct Seeded {
 }
 
 /// Writes `plan.tenants` tenants (`seed-0`, `seed-1`, …, module `orders`) and `plan.keys` keys
-/// spread evenly over them, telling `progress` how many keys are written after each batch.
-/// Tenant ids are fixed, so seeding twice into one store is refused (`CONFLICT`) rather than
-/// doubling up.
+/// spread evenly over them, a tenant's keys one after another, telling `progress` how many keys
+/// are written after each batch. Tenant ids are fixed, so seeding twice into one store is
+/// refused (`CONFLICT`) rather than doubling up.
+///
+/// The secrets are made first and the keys written in the order of their hashes, ids rising
+/// (`store::sql::bulk` says why): the hash and display prefix of every secret are held in
+/// memory meanwhile, 40 bytes a key.
 pub async fn seed(
     store: &dyn Store,
     plan: Plan<'_>,
@@ -62,66 +66,160 @@ pub async fn seed(
     let (rolled, imported) = (plan.rolled.min(plan.keys), plan.imported.min(plan.keys));
     let now = now_millis();
     let entries = if plan.audit { tenants + plan.keys + rolled } else { 0 };
-    let mut clock = Clock { start: now - YEAR, step: YEAR / entries.max(1) as Millis, next: 0 };
+    let clock = Clock { start: now - YEAR, step: YEAR / entries.max(1) as Millis, next: 0 };
     let scopes: Vec<Scope> =
         ["sessions:create", "orders:read", "orders:write"].iter().filter_map(|s| Scope::parse(s).ok()).collect();
-    let mut bulk = Bulk { tenants: (0..tenants).map(|t| tenant(t, now)).collect(), ..Bulk::default() };
-    if plan.audit {
-        for tenant in &bulk.tenants {
-            let after = Some(wire(tenant)?);
-            bulk.audit.push(entry(clock.tick(), AuditAction::TenantCreate, &tenant.id, &tenant.id, None, after));
-        }
+    let mut seeding = Seeding {
+        plan,
+        tenants,
+        rolled,
+        now,
+        clock,
+        scopes,
+        tenant_ids: (0..tenants).map(tenant_id).collect(),
+        id_stem: random_base62(ID_STEM),
+        secrets: made_secrets(plan.key_prefix, plan.keys - imported, imported).into_iter(),
+        earlier: made_secrets(plan.key_prefix, rolled, 0).into_iter(),
+        written: None,
+    };
+    store
+        .insert_bulk(&mut || {
+            if let Some(written) = seeding.written {
+                progress(written);
+            }
+            seeding.next_batch()
+        })
+        .await?;
+    Ok(Seeded { tenants, keys: plan.keys, rolled, imported, audit_entries: entries })
+}
+
+/// A seeded key id: `key_`, this seed's stem, and the key's index in twelve digits: as long as
+/// a created key's (`key_` and 20 characters), and rising.
+const ID_STEM: usize = 8;
+
+/// A secret made for the seed, kept as its hash and the random characters of its display
+/// prefix: the secret itself is never shown, so nothing else of it is needed.
+struct Made {
+    hash: SecretHash,
+    shown: [u8; DISPLAY_RANDOM_CHARS],
+    imported: bool,
+}
+
+impl Made {
+    fn prefix(&self, key_prefix: &str) -> String {
+        let shown = String::from_utf8_lossy(&self.shown);
+        if self.imported { format!("{IMPORTED}{shown}") } else { format!("{key_prefix}_{shown}") }
     }
-    let tenant_ids: Vec<String> = bulk.tenants.iter().map(|t| t.id.clone()).collect();
-    for index in 0..plan.keys {
-        let tenant = index % tenants;
-        let is_imported = picked(plan.keys - 1 - index, imported, plan.keys);
-        let (secret, prefix) = if is_imported {
-            let secret = format!("imp-{}", random_base62(28));
-            let prefix = secret[..10].to_owned();
-            (hash_secret(&secret), prefix)
-        } else {
-            let secret = generate_secret(plan.key_prefix);
-            (secret.hash, secret.prefix)
+}
+
+/// An imported secret's start: it is in no format of keygate's.
+const IMPORTED: &str = "imp-";
+
+/// `regular` secrets of keygate's format and `imported` ones of none, in the order of their
+/// hashes.
+fn made_secrets(key_prefix: &str, regular: usize, imported: usize) -> Vec<Made> {
+    let mut made: Vec<Made> = (0..regular + imported)
+        .map(|index| {
+            let is_imported = index < imported;
+            let secret = if is_imported {
+                format!("{IMPORTED}{}", random_base62(28))
+            } else {
+                generate_secret(key_prefix).secret
+            };
+            let start = if is_imported { IMPORTED.len() } else { key_prefix.len() + 1 };
+            let mut shown = [0; DISPLAY_RANDOM_CHARS];
+            shown.copy_from_slice(&secret.as_bytes()[start..start + DISPLAY_RANDOM_CHARS]);
+            Made { hash: hash_secret(&secret), shown, imported: is_imported }
+        })
+        .collect();
+    made.sort_unstable_by_key(|made| made.hash);
+    made
+}
+
+/// A seed under way: the batches it gives the store, one at a time.
+struct Seeding<'a> {
+    plan: Plan<'a>,
+    tenants: usize,
+    rolled: usize,
+    now: Millis,
+    clock: Clock,
+    scopes: Vec<Scope>,
+    tenant_ids: Vec<String>,
+    id_stem: String,
+    secrets: std::vec::IntoIter<Made>,
+    earlier: std::vec::IntoIter<Made>,
+    /// Keys given so far; `None` before the first batch, which also carries the tenants.
+    written: Option<usize>,
+}
+
+impl Seeding<'_> {
+    fn next_batch(&mut self) -> Result<Option<Bulk>, StoreError> {
+        let mut bulk = Bulk::default();
+        let first = match self.written {
+            Some(written) if written == self.plan.keys => return Ok(None),
+            Some(written) => written,
+            None => {
+                bulk.tenants = (0..self.tenants).map(|t| tenant(t, self.now)).collect();
+                if self.plan.audit {
+                    for tenant in &bulk.tenants {
+                        let after = Some(wire(tenant)?);
+                        bulk.audit.push(entry(
+                            self.clock.tick(),
+                            AuditAction::TenantCreate,
+                            &tenant.id,
+                            &tenant.id,
+                            None,
+                            after,
+                        ));
+                    }
+                }
+                0
+            }
+        };
+        let last = self.plan.keys.min(first + BATCH);
+        for index in first..last {
+            self.add_key(&mut bulk, index)?;
+        }
+        self.written = Some(last);
+        Ok(Some(bulk))
+    }
+
+    fn add_key(&mut self, bulk: &mut Bulk, index: usize) -> Result<(), StoreError> {
+        let plan = self.plan;
+        // Evenly, a tenant's keys one after another.
+        let tenant = (index as u128 * self.tenants as u128 / plan.keys as u128) as usize;
+        let Some(made) = self.secrets.next() else {
+            return Err(StoreError::Corrupt("the seed ran out of the secrets it made".to_owned()));
         };
         let mut key = ApiKey {
-            id: format!("key_{}", random_base62(20)),
-            tenant_id: tenant_ids[tenant].clone(),
+            id: format!("key_{}{index:012}", self.id_stem),
+            tenant_id: self.tenant_ids[tenant].clone(),
             name: format!("seed key {index}"),
-            prefix,
-            scopes: scopes[..1 + index % scopes.len()].to_vec(),
+            prefix: made.prefix(plan.key_prefix),
+            scopes: self.scopes[..1 + index % self.scopes.len()].to_vec(),
             allowed_origins: origins(tenant, index),
             expires_at: None,
             revoked_at: None,
             rate_limit: None,
             quota: None,
-            created_at: now,
+            created_at: self.now,
             last_used_at: None,
             meta: None,
         };
-        let earlier = picked(index, rolled, plan.keys).then(|| {
-            let earlier = generate_secret(plan.key_prefix);
-            BulkEarlier {
+        let earlier =
+            picked(index, self.rolled, plan.keys).then(|| self.earlier.next()).flatten().map(|earlier| BulkEarlier {
                 key_id: key.id.clone(),
                 hash: earlier.hash,
-                prefix: earlier.prefix,
-                expires_at: now + OVERLAP,
-            }
-        });
+                prefix: earlier.prefix(plan.key_prefix),
+                expires_at: self.now + OVERLAP,
+            });
         if plan.audit {
-            key_entries(&mut bulk.audit, &mut clock, &mut key, is_imported, earlier.as_ref())?;
+            key_entries(&mut bulk.audit, &mut self.clock, &mut key, made.imported, earlier.as_ref())?;
         }
-        bulk.keys.push((key, secret));
+        bulk.keys.push((key, made.hash));
         bulk.earlier.extend(earlier);
-        if bulk.keys.len() == BATCH {
-            store.insert_bulk(&bulk).await?;
-            bulk = Bulk::default();
-            progress(index + 1);
-        }
+        Ok(())
     }
-    store.insert_bulk(&bulk).await?;
-    progress(plan.keys);
-    Ok(Seeded { tenants, keys: plan.keys, rolled, imported, audit_entries: entries })
 }
 
 /// Whether `index` is one of `count` indices spread evenly over `0..total`.
@@ -189,9 +287,13 @@ fn wire(value: &impl serde::Serialize) -> Result<serde_json::Value, StoreError> 
     serde_json::to_value(value).map_err(|error| StoreError::Corrupt(error.to_string()))
 }
 
+fn tenant_id(index: usize) -> String {
+    format!("seed-{index}")
+}
+
 fn tenant(index: usize, now: i64) -> Tenant {
     Tenant {
-        id: format!("seed-{index}"),
+        id: tenant_id(index),
         name: format!("Seed tenant {index}"),
         status: TenantStatus::Active,
         subscription: Subscription::Active,

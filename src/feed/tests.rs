@@ -129,7 +129,8 @@ async fn a_gap_in_the_feed_resyncs_in_full_wherever_it_falls() {
         meta: None,
     };
     instance.elsewhere.update_key(&id, json!({ "name": "renamed" })).await;
-    instance.store.insert_bulk(&Bulk { tenants: vec![bulk], ..Bulk::default() }).await.unwrap();
+    let mut bulk = Some(Bulk { tenants: vec![bulk], ..Bulk::default() });
+    instance.store.insert_bulk(&mut || Ok(bulk.take())).await.unwrap();
     instance.elsewhere.update_tenant("acme", json!({ "name": "Acme Corp" })).await;
     instance.watch.catch_up().await;
     assert_eq!(instance.heard.take(), ["everything"]);

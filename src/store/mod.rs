@@ -147,7 +147,7 @@ pub enum Rolled {
     Missing,
 }
 
-/// What `Store::insert_bulk` writes in one transaction: a load test's fixture (`keygate seed`).
+/// One batch of what `Store::insert_bulk` writes: a load test's fixture (`keygate seed`).
 #[derive(Debug, Default)]
 pub struct Bulk {
     pub tenants: Vec<Tenant>,
@@ -157,6 +157,9 @@ pub struct Bulk {
     /// Audit entries, numbered in this order after the store's revision.
     pub audit: Vec<BulkEntry>,
 }
+
+/// Gives `Store::insert_bulk` its batches, one a call, then `None`.
+pub type NextBulk<'a> = dyn FnMut() -> Result<Option<Bulk>, StoreError> + Send + 'a;
 
 /// An earlier secret of key `key_id`, live until `expires_at`.
 #[derive(Debug)]
@@ -260,10 +263,12 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Tenant>, StoreError>;
 
     async fn insert_key(&self, key: &ApiKey, hash: &SecretHash, audit: Audit<'_>) -> Result<(), StoreError>;
-    /// Many tenants, keys, earlier secrets and audit entries in one transaction (`keygate seed`,
-    /// a load test's fixture). The feed records no change for them, so running instances see a
-    /// gap and resync in full; the audit log holds only the entries given.
-    async fn insert_bulk(&self, bulk: &Bulk) -> Result<(), StoreError>;
+    /// Many tenants, keys, earlier secrets and audit entries (`keygate seed`, a load test's
+    /// fixture): the batches `next` gives until it gives `None`, all in one transaction. The
+    /// indexes by display prefix are built once after the load, not entry by entry (see
+    /// `sql::bulk`). The feed records no change for them, so running instances see a gap and
+    /// resync in full; the audit log holds only the entries given.
+    async fn insert_bulk(&self, next: &mut NextBulk<'_>) -> Result<(), StoreError>;
     async fn key(&self, id: &str) -> Result<Option<ApiKey>, StoreError>;
     /// A tenant's keys ordered by id, those after `after`; only those in `state` at `now` if given.
     async fn keys(

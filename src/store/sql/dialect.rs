@@ -37,6 +37,24 @@ impl Dialect {
         }
     }
 
+    /// Empties SQLite's write-ahead log into the file and truncates it (after a bulk load).
+    pub(super) fn truncate_log(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => Some("PRAGMA wal_checkpoint(TRUNCATE)"),
+            Self::Postgres => None,
+        }
+    }
+
+    /// Reads an index's `CREATE INDEX` statement (as `definition`) by its name (`$1`).
+    pub(super) fn index_definition(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SELECT sql AS definition FROM sqlite_master WHERE type = 'index' AND name = $1",
+            Self::Postgres => {
+                "SELECT indexdef AS definition FROM pg_indexes WHERE schemaname = current_schema() AND indexname = $1"
+            }
+        }
+    }
+
     /// Byte order for a text comparison, so that a range of display prefixes is a range of
     /// the index (PostgreSQL compares by the database's locale otherwise).
     pub(super) fn bytewise(self) -> &'static str {
