@@ -29,8 +29,7 @@ pub(super) async fn insert(
 ) -> Result<(), StoreError> {
     let mut definitions = Vec::new();
     for name in BUILT_AFTER {
-        let row = sqlx::query(dialect.index_definition()).bind(name).fetch_optional(&mut *tx).await?;
-        if let Some(definition) = row.map(|row| row.try_get::<String, _>("definition")).transpose()? {
+        if let Some(definition) = definition(&mut *tx, dialect, name).await? {
             dynamic(format!("DROP INDEX {name}")).execute(&mut *tx).await?;
             definitions.push(definition);
         }
@@ -42,6 +41,16 @@ pub(super) async fn insert(
         dynamic(definition).execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// The `CREATE INDEX` statement of index `name`, if the store has it.
+async fn definition<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    dialect: Dialect,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query(dialect.index_definition()).bind(name).fetch_optional(executor).await?;
+    Ok(row.map(|row| row.try_get::<String, _>("definition")).transpose()?)
 }
 
 async fn insert_batch(tx: &mut sqlx::AnyConnection, bulk: &Bulk) -> Result<(), StoreError> {
@@ -114,8 +123,7 @@ mod tests {
     async fn definitions(store: &SqlStore) -> Vec<Option<String>> {
         let mut found = Vec::new();
         for name in BUILT_AFTER {
-            let row = sqlx::query(Dialect::Sqlite.index_definition()).bind(name).fetch_optional(&store.pool).await;
-            found.push(row.unwrap().map(|row| row.get::<String, _>("definition")));
+            found.push(definition(&store.pool, Dialect::Sqlite, name).await.unwrap());
         }
         found
     }
